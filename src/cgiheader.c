@@ -1,0 +1,2 @@
+/* cgiheader.c - placeholder until its module lands. */
+#include "rl.h"

@@ -1,0 +1,2 @@
+/* cgirelay.c - placeholder until its module lands. */
+#include "rl.h"

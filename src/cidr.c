@@ -1,0 +1,2 @@
+/* cidr.c - placeholder until its module lands. */
+#include "rl.h"

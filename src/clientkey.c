@@ -1,0 +1,2 @@
+/* clientkey.c - placeholder until its module lands. */
+#include "rl.h"

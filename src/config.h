@@ -1,0 +1,149 @@
+/*
+ * config.h - the configuration: every RATELIMIT_* variable of SPEC.md,
+ * parsed and validated by one declarative table in config.c.
+ *
+ * The process environment gives the base configuration. A FastCGI request
+ * may carry RATELIMIT_* params (Apache SetEnv, lighttpd setenv) that
+ * override it for that request only; config_for_request() returns a cached
+ * parse for each distinct set of overrides so the hot path does no parsing.
+ * A struct rl_config is immutable once built: callers get const pointers.
+ */
+#ifndef RL_CONFIG_H
+#define RL_CONFIG_H
+
+#include <stddef.h>
+
+#include "cidr.h"
+#include "rl.h"
+
+#define RL_MAX_RULES 8
+#define RL_NAME_MAX 64   /* rule / policy name: [A-Za-z0-9_.-] */
+#define RL_PARAM_MAX 128 /* CGI variable name a key is read from */
+#define RL_PREFIX_MAX 128
+#define RL_KEY_MAX (RL_PREFIX_MAX + RL_NAME_MAX + 1 + 64 + 1)
+
+enum rl_algo {
+    RL_ALGO_FIXED_WINDOW = 0,
+    RL_ALGO_SLIDING_LOG,
+    RL_ALGO_SLIDING_WINDOW,
+    RL_ALGO_TOKEN_BUCKET,
+    RL_ALGO_COUNT
+};
+
+enum rl_key_kind { RL_KEY_IP = 0, RL_KEY_HEADER, RL_KEY_ENV };
+enum rl_missing { RL_MISSING_IP = 0, RL_MISSING_SKIP };
+enum rl_fail { RL_FAIL_OPEN = 0, RL_FAIL_CLOSED };
+enum rl_mode { RL_MODE_AUTO = 0, RL_MODE_WRAPPER, RL_MODE_AUTHORIZER };
+
+/* RATELIMIT_HEADERS as flags: all = both, none = 0. */
+#define RL_HDR_IETF 1
+#define RL_HDR_X 2
+
+struct rl_rule {
+    char name[RL_NAME_MAX + 1];
+    int key_kind;                     /* enum rl_key_kind */
+    char key_spec[RL_PARAM_MAX + 16]; /* as configured: "ip", "header:X-Api-Key" */
+    /* The CGI variable the identity is read from: header:X-Api-Key gives
+     * HTTP_X_API_KEY (RFC 3875 4.1.18), env:REMOTE_USER gives REMOTE_USER,
+     * "" for ip. */
+    char key_param[RL_PARAM_MAX + 1];
+    long long limit;     /* requests per window, >= 1 */
+    long long window_ms; /* >= 1 */
+    int algo;            /* enum rl_algo */
+    long long burst;     /* token-bucket capacity; = limit when not given */
+};
+
+struct rl_redis_target {
+    char *host; /* TCP host, or NULL for a unix socket; owned */
+    int port;
+    char *path;     /* unix socket path, or NULL; owned */
+    int db;         /* SELECT after connecting when != 0 */
+    char *password; /* AUTH; RATELIMIT_REDIS_PASSWORD wins over the URL; owned */
+    char *display;  /* "redis://host:port/db" or "unix:///p?db=N", never the password */
+};
+
+struct rl_config {
+    struct rl_redis_target redis;
+    int redis_timeout_ms;
+
+    struct rl_rule rules[RL_MAX_RULES];
+    size_t nrules;  /* >= 1 */
+    int from_rules; /* 1 when RATELIMIT_RULES defined the rules */
+
+    int key_missing;               /* enum rl_missing */
+    char prefix[RL_PREFIX_MAX + 1];
+    int status;                    /* 429 or 503 */
+    int fail;                      /* enum rl_fail */
+    struct rl_cidr_list trusted_proxies;
+    int ipv6_prefix;               /* 1..128 */
+    struct rl_cidr_list allow, deny;
+    int dry_run;
+    int headers;                   /* RL_HDR_* flags */
+
+    char *backend;     /* owned, NULL when unset */
+    char *script_root; /* owned, NULL when unset */
+    long long backend_timeout_ms;
+    int mode;          /* enum rl_mode */
+    int log_level;     /* enum rl_log_level */
+};
+
+/*
+ * Build a configuration from a NULL-terminated "NAME=VALUE" array (the
+ * process environment, optionally followed by overrides: for a name given
+ * twice, the LAST one wins). Only RATELIMIT_* names are read.
+ * Returns a new config (caller owns, config_free()) or NULL with *err set
+ * (kind RL_E_CONFIG, message naming the variable and the value, e.g.
+ * "RATELIMIT_LIMIT: invalid value 'abc': expected an integer 1..1000000000").
+ * The password never appears in a message.
+ */
+struct rl_config *config_parse(char *const *envp, struct rl_err *err);
+
+/* Release a config from config_parse(); NULL is a no-op. */
+void config_free(struct rl_config *cfg);
+
+/*
+ * Warn (rl_log WARN) once for each RATELIMIT_* name in envp that is not a
+ * known variable, naming the closest known one ("did you mean ...?").
+ */
+void config_warn_unknown(char *const *envp);
+
+/*
+ * Per-request configuration cache. base is built from the process
+ * environment at start and owned by the cache.
+ */
+struct config_cache;
+
+/* New cache around the process environment envp; NULL with *err on error
+ * in the process-level configuration (then nothing is owned). */
+struct config_cache *config_cache_new(char *const *envp, struct rl_err *err);
+void config_cache_free(struct config_cache *cc);
+
+/* The process-level config (borrowed, valid until config_cache_free). */
+const struct rl_config *config_cache_base(const struct config_cache *cc);
+
+/*
+ * The config for one request whose FastCGI params are params: the base
+ * when params hold no RATELIMIT_* name, else a cached parse of the base
+ * environment overridden by those params (re-parsed only when the set of
+ * RATELIMIT_* name=value pairs changes). Borrowed: valid until the next
+ * call. NULL with *err when the overrides are invalid (answer 500).
+ */
+const struct rl_config *config_for_request(struct config_cache *cc, char *const *params,
+                                           struct rl_err *err);
+
+/*
+ * Parse a duration: "90" (seconds), "500ms", "30s", "1m", "1h", "1d" into
+ * milliseconds within [min_ms, max_ms]. RL_OK or RL_ERR. Exposed for tests.
+ */
+int config_parse_duration(const char *s, long long min_ms, long long max_ms, long long *out_ms);
+
+/*
+ * Parse RATELIMIT_RULES into rules[]/*n: "NAME KEY LIMIT/WINDOW [ALGORITHM]
+ * [burst=N]" separated by ';'. RL_OK, or RL_ERR with *err naming the rule.
+ */
+int config_parse_rules(const char *s, struct rl_rule *rules, size_t *n, struct rl_err *err);
+
+/* One-line summary for --check and startup debug logs (no password). */
+int config_summary(const struct rl_config *cfg, char *out, size_t outsz);
+
+#endif

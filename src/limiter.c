@@ -1,0 +1,2 @@
+/* limiter.c - placeholder until its module lands. */
+#include "rl.h"

@@ -1,0 +1,2 @@
+/* listener.c - placeholder until its module lands. */
+#include "rl.h"

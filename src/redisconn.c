@@ -1,0 +1,2 @@
+/* redisconn.c - placeholder until its module lands. */
+#include "rl.h"

@@ -1,0 +1,2 @@
+/* response.c - placeholder until its module lands. */
+#include "rl.h"

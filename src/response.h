@@ -1,0 +1,71 @@
+/*
+ * response.h - every answer the filter writes itself: the denial (429/503
+ * with JSON ttl, Retry-After, RateLimit-Policy/RateLimit draft-11 and
+ * X-RateLimit-*), the JSON error answers, and the Authorizer's 200.
+ *
+ * Answers go through struct rl_out, a tiny sink that is either the FastCGI
+ * out stream or fd 1 (plain CGI), so that formatting is testable into a
+ * memory buffer. JSON bodies are built with json-c.
+ */
+#ifndef RL_RESPONSE_H
+#define RL_RESPONSE_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "config.h"
+#include "limiter.h"
+
+struct rl_out {
+    /* Write all n bytes: RL_OK or RL_ERR (peer gone). */
+    int (*write)(void *ctx, const char *p, size_t n);
+    /* Push buffered bytes to the peer now: RL_OK or RL_ERR. May be NULL. */
+    int (*flush)(void *ctx);
+    void *ctx;
+    int failed;       /* sticky: set by the first failed write */
+    int headers_sent; /* set once the header block has been written */
+};
+
+/* Write through o unless it already failed. RL_OK or RL_ERR (sticky). */
+int out_write(struct rl_out *o, const void *p, size_t n);
+int out_puts(struct rl_out *o, const char *s);
+int out_flush(struct rl_out *o);
+
+/* "Too Many Requests" for 429, etc.; "Unknown" for others. Static. */
+const char *response_reason(int status);
+
+/*
+ * Append the rate-limit header lines ("Name: value\r\n") selected by
+ * cfg->headers for decision d: RateLimit-Policy (every applied rule),
+ * RateLimit and X-RateLimit-Limit/Remaining/Reset (the worst rule).
+ * RL_OK or RL_ERR (buffer cap).
+ */
+int response_ratelimit_headers(struct buf *b, const struct rl_config *cfg,
+                               const struct rl_decision *d);
+
+/* The denial's JSON body (message, policy, limit, remaining, window, ttl). */
+int response_deny_body(struct buf *b, const struct rl_config *cfg, const struct rl_decision *d);
+
+/*
+ * The whole denial: "Status: <cfg->status> ..." first, Content-Type,
+ * Retry-After = ttl, rate-limit headers, the JSON body. RL_OK or RL_ERR.
+ */
+int response_deny(struct rl_out *o, const struct rl_config *cfg, const struct rl_decision *d);
+
+/*
+ * A JSON error answer {"message": message} with status; retry_after_s > 0
+ * adds Retry-After. extra_headers ("Name: v\r\n"..., may be NULL) is added
+ * as is. Does nothing (RL_ERR) when headers were already sent.
+ */
+int response_error(struct rl_out *o, int status, const char *message, int retry_after_s,
+                   const char *extra_headers);
+
+/*
+ * Authorizer allow: "Status: 200" and only Variable-RATELIMIT_LIMIT,
+ * Variable-RATELIMIT_REMAINING and Variable-RATELIMIT_RESET (SPEC: nothing
+ * else, Apache leaks other headers to the client).
+ */
+int response_authorizer_allow(struct rl_out *o, const struct rl_config *cfg,
+                              const struct rl_decision *d);
+
+#endif

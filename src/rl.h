@@ -1,0 +1,48 @@
+/*
+ * rl.h - things every module of fcgi-ratelimit shares: the OK/ERR return
+ * convention and the caller-supplied error record.
+ *
+ * Functions return RL_OK (0) or RL_ERR (-1) and put the detail into a
+ * struct rl_err the caller owns, in the manner of hiredis' err/errstr.
+ * The record is filled through rl_err_set() only, so that every message is
+ * formatted, truncated and NUL-terminated the same way.
+ */
+#ifndef RL_RL_H
+#define RL_RL_H
+
+#include <stddef.h>
+
+#define RL_OK 0
+#define RL_ERR -1
+
+/* What went wrong; callers map a kind to an HTTP status. */
+enum rl_err_kind {
+    RL_E_NONE = 0,
+    RL_E_CONFIG,   /* invalid configuration: 500 */
+    RL_E_REDIS,    /* Redis unreachable or failing: RATELIMIT_FAIL */
+    RL_E_IO,       /* a read/write/syscall failed */
+    RL_E_PROTO,    /* malformed input from a peer (script, server) */
+    RL_E_NOTFOUND, /* script missing: 404 */
+    RL_E_DENIED,   /* script not executable / outside the root: 403 */
+    RL_E_TIMEOUT   /* a deadline passed: 504 */
+};
+
+#define RL_ERR_MSG_MAX 256
+
+struct rl_err {
+    int kind;
+    char msg[RL_ERR_MSG_MAX];
+};
+
+/*
+ * Fill *err (may be NULL: then nothing happens) with kind and a printf-style
+ * message, truncated to fit. Save errno before calling anything that may
+ * change it; this function itself does not touch errno.
+ */
+void rl_err_set(struct rl_err *err, int kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Reset *err to "no error". */
+void rl_err_clear(struct rl_err *err);
+
+#endif

@@ -1,0 +1,5 @@
+#include "testhelp.h"
+int main(void)
+{
+    return test_report();
+}
