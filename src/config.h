@@ -138,7 +138,7 @@ const struct rl_config *config_for_request(struct config_cache *cc, char *const 
 int config_parse_duration(const char *s, long long min_ms, long long max_ms, long long *out_ms);
 
 /*
- * Parse RATELIMIT_RULES into rules[]/*n: "NAME KEY LIMIT/WINDOW [ALGORITHM]
+ * Parse RATELIMIT_RULES into rules[] and *n: "NAME KEY LIMIT/WINDOW [ALGORITHM]
  * [burst=N]" separated by ';'. RL_OK, or RL_ERR with *err naming the rule.
  */
 int config_parse_rules(const char *s, struct rl_rule *rules, size_t *n, struct rl_err *err);

@@ -1,2 +1,330 @@
-/* limiter.c - placeholder until its module lands. */
-#include "rl.h"
+/*
+ * limiter.c - the algorithm table, the EVALSHA call and the strict decoding
+ * of the script's reply into a struct rl_decision.
+ *
+ * Every algorithm is a file of src/lua/ that registers itself in the one
+ * script the Makefile embeds as limiter_lua (see src/lua/prelude.lua for
+ * KEYS, ARGV and the reply); here each one is a row of algo_table mapping
+ * its configuration name to the id the script dispatches on. The hot path
+ * allocates nothing: the argument vector and its numbers live on the stack.
+ * limiter_decode() does no I/O so that tests feed it canned RESP replies.
+ */
+#include "limiter.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "lua_scripts.h"
+#include "redisconn.h"
+#include "util.h"
+
+/* One row per algorithm; id is the enum rl_algo value the script expects
+ * in ARGV (its ALGO[id] table). */
+struct algo_row {
+    const char *name;
+    int id;
+};
+
+static const struct algo_row algo_table[] = {
+    {"fixed-window", RL_ALGO_FIXED_WINDOW},
+    {"sliding-log", RL_ALGO_SLIDING_LOG},
+    {"sliding-window", RL_ALGO_SLIDING_WINDOW},
+    {"token-bucket", RL_ALGO_TOKEN_BUCKET},
+};
+
+#define ALGO_ROWS (sizeof(algo_table) / sizeof(algo_table[0]))
+
+/* Values per rule in ARGV and in the reply (after allowed_all). */
+#define ARGS_PER_RULE 4
+#define REPLY_PER_RULE 4
+/* "numkeys", the keys, the numbers. */
+#define MAX_ARGC (1 + RL_MAX_RULES + ARGS_PER_RULE * RL_MAX_RULES)
+#define NUM_MAX 24 /* a long long in decimal, sign and NUL */
+
+int limiter_algo_parse(const char *name, size_t len)
+{
+    size_t i;
+
+    if (name == NULL)
+        return -1;
+    for (i = 0; i < ALGO_ROWS; i++) {
+        if (strlen(algo_table[i].name) == len && ascii_ncaseeq(algo_table[i].name, name, len))
+            return algo_table[i].id;
+    }
+    return -1;
+}
+
+const char *limiter_algo_name(int algo)
+{
+    size_t i;
+
+    for (i = 0; i < ALGO_ROWS; i++) {
+        if (algo_table[i].id == algo)
+            return algo_table[i].name;
+    }
+    return "unknown";
+}
+
+const char *limiter_script(void)
+{
+    return limiter_lua;
+}
+
+const char *limiter_script_sha(void)
+{
+    static char sha[RL_SHA1_HEX_LEN + 1];
+
+    /* Workers are single-threaded: computing it on first use is enough.
+     * On failure (libcrypto OOM) the empty name makes SCRIPT LOAD's check
+     * fail, so Redis errors are reported rather than a wrong script run. */
+    if (sha[0] == '\0' && sha1_hex(limiter_lua, strlen(limiter_lua), sha) != RL_OK) {
+        rl_log(RL_LOG_ERROR, "cannot compute the SHA-1 of the limiter script");
+        sha[0] = '\0';
+    }
+    return sha;
+}
+
+long long limiter_ttl_seconds(long long ms)
+{
+    if (ms <= 1000)
+        return 1;
+    /* No ms + 999: it would overflow for LLONG_MAX. */
+    return ms / 1000 + (ms % 1000 != 0);
+}
+
+/* ------------------------------------------------------------ the call */
+
+/* The argument vector of one EVALSHA, on the caller's stack. */
+struct eval_args {
+    int argc;
+    int nnum;
+    const char *argv[MAX_ARGC];
+    size_t len[MAX_ARGC];
+    char num[1 + ARGS_PER_RULE * RL_MAX_RULES][NUM_MAX];
+};
+
+static void args_add(struct eval_args *a, const char *s, size_t len)
+{
+    a->argv[a->argc] = s;
+    a->len[a->argc] = len;
+    a->argc++;
+}
+
+static void args_add_num(struct eval_args *a, long long v)
+{
+    char *p = a->num[a->nnum++];
+    int n = snprintf(p, NUM_MAX, "%lld", v);
+
+    /* NUM_MAX holds any long long: n is never negative nor truncated. */
+    args_add(a, p, (size_t)n);
+}
+
+/* numkeys, the keys of the applied rules, then their 4 numbers each. */
+static void args_build(struct eval_args *a, const struct rl_config *cfg, const char *const *keys,
+                       size_t napplied)
+{
+    size_t i;
+
+    a->argc = a->nnum = 0;
+    args_add_num(a, (long long)napplied);
+    for (i = 0; i < cfg->nrules; i++) {
+        if (keys[i] != NULL)
+            args_add(a, keys[i], strlen(keys[i]));
+    }
+    for (i = 0; i < cfg->nrules; i++) {
+        const struct rl_rule *r = &cfg->rules[i];
+
+        if (keys[i] == NULL)
+            continue;
+        args_add_num(a, r->algo);
+        args_add_num(a, r->limit);
+        args_add_num(a, r->window_ms);
+        args_add_num(a, r->burst > 0 ? r->burst : r->limit);
+    }
+}
+
+/* A decision for rules that were not sent: allowed, quota whole. */
+static void decision_init(struct rl_decision *out, const struct rl_config *cfg)
+{
+    size_t i;
+
+    memset(out, 0, sizeof(*out));
+    out->allowed = 1;
+    out->nrules = cfg->nrules;
+    for (i = 0; i < cfg->nrules && i < RL_MAX_RULES; i++) {
+        out->r[i].allowed = 1;
+        out->r[i].remaining = cfg->rules[i].limit;
+    }
+}
+
+int limiter_check(struct redisconn *rc, const struct rl_config *cfg, const char *const *keys,
+                  struct rl_decision *out, struct rl_err *err)
+{
+    struct eval_args a;
+    unsigned char applied[RL_MAX_RULES];
+    size_t i, napplied = 0;
+    redisReply *reply;
+    int ret;
+
+    if (cfg->nrules > RL_MAX_RULES) {
+        rl_err_set(err, RL_E_CONFIG, "%zu rules: at most %d", cfg->nrules, RL_MAX_RULES);
+        return RL_ERR;
+    }
+    decision_init(out, cfg);
+    for (i = 0; i < cfg->nrules; i++) {
+        applied[i] = keys[i] != NULL;
+        napplied += applied[i];
+    }
+    if (napplied == 0)
+        return RL_OK;
+    args_build(&a, cfg, keys, napplied);
+    reply =
+        redisconn_eval(rc, cfg, limiter_script(), limiter_script_sha(), a.argc, a.argv, a.len, err);
+    if (reply == NULL)
+        return RL_ERR;
+    ret = limiter_decode(reply, cfg, applied, out, err);
+    freeReplyObject(reply);
+    /* A reply we cannot trust is Redis failing us: RATELIMIT_FAIL. */
+    if (ret != RL_OK && err != NULL)
+        err->kind = RL_E_REDIS;
+    return ret;
+}
+
+/* ------------------------------------------------------------ decoding */
+
+/* The integer at e[i], which limiter_decode checked is one. */
+static long long int_at(const redisReply *reply, size_t i)
+{
+    return reply->element[i]->integer;
+}
+
+/* Rule r's four values starting at reply->element[j]; RL_ERR if odd. */
+static int decode_rule(const redisReply *reply, size_t j, const struct rl_rule *rule,
+                       struct rl_rule_result *r, struct rl_err *err)
+{
+    long long allowed = int_at(reply, j), remaining = int_at(reply, j + 1);
+    long long reset = int_at(reply, j + 2), retry = int_at(reply, j + 3);
+    long long cap = rule->burst > rule->limit ? rule->burst : rule->limit;
+
+    if (allowed != 0 && allowed != 1) {
+        rl_err_set(err, RL_E_PROTO, "rule %s: allowed is %lld", rule->name, allowed);
+        return RL_ERR;
+    }
+    if (remaining < 0 || remaining > cap || reset < 0 || retry < 0) {
+        rl_err_set(err, RL_E_PROTO,
+                   "rule %s: value out of range (remaining %lld, reset %lld, "
+                   "retry %lld)",
+                   rule->name, remaining, reset, retry);
+        return RL_ERR;
+    }
+    /* Allowed: no wait. Denied: nothing left, and a wait of at least 1 ms. */
+    if (allowed ? retry != 0 : (remaining != 0 || retry < 1)) {
+        rl_err_set(err, RL_E_PROTO,
+                   "rule %s: inconsistent reply (allowed %lld, remaining %lld, "
+                   "retry %lld)",
+                   rule->name, allowed, remaining, retry);
+        return RL_ERR;
+    }
+    r->applied = 1;
+    r->allowed = (int)allowed;
+    r->remaining = remaining;
+    r->reset_ms = reset;
+    r->retry_ms = retry;
+    return RL_OK;
+}
+
+/* Is a more restrictive than b (see struct rl_decision's worst)? */
+static int more_restrictive(const struct rl_rule_result *a, const struct rl_rule_result *b)
+{
+    if (a->allowed != b->allowed)
+        return !a->allowed;
+    if (!a->allowed && a->retry_ms != b->retry_ms)
+        return a->retry_ms > b->retry_ms;
+    if (a->allowed && a->remaining != b->remaining)
+        return a->remaining < b->remaining;
+    return a->reset_ms > b->reset_ms;
+}
+
+/* The applied rule the answer describes (the first one on full ties). */
+static size_t pick_worst(const struct rl_decision *d)
+{
+    size_t i, worst = d->nrules;
+
+    for (i = 0; i < d->nrules; i++) {
+        if (!d->r[i].applied)
+            continue;
+        if (worst == d->nrules || more_restrictive(&d->r[i], &d->r[worst]))
+            worst = i;
+    }
+    return worst == d->nrules ? 0 : worst;
+}
+
+/* Top-level shape: an array of 1 + 4 * napplied integers. */
+static int check_shape(const redisReply *reply, size_t napplied, struct rl_err *err)
+{
+    size_t i;
+
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        rl_err_set(err, RL_E_PROTO, "limiter reply: type %d, expected an array", reply->type);
+        return RL_ERR;
+    }
+    if (reply->elements != 1 + REPLY_PER_RULE * napplied || reply->element == NULL) {
+        rl_err_set(err, RL_E_PROTO, "limiter reply: %zu elements, expected %zu", reply->elements,
+                   1 + REPLY_PER_RULE * napplied);
+        return RL_ERR;
+    }
+    for (i = 0; i < reply->elements; i++) {
+        if (reply->element[i] == NULL || reply->element[i]->type != REDIS_REPLY_INTEGER) {
+            rl_err_set(err, RL_E_PROTO, "limiter reply: element %zu is not an integer", i);
+            return RL_ERR;
+        }
+    }
+    return RL_OK;
+}
+
+/* The rules' results from a reply of the right shape. */
+static int decode_rules(const redisReply *reply, const struct rl_config *cfg,
+                        const unsigned char *applied, struct rl_decision *out, struct rl_err *err)
+{
+    size_t i, j = 1;
+    int all = 1;
+
+    for (i = 0; i < cfg->nrules; i++) {
+        if (applied != NULL && !applied[i])
+            continue;
+        if (decode_rule(reply, j, &cfg->rules[i], &out->r[i], err) != RL_OK)
+            return RL_ERR;
+        all = all && out->r[i].allowed;
+        j += REPLY_PER_RULE;
+    }
+    if (int_at(reply, 0) != all) {
+        rl_err_set(err, RL_E_PROTO, "limiter reply: allowed_all %lld, expected %d",
+                   int_at(reply, 0), all);
+        return RL_ERR;
+    }
+    out->allowed = all;
+    return RL_OK;
+}
+
+/* applied may be NULL: every rule of cfg was sent. */
+int limiter_decode(const redisReply *reply, const struct rl_config *cfg,
+                   const unsigned char *applied, struct rl_decision *out, struct rl_err *err)
+{
+    size_t i, napplied = 0;
+
+    if (reply == NULL || cfg == NULL || out == NULL || cfg->nrules > RL_MAX_RULES) {
+        rl_err_set(err, RL_E_PROTO, "limiter reply: nothing to decode");
+        return RL_ERR;
+    }
+    decision_init(out, cfg);
+    for (i = 0; i < cfg->nrules; i++)
+        napplied += applied == NULL || applied[i];
+    if (check_shape(reply, napplied, err) != RL_OK ||
+        decode_rules(reply, cfg, applied, out, err) != RL_OK) {
+        decision_init(out, cfg);
+        return RL_ERR;
+    }
+    out->worst = pick_worst(out);
+    return RL_OK;
+}

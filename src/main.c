@@ -1,6 +1,601 @@
+/*
+ * main.c - command line, signals, and the three ways fcgi-ratelimit runs:
+ * a FastCGI accept loop on fd 0 (lighttpd bin-path, mod_fcgid, spawn-fcgi),
+ * a FastCGI accept loop on a socket of our own (--listen, for
+ * mod_proxy_fcgi), or one plain CGI request (libfcgi's FCGX_IsCGI()).
+ *
+ * Every request goes through handle_request(): configuration, client
+ * identity, lists, one Redis check, then the denial, the Authorizer's 200,
+ * or the relay to the legacy CGI script. Per-request state lives in struct
+ * rl_request and is released by request_reset().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
-int main(void)
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fastcgi.h>
+#include <fcgiapp.h>
+
+#include "buf.h"
+#include "cgirelay.h"
+#include "clientkey.h"
+#include "config.h"
+#include "limiter.h"
+#include "listener.h"
+#include "log.h"
+#include "redisconn.h"
+#include "response.h"
+#include "util.h"
+
+extern char **environ;
+
+/* What lives as long as the process (or the worker). */
+struct rl_app {
+    struct config_cache *cc; /* NULL when the process configuration is invalid */
+    struct rl_err cfg_err;   /* why cc is NULL */
+    struct redisconn *rc;
+    char self_path[PATH_MAX];
+    const char *argv1; /* script named on the command line, or NULL */
+};
+
+/* One request, whatever role it came in. */
+struct rl_request {
+    char *const *params;     /* borrowed: FCGX envp or environ */
+    int authorizer;          /* FastCGI role AUTHORIZER */
+    struct rl_out out;
+    struct rl_body_src body;
+    FCGX_Request *fcgx;      /* NULL in plain CGI */
+    struct buf headers;      /* rate-limit header lines for an allowed answer */
+};
+
+static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t idle_in_accept;
+
+/* SIGTERM/SIGINT: finish the request in flight, then exit 0. When idle in
+ * accept() nothing is in flight, so leave at once: accept() would otherwise
+ * block until the next connection. */
+static void on_term(int sig)
 {
-    puts("placeholder");
+    (void)sig;
+    stop_requested = 1;
+    if (idle_in_accept)
+        _exit(0);
+    FCGX_ShutdownPending();
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_term;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    /* A client that goes away must be an EPIPE, never our death. libfcgi
+     * installs its own no-op handler too; the relay resets it for scripts. */
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* fds 0-2 must be open, or the next open() lands on them (slowcgi). */
+static void ensure_std_fds(void)
+{
+    struct stat st;
+
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fstat(fd, &st) < 0 && errno == EBADF) {
+            int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+            (void)n; /* lands on fd, the lowest free number */
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- sinks */
+
+static int fcgx_write(void *ctx, const char *p, size_t n)
+{
+    FCGX_Stream *s = ctx;
+
+    while (n > 0) {
+        int chunk = n > INT_MAX ? INT_MAX : (int)n;
+
+        if (FCGX_PutStr(p, chunk, s) != chunk)
+            return RL_ERR;
+        p += chunk;
+        n -= (size_t)chunk;
+    }
+    return RL_OK;
+}
+
+static int fcgx_flush(void *ctx)
+{
+    return FCGX_FFlush(ctx) == 0 ? RL_OK : RL_ERR;
+}
+
+static void fcgx_log(void *ctx, const char *line, int len)
+{
+    (void)FCGX_PutStr(line, len, ctx);
+}
+
+static void fcgx_errlog(void *ctx, const char *p, size_t n)
+{
+    (void)fcgx_write(ctx, p, n);
+}
+
+/*
+ * The head of libfcgi 2.4.2's private FCGX_Stream_Data (fcgiapp.c). We
+ * need one fact it hides: whether bytes past the current record (the next
+ * record header, often the end-of-body record) already sit in its buffer.
+ * The socket never becomes readable again for those, so poll() alone would
+ * wait for the deadline. The layout has not changed since 2.4.0.
+ */
+struct fcgx_stream_data_head {
+    unsigned char *buff;
+    int bufflen;
+    unsigned char *mbuff;
+    unsigned char *buff_stop;
+    int type, eor_stop, skip, content_len, padding_len;
+};
+
+/* 1 when reading from s cannot block: content is buffered, the stream has
+ * ended, or the next record is already in libfcgi's buffer. */
+static int fcgx_buffered(void *ctx)
+{
+    FCGX_Stream *s = ctx;
+    const struct fcgx_stream_data_head *d = s->data;
+
+    if (s->rdNext < s->stop || s->isClosed || FCGX_HasSeenEOF(s))
+        return 1;
+    return d != NULL && d->buff_stop - s->stop > d->padding_len;
+}
+
+/* Read what is there: what libfcgi buffered, or (after poll said the
+ * socket is readable) one fill of its buffer. FCGX_GetStr itself would
+ * block until it has all n bytes. */
+static ssize_t fcgx_read(void *ctx, char *p, size_t n)
+{
+    FCGX_Stream *s = ctx;
+    size_t have = (size_t)(s->stop - s->rdNext);
+    int got;
+
+    if (n == 0)
+        return 0;
+    if (have == 0) {
+        got = FCGX_GetStr(p, 1, s);
+        if (got == 1)
+            return 1 + fcgx_read(ctx, p + 1, n - 1);
+        return FCGX_GetError(s) != 0 ? -1 : 0;
+    }
+    if (have > n)
+        have = n;
+    if (have > INT_MAX)
+        have = INT_MAX;
+    got = FCGX_GetStr(p, (int)have, s);
+    return got;
+}
+
+static int fd_write(void *ctx, const char *p, size_t n)
+{
+    int fd = *(int *)ctx;
+
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return RL_ERR;
+        p += w;
+        n -= (size_t)w;
+    }
+    return RL_OK;
+}
+
+static ssize_t fd_read(void *ctx, char *p, size_t n)
+{
+    int fd = *(int *)ctx;
+    ssize_t r;
+
+    do
+        r = read(fd, p, n);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+static void fd_errlog(void *ctx, const char *p, size_t n)
+{
+    (void)fd_write(ctx, p, n);
+}
+
+/* -------------------------------------------------------------- requests */
+
+static void request_reset(struct rl_request *rq)
+{
+    buf_free(&rq->headers);
+    log_set_sink(NULL, NULL);
+}
+
+/* Redis could not answer: RATELIMIT_FAIL decides. Returns 1 when the
+ * request may go on (fail open), 0 when it was answered (503). */
+static int redis_down_or_reply(struct rl_request *rq, const struct rl_config *cfg)
+{
+    if (cfg->fail == RL_FAIL_OPEN)
+        return 1;
+    response_error(&rq->out, 503, "rate limiter unavailable", 1, NULL);
     return 0;
+}
+
+/* The client is over a limit: log, and deny unless this is a dry run.
+ * Returns 1 when the request may go on (dry run), 0 when answered. */
+static int denied_or_reply(struct rl_request *rq, const struct rl_config *cfg,
+                           const struct rl_client *client, const struct rl_decision *d)
+{
+    const struct rl_rule *rule = &cfg->rules[d->worst];
+    long long ttl = limiter_ttl_seconds(d->r[d->worst].retry_ms);
+
+    if (cfg->dry_run) {
+        rl_log(RL_LOG_WARN, "dry-run: would deny client %s: rule %s (%lld/%lldms) ttl %llds",
+               client->text, rule->name, rule->limit, rule->window_ms, ttl);
+        return 1;
+    }
+    rl_log(RL_LOG_INFO, "denied client %s: rule %s ttl %llds", client->text, rule->name, ttl);
+    response_deny(&rq->out, cfg, d);
+    return 0;
+}
+
+/* Build every rule's key; RL_ERR (already answered 500) on failure. */
+static int build_keys_or_reply(struct rl_request *rq, const struct rl_config *cfg,
+                               const struct rl_client *client,
+                               char keys[][RL_KEY_MAX], const char **keyp)
+{
+    struct rl_err err;
+
+    for (size_t i = 0; i < cfg->nrules; i++) {
+        int rc = clientkey_build(cfg, &cfg->rules[i], client, rq->params, keys[i],
+                                 RL_KEY_MAX, &err);
+
+        if (rc == RL_ERR) {
+            rl_log(RL_LOG_ERROR, "client %s: rule %s: %s", client->text, cfg->rules[i].name,
+                   err.msg);
+            response_error(&rq->out, 500, "rate limiter error", 0, NULL);
+            return RL_ERR;
+        }
+        keyp[i] = rc == RL_SKIP ? NULL : keys[i];
+    }
+    return RL_OK;
+}
+
+/* Allowed (or not limited): the Authorizer's 200, or run the script. */
+static void admit(struct rl_app *app, struct rl_request *rq, const struct rl_config *cfg,
+                  const struct rl_decision *d, int authorizer)
+{
+    struct rl_relay_req relay;
+
+    if (authorizer) {
+        response_authorizer_allow(&rq->out, cfg, d);
+        return;
+    }
+    buf_init(&rq->headers, 8192);
+    if (d != NULL && response_ratelimit_headers(&rq->headers, cfg, d) != RL_OK)
+        buf_reset(&rq->headers);
+    memset(&relay, 0, sizeof(relay));
+    relay.params = rq->params;
+    relay.cfg = cfg;
+    relay.body = &rq->body;
+    relay.out = &rq->out;
+    if (rq->fcgx != NULL) {
+        relay.errlog = fcgx_errlog;
+        relay.errlog_ctx = rq->fcgx->err;
+    } else {
+        static int err_fd = STDERR_FILENO;
+
+        relay.errlog = fd_errlog;
+        relay.errlog_ctx = &err_fd;
+    }
+    relay.extra_headers = buf_str(&rq->headers);
+    relay.self_path = app->self_path[0] ? app->self_path : NULL;
+    relay.argv1 = app->argv1;
+    (void)cgirelay_run_or_reply(&relay);
+}
+
+/* An allowed decision for "not limited" (allow list, every rule skipped,
+ * Redis down with fail open): no rule applied, so no rate-limit headers. */
+static void decision_unlimited(struct rl_decision *d, const struct rl_config *cfg)
+{
+    memset(d, 0, sizeof(*d));
+    d->allowed = 1;
+    d->nrules = cfg->nrules;
+}
+
+/* The configuration for this request, or NULL after answering 500. */
+static const struct rl_config *config_or_reply(struct rl_app *app, struct rl_request *rq)
+{
+    const struct rl_config *cfg;
+    struct rl_err err;
+
+    if (app->cc == NULL) {
+        rl_log(RL_LOG_ERROR, "invalid configuration: %s", app->cfg_err.msg);
+        response_error(&rq->out, 500, "rate limiter misconfigured; see the server error log", 0,
+                       NULL);
+        return NULL;
+    }
+    cfg = config_for_request(app->cc, rq->params, &err);
+    if (cfg == NULL) {
+        rl_log(RL_LOG_ERROR, "invalid configuration: %s", err.msg);
+        response_error(&rq->out, 500, "rate limiter misconfigured; see the server error log", 0,
+                       NULL);
+    }
+    return cfg;
+}
+
+static void handle_request(struct rl_app *app, struct rl_request *rq)
+{
+    const struct rl_config *cfg = config_or_reply(app, rq);
+    char keys[RL_MAX_RULES][RL_KEY_MAX];
+    const char *keyp[RL_MAX_RULES];
+    struct rl_client client;
+    struct rl_decision d;
+    struct rl_err err;
+    int authorizer;
+
+    if (cfg == NULL)
+        return;
+    log_set_level(cfg->log_level);
+    authorizer = rq->authorizer || cfg->mode == RL_MODE_AUTHORIZER;
+    clientkey_resolve(cfg, rq->params, &client);
+    if (client.has_addr && cidr_list_match(&cfg->deny, &client.addr)) {
+        rl_log(RL_LOG_INFO, "client %s is in RATELIMIT_DENY", client.text);
+        response_error(&rq->out, 403, "forbidden", 0, NULL);
+        return;
+    }
+    decision_unlimited(&d, cfg);
+    if (!(client.has_addr && cidr_list_match(&cfg->allow, &client.addr))) {
+        if (build_keys_or_reply(rq, cfg, &client, keys, keyp) != RL_OK)
+            return;
+        if (limiter_check(app->rc, cfg, keyp, &d, &err) != RL_OK) {
+            rl_log(RL_LOG_DEBUG, "client %s: %s", client.text, err.msg);
+            if (!redis_down_or_reply(rq, cfg))
+                return;
+            decision_unlimited(&d, cfg);
+        } else if (!d.allowed && !denied_or_reply(rq, cfg, &client, &d)) {
+            return;
+        }
+    }
+    admit(app, rq, cfg, &d, authorizer);
+}
+
+/* ----------------------------------------------------------------- loops */
+
+/* Serve FastCGI requests on listen_fd until SIGTERM or an accept error. */
+static int fastcgi_loop(int listen_fd, void *ctx)
+{
+    struct rl_app *app = ctx;
+    FCGX_Request r;
+    int rc = 0;
+
+    if (FCGX_InitRequest(&r, listen_fd, 0) != 0)
+        return 1;
+    for (;;) {
+        struct rl_request rq;
+
+        if (stop_requested)
+            break;
+        idle_in_accept = 1;
+        rc = FCGX_Accept_r(&r);
+        idle_in_accept = 0;
+        if (rc < 0) {
+            if (rc != -EINTR || stop_requested)
+                break;
+            continue;
+        }
+        memset(&rq, 0, sizeof(rq));
+        rq.params = r.envp;
+        rq.fcgx = &r;
+        rq.authorizer = r.role == FCGI_AUTHORIZER;
+        rq.out.write = fcgx_write;
+        rq.out.flush = fcgx_flush;
+        rq.out.ctx = r.out;
+        rq.body.read = fcgx_read;
+        rq.body.buffered = fcgx_buffered;
+        rq.body.fd = rq.authorizer ? -1 : r.ipcFd;
+        rq.body.ctx = r.in;
+        log_set_sink(fcgx_log, r.err);
+        handle_request(app, &rq);
+        request_reset(&rq);
+        FCGX_Finish_r(&r);
+    }
+    FCGX_Free(&r, 1);
+    if (rc < 0 && rc != -EINTR && !stop_requested) {
+        rl_log(RL_LOG_ERROR, "FastCGI accept failed: %s", strerror(-rc));
+        return 1;
+    }
+    return 0;
+}
+
+/* Plain CGI: one request from the environment and stdin. */
+static int cgi_once(struct rl_app *app)
+{
+    static int in_fd = STDIN_FILENO, out_fd = STDOUT_FILENO;
+    struct rl_request rq;
+
+    memset(&rq, 0, sizeof(rq));
+    rq.params = environ;
+    rq.out.write = fd_write;
+    rq.out.ctx = &out_fd;
+    rq.body.read = fd_read;
+    rq.body.fd = STDIN_FILENO;
+    rq.body.ctx = &in_fd;
+    handle_request(app, &rq);
+    request_reset(&rq);
+    return 0;
+}
+
+/* ------------------------------------------------------------------- CLI */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: fcgi-ratelimit [--listen unix:PATH|HOST:PORT|[::1]:PORT] [--workers N]\n"
+            "                      [--socket-mode MODE] [SCRIPT]\n"
+            "       fcgi-ratelimit --check | --help | --version\n"
+            "\n"
+            "A FastCGI (or plain CGI) filter that limits each client's request rate with\n"
+            "a count shared in Redis, then runs the legacy CGI script or answers 429.\n"
+            "Started by a web server with a listening socket on fd 0 it is a FastCGI\n"
+            "Responder or Authorizer; otherwise it serves one CGI request.\n"
+            "\n"
+            "  --listen ADDR       open ADDR and serve FastCGI with pre-forked workers\n"
+            "  --workers N         number of workers for --listen (default 2)\n"
+            "  --socket-mode MODE  permissions of a unix socket, octal (default 0660)\n"
+            "  --check             validate the configuration, connect to Redis, load\n"
+            "                      the scripts, print a summary; exit 0 or 1\n"
+            "  --help, --version\n"
+            "\n"
+            "Configuration is read from RATELIMIT_* environment variables; FastCGI\n"
+            "request parameters of the same names override them per request.\n"
+            "See fcgi-ratelimit(8).\n");
+}
+
+static int cmd_check(struct rl_app *app)
+{
+    char summary[1024];
+    struct rl_err err;
+
+    if (app->cc == NULL) {
+        fprintf(stderr, "fcgi-ratelimit: invalid configuration: %s\n", app->cfg_err.msg);
+        return 1;
+    }
+    if (redisconn_check(app->rc, config_cache_base(app->cc), limiter_script(), &err) != RL_OK) {
+        fprintf(stderr, "fcgi-ratelimit: redis: %s\n", err.msg);
+        return 1;
+    }
+    config_summary(config_cache_base(app->cc), summary, sizeof(summary));
+    printf("ok: %s\n", summary);
+    return 0;
+}
+
+struct rl_cli {
+    int check;
+    const char *listen;
+    long long workers;
+    long long socket_mode;
+};
+
+/* Parse argv into *cli; exits for --help/--version and usage errors. */
+static void parse_cli(int argc, char **argv, struct rl_cli *cli, struct rl_app *app)
+{
+    static const struct option opts[] = {
+        {"check", no_argument, NULL, 'c'},      {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},    {"listen", required_argument, NULL, 'l'},
+        {"workers", required_argument, NULL, 'w'},
+        {"socket-mode", required_argument, NULL, 'm'},
+        {NULL, 0, NULL, 0}};
+    int c;
+
+    cli->workers = 2;
+    cli->socket_mode = 0660;
+    while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+        const char *a = optarg;
+
+        if (c == 'c') {
+            cli->check = 1;
+        } else if (c == 'h') {
+            usage(stdout);
+            exit(0);
+        } else if (c == 'V') {
+            printf("fcgi-ratelimit %s\n", PACKAGE_VERSION);
+            exit(0);
+        } else if (c == 'l') {
+            cli->listen = a;
+        } else if (c == 'w' && parse_ll(a, strlen(a), 1, 1024, &cli->workers) == RL_OK) {
+            continue;
+        } else if (c == 'm' && a[0] == '0' && strspn(a, "01234567") == strlen(a) &&
+                   strlen(a) <= 5) {
+            cli->socket_mode = strtoll(a, NULL, 8);
+        } else {
+            if (c == 'w' || c == 'm')
+                fprintf(stderr, "fcgi-ratelimit: invalid value '%s' for --%s\n", a,
+                        c == 'w' ? "workers (1..1024)" : "socket-mode (octal, e.g. 0660)");
+            usage(stderr);
+            exit(2);
+        }
+    }
+    if (optind < argc)
+        app->argv1 = argv[optind];
+}
+
+static void app_init(struct rl_app *app)
+{
+    ssize_t n;
+
+    memset(app, 0, sizeof(*app));
+    app->cc = config_cache_new(environ, &app->cfg_err);
+    if (app->cc != NULL)
+        log_set_level(config_cache_base(app->cc)->log_level);
+    config_warn_unknown(environ);
+    app->rc = redisconn_new();
+    n = readlink("/proc/self/exe", app->self_path, sizeof(app->self_path) - 1);
+    app->self_path[n > 0 ? n : 0] = '\0';
+}
+
+static void app_free(struct rl_app *app)
+{
+    redisconn_free(app->rc);
+    config_cache_free(app->cc);
+}
+
+static int serve_listen(struct rl_app *app, const struct rl_cli *cli)
+{
+    struct rl_err err;
+    int fd = listener_open(cli->listen, (int)cli->socket_mode, &err);
+
+    if (fd < 0) {
+        fprintf(stderr, "fcgi-ratelimit: --listen %s: %s\n", cli->listen, err.msg);
+        return 1;
+    }
+    return listener_run(cli->listen, fd, (int)cli->workers, fastcgi_loop, app);
+}
+
+int main(int argc, char **argv)
+{
+    struct rl_app app;
+    struct rl_cli cli;
+    int rc;
+
+    ensure_std_fds();
+    memset(&cli, 0, sizeof(cli));
+    memset(&app, 0, sizeof(app));
+    parse_cli(argc, argv, &cli, &app);
+    {
+        const char *argv1 = app.argv1;
+
+        app_init(&app);
+        app.argv1 = argv1;
+    }
+    if (app.cc == NULL && !cli.check)
+        rl_log(RL_LOG_ERROR, "invalid configuration: %s", app.cfg_err.msg);
+    install_signals();
+    if (FCGX_Init() != 0) {
+        rl_log(RL_LOG_ERROR, "FCGX_Init failed");
+        return 1;
+    }
+    if (cli.check)
+        rc = cmd_check(&app);
+    else if (cli.listen != NULL)
+        rc = serve_listen(&app, &cli);
+    else if (FCGX_IsCGI())
+        rc = cgi_once(&app);
+    else
+        rc = fastcgi_loop(0, &app);
+    app_free(&app);
+    return rc;
 }

@@ -1,2 +1,384 @@
-/* response.c - placeholder until its module lands. */
+/*
+ * response.c - the answers the filter writes itself (response.h).
+ *
+ * Every answer is formatted completely into one capped buffer and handed to
+ * the sink in a single write, so a peer never sees half a header block and
+ * a failed write leaves nothing to undo. JSON bodies come from json-c only;
+ * names and messages are escaped by it, never by us. RateLimit-Policy and
+ * RateLimit follow draft-ietf-httpapi-ratelimit-headers-11 (Structured
+ * Field lists, RFC 9651); all times are delta-seconds, never epochs.
+ */
+#include "response.h"
+
+#include <string.h>
+
+#include <json-c/json.h>
+
 #include "rl.h"
+
+#define RESP_MAX (16 * 1024) /* any answer of ours is far smaller */
+
+int out_write(struct rl_out *o, const void *p, size_t n)
+{
+    if (o->failed)
+        return RL_ERR;
+    if (n == 0)
+        return RL_OK;
+    if (o->write(o->ctx, p, n) != RL_OK) {
+        o->failed = 1;
+        return RL_ERR;
+    }
+    return RL_OK;
+}
+
+int out_puts(struct rl_out *o, const char *s)
+{
+    return out_write(o, s, strlen(s));
+}
+
+int out_flush(struct rl_out *o)
+{
+    if (o->failed)
+        return RL_ERR;
+    if (o->flush != NULL && o->flush(o->ctx) != RL_OK) {
+        o->failed = 1;
+        return RL_ERR;
+    }
+    return RL_OK;
+}
+
+static const struct {
+    int status;
+    const char *reason;
+} reasons[] = {
+    {200, "OK"},
+    {204, "No Content"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {303, "See Other"},
+    {304, "Not Modified"},
+    {307, "Temporary Redirect"},
+    {308, "Permanent Redirect"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {408, "Request Timeout"},
+    {413, "Content Too Large"},
+    {429, "Too Many Requests"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+};
+
+const char *response_reason(int status)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+        if (reasons[i].status == status)
+            return reasons[i].reason;
+    }
+    return "Unknown";
+}
+
+/* Whole seconds rounded up, for windows and resets; 0 stays 0. */
+static long long ceil_seconds(long long ms)
+{
+    if (ms <= 0)
+        return 0;
+    return ms / 1000 + (ms % 1000 != 0);
+}
+
+/* A window in seconds: draft-11 wants a non-zero integer. */
+static long long window_seconds(const struct rl_rule *rule)
+{
+    long long s = ceil_seconds(rule->window_ms);
+
+    return s < 1 ? 1 : s;
+}
+
+/*
+ * The quota a rule advertises (RateLimit-Policy q, X-RateLimit-Limit, JSON
+ * limit). For token-bucket it is the bucket capacity (burst): that is the
+ * most a client can spend at once and the bound of the remaining count we
+ * report, so r <= q always holds; w stays the configured window (the
+ * bucket refills LIMIT tokens per window). Other algorithms: LIMIT.
+ */
+static long long rule_quota(const struct rl_rule *rule)
+{
+    if (rule->algo == RL_ALGO_TOKEN_BUCKET && rule->burst > 0)
+        return rule->burst;
+    return rule->limit;
+}
+
+static size_t rule_count(const struct rl_config *cfg, const struct rl_decision *d)
+{
+    size_t n = d->nrules < cfg->nrules ? d->nrules : cfg->nrules;
+
+    return n < RL_MAX_RULES ? n : RL_MAX_RULES;
+}
+
+/*
+ * The rule the answer describes: d->worst when it names an applied rule,
+ * else the first applied one; -1 when no rule applied (all skipped) or
+ * there is no decision at all (d NULL: not limited).
+ */
+static int pick_rule(const struct rl_config *cfg, const struct rl_decision *d)
+{
+    size_t i, n;
+
+    if (d == NULL)
+        return -1;
+    n = rule_count(cfg, d);
+    if (d->worst < n && d->r[d->worst].applied)
+        return (int)d->worst;
+    for (i = 0; i < n; i++) {
+        if (d->r[i].applied)
+            return (int)i;
+    }
+    return -1;
+}
+
+static long long clamp0(long long v)
+{
+    return v < 0 ? 0 : v;
+}
+
+/*
+ * Append name as an sf-string: quoted, '"' and '\' escaped. Config keeps
+ * names to [A-Za-z0-9_.-]; anything else outside printable ASCII (which an
+ * sf-string cannot carry, and CR/LF would split the header) becomes '_'.
+ */
+static int append_sf_string(struct buf *b, const char *name)
+{
+    const unsigned char *p;
+
+    if (buf_append(b, "\"", 1) != RL_OK)
+        return RL_ERR;
+    for (p = (const unsigned char *)name; *p != '\0'; p++) {
+        char c = (char)*p;
+
+        if (*p < 0x20 || *p > 0x7e)
+            c = '_';
+        if ((c == '"' || c == '\\') && buf_append(b, "\\", 1) != RL_OK)
+            return RL_ERR;
+        if (buf_append(b, &c, 1) != RL_OK)
+            return RL_ERR;
+    }
+    return buf_append(b, "\"", 1);
+}
+
+/* RateLimit-Policy: one list member per applied rule. */
+static int append_policy(struct buf *b, const struct rl_config *cfg, const struct rl_decision *d)
+{
+    size_t i, n = rule_count(cfg, d);
+    int first = 1;
+
+    if (buf_puts(b, "RateLimit-Policy: ") != RL_OK)
+        return RL_ERR;
+    for (i = 0; i < n; i++) {
+        const struct rl_rule *rule = &cfg->rules[i];
+
+        if (!d->r[i].applied)
+            continue;
+        if ((!first && buf_puts(b, ", ") != RL_OK) || append_sf_string(b, rule->name) != RL_OK ||
+            buf_printf(b, ";q=%lld;w=%lld", rule_quota(rule), window_seconds(rule)) != RL_OK)
+            return RL_ERR;
+        first = 0;
+    }
+    return buf_puts(b, "\r\n");
+}
+
+int response_ratelimit_headers(struct buf *b, const struct rl_config *cfg,
+                               const struct rl_decision *d)
+{
+    int w = pick_rule(cfg, d);
+    const struct rl_rule *rule;
+    long long remaining, reset;
+
+    if (w < 0)
+        return RL_OK; /* nothing was counted: nothing to report */
+    rule = &cfg->rules[w];
+    remaining = clamp0(d->r[w].remaining);
+    reset = ceil_seconds(d->r[w].reset_ms);
+    if (cfg->headers & RL_HDR_IETF) {
+        if (append_policy(b, cfg, d) != RL_OK || buf_puts(b, "RateLimit: ") != RL_OK ||
+            append_sf_string(b, rule->name) != RL_OK ||
+            buf_printf(b, ";r=%lld;t=%lld\r\n", remaining, reset) != RL_OK)
+            return RL_ERR;
+    }
+    if (cfg->headers & RL_HDR_X) {
+        if (buf_printf(b,
+                       "X-RateLimit-Limit: %lld\r\nX-RateLimit-Remaining: %lld\r\n"
+                       "X-RateLimit-Reset: %lld\r\n",
+                       rule_quota(rule), remaining, reset) != RL_OK)
+            return RL_ERR;
+    }
+    return RL_OK;
+}
+
+/* Add key: val to obj, consuming val (also on failure, and NULL is an
+ * error: a failed json-c constructor). */
+static int json_add(struct json_object *obj, const char *key, struct json_object *val)
+{
+    if (val == NULL)
+        return RL_ERR;
+    if (json_object_object_add(obj, key, val) != 0) {
+        json_object_put(val); /* not stolen when the add fails */
+        return RL_ERR;
+    }
+    return RL_OK;
+}
+
+/* Serialise obj compactly onto b (no spaces, "/" unescaped). obj is borrowed. */
+static int json_append(struct buf *b, struct json_object *obj)
+{
+    const char *s = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
+                                                            JSON_C_TO_STRING_NOSLASHESCAPE);
+
+    if (s == NULL)
+        return RL_ERR;
+    return buf_puts(b, s);
+}
+
+/* The rule a denial describes and its ttl (>= 1); rule 0 if none applied. */
+static size_t deny_rule(const struct rl_config *cfg, const struct rl_decision *d, long long *ttl)
+{
+    int w = pick_rule(cfg, d);
+
+    *ttl = limiter_ttl_seconds(w < 0 ? 0 : d->r[w].retry_ms);
+    return w < 0 ? 0 : (size_t)w;
+}
+
+int response_deny_body(struct buf *b, const struct rl_config *cfg, const struct rl_decision *d)
+{
+    struct json_object *obj = json_object_new_object();
+    const struct rl_rule *rule;
+    long long ttl;
+    int r = RL_ERR;
+
+    if (obj == NULL)
+        return RL_ERR;
+    rule = &cfg->rules[deny_rule(cfg, d, &ttl)];
+    /* SPEC's field order; json-c keeps insertion order. */
+    if (json_add(obj, "message", json_object_new_string("call limit reached")) == RL_OK &&
+        json_add(obj, "policy", json_object_new_string(rule->name)) == RL_OK &&
+        json_add(obj, "limit", json_object_new_int64(rule_quota(rule))) == RL_OK &&
+        json_add(obj, "remaining", json_object_new_int64(0)) == RL_OK &&
+        json_add(obj, "window", json_object_new_int64(window_seconds(rule))) == RL_OK &&
+        json_add(obj, "ttl", json_object_new_int64(ttl)) == RL_OK)
+        r = json_append(b, obj);
+    json_object_put(obj);
+    return r;
+}
+
+/* "Status: N Reason\r\n"; a status outside 100..599 is a bug: say 500. */
+static int append_status(struct buf *b, int status)
+{
+    if (status < 100 || status > 599)
+        status = 500;
+    return buf_printf(b, "Status: %d %s\r\n", status, response_reason(status));
+}
+
+/* Write b as the complete answer (headers and body) in one write. */
+static int send_answer(struct rl_out *o, struct buf *b)
+{
+    int r = out_write(o, b->ptr, b->len);
+
+    o->headers_sent = 1;
+    buf_free(b);
+    return r;
+}
+
+int response_deny(struct rl_out *o, const struct rl_config *cfg, const struct rl_decision *d)
+{
+    struct buf b;
+    long long ttl;
+    int status = cfg->status == 503 ? 503 : 429;
+
+    if (o->headers_sent)
+        return RL_ERR; /* a second header block would corrupt the answer */
+    (void)deny_rule(cfg, d, &ttl);
+    buf_init(&b, RESP_MAX);
+    /* Status first (SPEC); 429 must not be cached (RFC 6585 section 4). */
+    if (append_status(&b, status) != RL_OK ||
+        buf_printf(&b,
+                   "Content-Type: application/json\r\nCache-Control: no-store\r\n"
+                   "Retry-After: %lld\r\n",
+                   ttl) != RL_OK ||
+        response_ratelimit_headers(&b, cfg, d) != RL_OK || buf_puts(&b, "\r\n") != RL_OK ||
+        response_deny_body(&b, cfg, d) != RL_OK || buf_puts(&b, "\n") != RL_OK) {
+        buf_free(&b);
+        return RL_ERR;
+    }
+    return send_answer(o, &b);
+}
+
+/* {"message": message} onto b. */
+static int error_body(struct buf *b, const char *message)
+{
+    struct json_object *obj = json_object_new_object();
+    int r = RL_ERR;
+
+    if (obj == NULL)
+        return RL_ERR;
+    if (json_add(obj, "message", json_object_new_string(message)) == RL_OK)
+        r = json_append(b, obj);
+    json_object_put(obj);
+    return r;
+}
+
+int response_error(struct rl_out *o, int status, const char *message, int retry_after_s,
+                   const char *extra_headers)
+{
+    struct buf b;
+
+    if (o->headers_sent)
+        return RL_ERR; /* too late: the status is already on the wire */
+    if (message == NULL)
+        message = response_reason(status);
+    buf_init(&b, RESP_MAX);
+    if (append_status(&b, status) != RL_OK ||
+        buf_puts(&b, "Content-Type: application/json\r\nCache-Control: no-store\r\n") != RL_OK ||
+        (retry_after_s > 0 && buf_printf(&b, "Retry-After: %d\r\n", retry_after_s) != RL_OK) ||
+        (extra_headers != NULL && buf_puts(&b, extra_headers) != RL_OK) ||
+        buf_puts(&b, "\r\n") != RL_OK || error_body(&b, message) != RL_OK ||
+        buf_puts(&b, "\n") != RL_OK) {
+        buf_free(&b);
+        return RL_ERR;
+    }
+    return send_answer(o, &b);
+}
+
+/*
+ * When every rule was skipped (RATELIMIT_KEY_MISSING=skip) nothing was
+ * counted, so no Variable-RATELIMIT_* is sent at all, as the responder sends
+ * no RateLimit headers then: the application can tell "not limited" from
+ * "limited, N left" by the variables' absence.
+ */
+int response_authorizer_allow(struct rl_out *o, const struct rl_config *cfg,
+                              const struct rl_decision *d)
+{
+    struct buf b;
+    int w = pick_rule(cfg, d);
+
+    if (o->headers_sent)
+        return RL_ERR;
+    buf_init(&b, RESP_MAX);
+    if (buf_puts(&b, "Status: 200 OK\r\n") != RL_OK ||
+        (w >= 0 && buf_printf(&b,
+                              "Variable-RATELIMIT_LIMIT: %lld\r\n"
+                              "Variable-RATELIMIT_REMAINING: %lld\r\n"
+                              "Variable-RATELIMIT_RESET: %lld\r\n",
+                              rule_quota(&cfg->rules[w]), clamp0(d->r[w].remaining),
+                              ceil_seconds(d->r[w].reset_ms)) != RL_OK) ||
+        buf_puts(&b, "\r\n") != RL_OK) {
+        buf_free(&b);
+        return RL_ERR;
+    }
+    return send_answer(o, &b);
+}

@@ -38,6 +38,7 @@ const char *response_reason(int status);
  * Append the rate-limit header lines ("Name: value\r\n") selected by
  * cfg->headers for decision d: RateLimit-Policy (every applied rule),
  * RateLimit and X-RateLimit-Limit/Remaining/Reset (the worst rule).
+ * Nothing when no rule applied (d NULL or every rule skipped).
  * RL_OK or RL_ERR (buffer cap).
  */
 int response_ratelimit_headers(struct buf *b, const struct rl_config *cfg,
@@ -48,7 +49,8 @@ int response_deny_body(struct buf *b, const struct rl_config *cfg, const struct 
 
 /*
  * The whole denial: "Status: <cfg->status> ..." first, Content-Type,
- * Retry-After = ttl, rate-limit headers, the JSON body. RL_OK or RL_ERR.
+ * Retry-After = ttl, rate-limit headers, the JSON body. RL_OK or RL_ERR
+ * (also, writing nothing, when headers were already sent).
  */
 int response_deny(struct rl_out *o, const struct rl_config *cfg, const struct rl_decision *d);
 
@@ -63,7 +65,8 @@ int response_error(struct rl_out *o, int status, const char *message, int retry_
 /*
  * Authorizer allow: "Status: 200" and only Variable-RATELIMIT_LIMIT,
  * Variable-RATELIMIT_REMAINING and Variable-RATELIMIT_RESET (SPEC: nothing
- * else, Apache leaks other headers to the client).
+ * else, Apache leaks other headers to the client); no variables at all
+ * when no rule applied. RL_ERR, writing nothing, if headers were sent.
  */
 int response_authorizer_allow(struct rl_out *o, const struct rl_config *cfg,
                               const struct rl_decision *d);

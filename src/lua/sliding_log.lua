@@ -1,1 +1,41 @@
--- sliding_log
+--[[
+sliding-log (id 1)
+  KEYS[i]: sorted set of the admitted requests: score = server time in us,
+  member = "<us>:<count>" (unique even for two requests in one us).
+  Entries at least window_ms old are dropped (ZREMRANGEBYSCORE), then the
+  request is admitted when ZCARD < limit: ZADD + PEXPIRE window_ms. The set
+  never holds more than limit entries; cost and memory grow with the limit,
+  so prefer sliding-window or token-bucket for large limits.
+  retry_ms: until the entry whose expiry brings the count below the limit
+  expires; reset_ms: until the newest entry expires.
+]]
+
+-- ms until the entry at rank idx (0 = oldest) leaves the window.
+local function sl_expiry_ms(key, idx, now, w_us, window_ms)
+    local e = redis.call('ZRANGE', key, idx, idx, 'WITHSCORES')
+    -- A score in the future (the server clock went back) waits one window.
+    return rl_clamp(rl_us_to_ms(tonumber(e[2]) + w_us - now.us), 1, window_ms)
+end
+
+local function sl_check(key, now, rule)
+    local w_us = rule.window_ms * 1000
+    rl_read(key, 'ZREMRANGEBYSCORE', key, '-inf', now.us - w_us)
+    local n = redis.call('ZCARD', key)
+    if n < rule.limit then
+        return {allowed = true, remaining = rule.limit - n - 1, reset_ms = rule.window_ms,
+                retry_ms = 0, n = n}
+    end
+    -- n >= limit (more after the limit was lowered): once the n - limit + 1
+    -- oldest entries expire, limit - 1 remain and a request fits.
+    local retry = sl_expiry_ms(key, n - rule.limit, now, w_us, rule.window_ms)
+    local reset = sl_expiry_ms(key, n - 1, now, w_us, rule.window_ms)
+    return {allowed = false, remaining = 0, reset_ms = rl_clamp(reset, retry, reset),
+            retry_ms = retry, n = n}
+end
+
+local function sl_commit(key, now, rule, st)
+    redis.call('ZADD', key, now.us, string.format('%.0f:%d', now.us, st.n))
+    redis.call('PEXPIRE', key, rule.window_ms)
+end
+
+ALGO[1] = {check = sl_check, commit = sl_commit}

@@ -1,0 +1,274 @@
+#!/usr/bin/env bats
+# engine.bats - the deciding half against a real private Redis: plain CGI,
+# FastCGI Responder and Authorizer, answers, keys, outages, configuration.
+
+load helpers
+
+setup() {
+    redis_start
+    export RATELIMIT_BACKEND="$FIXTURES/cgi/ok.cgi"
+    export RATELIMIT_LIMIT=3 RATELIMIT_WINDOW=1m
+}
+
+teardown() {
+    fcgi_stop
+    redis_stop
+}
+
+@test "cgi: LIMIT requests are admitted, then 429 with JSON ttl = Retry-After" {
+    for i in 1 2 3; do
+        run cgi_run </dev/null
+        assert_success
+        assert_equal "$(status_of)" 200
+        assert_output --partial "ok 127.0.0.1"
+        assert_equal "$(header_of X-RateLimit-Remaining)" "$((3 - i))"
+    done
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 429
+    assert_equal "$(header_of Content-Type)" application/json
+    ttl=$(json_field ttl)
+    [ "$ttl" -ge 1 ] && [ "$ttl" -le 60 ]
+    assert_equal "$(header_of Retry-After)" "$ttl"
+    assert_equal "$(json_field message)" "call limit reached"
+    assert_equal "$(json_field limit)" 3
+    assert_equal "$(json_field remaining)" 0
+    assert_equal "$(json_field window)" 60
+    assert_equal "$(json_field policy)" default
+    assert_equal "$(header_of RateLimit-Policy)" '"default";q=3;w=60'
+    assert_equal "$(header_of RateLimit)" "\"default\";r=0;t=$ttl"
+    refute_output --partial "ok 127.0.0.1"
+    # The status line comes first (lighttpd drops headers before Status).
+    assert_equal "$(printf '%s\n' "$output" | head -n1 | tr -d '\r')" "Status: 429 Too Many Requests"
+}
+
+@test "cgi: RATELIMIT_STATUS=503 denies with 503" {
+    export RATELIMIT_LIMIT=1 RATELIMIT_STATUS=503
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 200
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 503
+    assert_equal "$(header_of Retry-After)" "$(json_field ttl)"
+}
+
+@test "cgi: a denied request is not counted and does not extend the window" {
+    export RATELIMIT_LIMIT=1
+    run cgi_run </dev/null
+    key=$(rcli --scan --pattern 'ratelimit:*' | head -n1)
+    [ -n "$key" ]
+    before=$(rcli GET "$key")
+    for i in 1 2 3; do run cgi_run </dev/null; assert_equal "$(status_of)" 429; done
+    assert_equal "$(rcli GET "$key")" "$before"
+    pttl=$(rcli PTTL "$key")
+    [ "$pttl" -gt 0 ] && [ "$pttl" -le 60000 ]
+}
+
+@test "cgi: per-header counts are independent, keys hashed and all with a TTL" {
+    export RATELIMIT_KEY=header:X-Api-Key RATELIMIT_LIMIT=2
+    for i in 1 2; do
+        run cgi_run HTTP_X_API_KEY=secret-alpha </dev/null
+        assert_equal "$(status_of)" 200
+    done
+    run cgi_run HTTP_X_API_KEY=secret-alpha </dev/null
+    assert_equal "$(status_of)" 429
+    run cgi_run HTTP_X_API_KEY=secret-beta </dev/null
+    assert_equal "$(status_of)" 200
+    run rcli --scan --pattern '*'
+    assert_equal "$(printf '%s\n' "$output" | grep -c .)" 2
+    refute_output --partial secret
+    for key in $(rcli --scan --pattern '*'); do
+        [[ "$key" =~ ^ratelimit:default:[0-9a-f]{64}$ ]]
+        [ "$(rcli PTTL "$key")" -gt 0 ]
+    done
+    # The key is the SHA-256 of the identity, never the credential.
+    want="ratelimit:default:$(printf 'header\0secret-beta' | sha256sum | cut -c1-64)"
+    assert_equal "$(rcli EXISTS "$want")" 1
+}
+
+@test "cgi: a request without the header is counted by IP, or skipped" {
+    export RATELIMIT_KEY=header:X-Api-Key RATELIMIT_LIMIT=1
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 200
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 429
+    export RATELIMIT_KEY_MISSING=skip
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 200
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 200
+}
+
+@test "cgi: any byte sequence is an identity (20 kB, CR/LF)" {
+    export RATELIMIT_KEY=header:Authorization RATELIMIT_LIMIT=1
+    big=$(head -c 15000 /dev/urandom | base64 -w0)
+    run cgi_run "HTTP_AUTHORIZATION=$big" </dev/null
+    assert_equal "$(status_of)" 200
+    run cgi_run "HTTP_AUTHORIZATION=$big" </dev/null
+    assert_equal "$(status_of)" 429
+    run cgi_run "HTTP_AUTHORIZATION=$(printf 'a\r\nb')" </dev/null
+    assert_equal "$(status_of)" 200
+    run cgi_run "HTTP_AUTHORIZATION=$(printf 'a\r\nc')" </dev/null
+    assert_equal "$(status_of)" 200
+}
+
+@test "cgi: SCRIPT FLUSH between requests still works" {
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 200
+    rcli SCRIPT FLUSH
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 200
+    assert_equal "$(header_of X-RateLimit-Remaining)" 1
+}
+
+@test "cgi: Redis down with RATELIMIT_FAIL=open lets the request through" {
+    redis_stop
+    export RATELIMIT_FAIL=open
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 200
+    assert_output --partial "ok 127.0.0.1"
+    grep -q "redis unix://$REDIS_SOCK" "$T/stderr"
+}
+
+@test "cgi: Redis down with RATELIMIT_FAIL=closed answers 503 JSON, Retry-After: 1" {
+    redis_stop
+    export RATELIMIT_FAIL=closed
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 503
+    assert_equal "$(header_of Retry-After)" 1
+    [ -n "$(json_field message)" ]
+    refute_output --partial "ok 127.0.0.1"
+}
+
+@test "cgi: an invalid value answers 500 JSON and logs the variable and value" {
+    export RATELIMIT_LIMIT=lots
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 500
+    [ -n "$(json_field message)" ]
+    grep -q "RATELIMIT_LIMIT.*lots" "$T/stderr"
+}
+
+@test "cgi: an unknown RATELIMIT_ variable is named with the closest known one" {
+    run cgi_run RATELIMIT_LIMTI=5 </dev/null
+    assert_equal "$(status_of)" 200
+    grep -q "RATELIMIT_LIMTI.*RATELIMIT_LIMIT" "$T/stderr"
+}
+
+@test "cgi: the Redis password reaches no log line" {
+    export RATELIMIT_REDIS_PASSWORD=hunter2-secret RATELIMIT_FAIL=closed
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 503
+    [ -s "$T/stderr" ]
+    ! grep -q hunter2 "$T/stderr"
+    refute_output --partial hunter2
+}
+
+@test "cgi: RATELIMIT_MODE=authorizer answers like a FastCGI Authorizer" {
+    export RATELIMIT_MODE=authorizer RATELIMIT_LIMIT=1
+    run cgi_run </dev/null
+    assert_equal "$(printf '%s\n' "$output" | head -n1 | tr -d '\r')" "Status: 200 OK"
+    assert_equal "$(header_of Variable-RATELIMIT_LIMIT)" 1
+    assert_equal "$(header_of Variable-RATELIMIT_REMAINING)" 0
+    refute_output --partial "ok 127.0.0.1"
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 429
+}
+
+@test "--check succeeds against a running Redis and prints a summary" {
+    run env -i PATH="$PATH" RATELIMIT_REDIS_URL="$RATELIMIT_REDIS_URL" ${TEST_PREFIX:-} "$RL_BIN" --check
+    assert_success
+    assert_output --partial "ok:"
+    assert_output --partial "unix://$REDIS_SOCK"
+}
+
+@test "--check fails with the reason: bad value, Redis down" {
+    run env -i PATH="$PATH" RATELIMIT_REDIS_URL="$RATELIMIT_REDIS_URL" RATELIMIT_WINDOW=5x ${TEST_PREFIX:-} "$RL_BIN" --check
+    assert_failure 1
+    assert_output --partial "RATELIMIT_WINDOW"
+    redis_stop
+    run env -i PATH="$PATH" RATELIMIT_REDIS_URL="$RATELIMIT_REDIS_URL" ${TEST_PREFIX:-} "$RL_BIN" --check
+    assert_failure 1
+    assert_output --partial "redis"
+}
+
+@test "--version and --help" {
+    run "$RL_BIN" --version
+    assert_success
+    assert_output --regexp '^fcgi-ratelimit [0-9]+\.[0-9]+'
+    run "$RL_BIN" --help
+    assert_success
+    assert_output --partial "--listen"
+}
+
+@test "exactness: 60 concurrent CGI runs with limit 20 admit exactly 20" {
+    export RATELIMIT_LIMIT=20
+    pids=()
+    for i in $(seq 60); do
+        cgi_run </dev/null > "$T/out.$i" &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+    allowed=$(grep -l '^Status: 200' "$T"/out.* | wc -l)
+    denied=$(grep -l '^Status: 429' "$T"/out.* | wc -l)
+    assert_equal "$allowed" 20
+    assert_equal "$denied" 40
+}
+
+@test "fastcgi responder: admits LIMIT, then 429; params override per request" {
+    fcgi_start 1
+    for i in 1 2 3; do
+        run fcgi_req </dev/null
+        assert_equal "$(status_of)" 200
+        assert_output --partial "ok 127.0.0.1"
+    done
+    run fcgi_req </dev/null
+    assert_equal "$(status_of)" 429
+    assert_equal "$(header_of Retry-After)" "$(json_field ttl)"
+    # A location with its own limit (SetEnv / setenv.add-environment).
+    run fcgi_req RATELIMIT_NAME=other RATELIMIT_LIMIT=1 </dev/null
+    assert_equal "$(status_of)" 200
+    assert_equal "$(header_of X-RateLimit-Limit)" 1
+    run fcgi_req RATELIMIT_NAME=other RATELIMIT_LIMIT=1 </dev/null
+    assert_equal "$(status_of)" 429
+    # A bad override is a 500 for that request only.
+    run fcgi_req RATELIMIT_LIMIT=-4 </dev/null
+    assert_equal "$(status_of)" 500
+    grep -q "RATELIMIT_LIMIT.*-4" "$T/fcgi-stderr"
+}
+
+@test "fastcgi authorizer: 200 with only Variable-RATELIMIT_*, then the denial with Status first" {
+    export RATELIMIT_LIMIT=2
+    fcgi_start 1
+    run fcgi_req -a </dev/null
+    assert_equal "$(printf '%s\n' "$output" | head -n1 | tr -d '\r')" "Status: 200 OK"
+    assert_equal "$(header_of Variable-RATELIMIT_LIMIT)" 2
+    assert_equal "$(header_of Variable-RATELIMIT_REMAINING)" 1
+    [ -n "$(header_of Variable-RATELIMIT_RESET)" ]
+    # Nothing but Status and Variable-* (Apache leaks the rest to clients).
+    assert_equal "$(printf '%s\n' "$output" | tr -d '\r' | grep -v '^Status:' | grep -v '^Variable-RATELIMIT_' | grep -c .)" 0
+    run fcgi_req -a </dev/null
+    assert_equal "$(status_of)" 200
+    run fcgi_req -a </dev/null
+    assert_equal "$(printf '%s\n' "$output" | head -n1 | tr -d '\r')" "Status: 429 Too Many Requests"
+    assert_equal "$(header_of Retry-After)" "$(json_field ttl)"
+}
+
+@test "fastcgi: Redis down and back, the worker recovers without a restart" {
+    export RATELIMIT_FAIL=closed
+    fcgi_start 1
+    run fcgi_req </dev/null
+    assert_equal "$(status_of)" 200
+    redis_stop
+    run fcgi_req </dev/null
+    assert_equal "$(status_of)" 503
+    run fcgi_req </dev/null
+    assert_equal "$(status_of)" 503
+    # One log line per outage, not one per request.
+    assert_equal "$(grep -c 'unreachable' "$T/fcgi-stderr")" 1
+    redis_start
+    ok=
+    for i in $(seq 80); do
+        run fcgi_req </dev/null
+        if [ "$(status_of)" = 200 ]; then ok=1; break; fi
+        sleep 0.5
+    done
+    [ -n "$ok" ]
+}

@@ -1,0 +1,186 @@
+# helpers.bash - shared setup for the bats suites: a private redis-server on
+# a unix socket in the test's temp dir, the binary under test, a FastCGI
+# client, and cleanup by PID (never by name).
+#
+# Environment from Makefile.am (make check): RL_BIN, RL_FCGI_CLIENT,
+# RL_SRCDIR, RL_BUILDDIR. TEST_PREFIX (e.g. "valgrind ...") wraps every run
+# of the binary, as hiredis' test.sh does.
+
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+: "${RL_BIN:?RL_BIN must name the fcgi-ratelimit binary (run through make check)}"
+: "${RL_SRCDIR:?}"
+FIXTURES="$RL_SRCDIR/tests/bats/fixtures"
+
+# rl_tmp: a private directory for this test (removed by bats).
+rl_tmp() {
+    T="${BATS_TEST_TMPDIR:-$(mktemp -d)}"
+    export T
+}
+
+# wait_for PATH|PORT [tries]: until a unix socket exists or a TCP port on
+# 127.0.0.1 accepts (tries x 0.05 s; default 200 = 10 s).
+wait_for() {
+    local what="$1" tries="${2:-200}" i
+    for ((i = 0; i < tries; i++)); do
+        if [[ "$what" == /* ]]; then
+            [ -S "$what" ] && return 0
+        else
+            (exec 3<>"/dev/tcp/127.0.0.1/$what") 2>/dev/null && return 0
+        fi
+        sleep 0.05
+    done
+    echo "timed out waiting for $what" >&2
+    return 1
+}
+
+# redis_start: private redis-server on $T/redis.sock; sets REDIS_SOCK,
+# REDIS_PID and RATELIMIT_REDIS_URL for the binary.
+redis_start() {
+    rl_tmp
+    REDIS_SOCK="$T/redis.sock"
+    local auth=()
+    [ -n "${REDIS_REQUIREPASS:-}" ] && auth=(--requirepass "$REDIS_REQUIREPASS")
+    redis-server --port 0 --unixsocket "$REDIS_SOCK" --unixsocketperm 777 \
+        --save '' --appendonly no --dir "$T" --daemonize no \
+        --logfile "$T/redis.log" "${auth[@]}" &
+    REDIS_PID=$!
+    export REDIS_SOCK REDIS_PID
+    export RATELIMIT_REDIS_URL="unix://$REDIS_SOCK"
+    wait_for "$REDIS_SOCK"
+}
+
+# redis_stop: stop the private redis-server by PID and wait for it.
+redis_stop() {
+    if [ -n "${REDIS_PID:-}" ]; then
+        kill "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+        REDIS_PID=
+    fi
+}
+
+# rcli ARGS...: redis-cli against the private server.
+rcli() {
+    REDISCLI_AUTH="${REDIS_REQUIREPASS:-}" redis-cli -s "$REDIS_SOCK" "$@"
+}
+
+# The CGI variables a web server always sends, for env -i runs.
+CGI_BASE=(GATEWAY_INTERFACE=CGI/1.1 SERVER_PROTOCOL=HTTP/1.1 SERVER_SOFTWARE=bats
+    SERVER_NAME=localhost SERVER_PORT=80 REQUEST_METHOD=GET QUERY_STRING=
+    SCRIPT_NAME=/t.cgi REMOTE_ADDR=127.0.0.1)
+
+# rl_env: the RATELIMIT_* variables of the current shell, as NAME=VALUE words.
+rl_env() {
+    env | grep -E '^RATELIMIT_[A-Z0-9_]*=' || true
+}
+
+# cgi_run VAR=VALUE...: run the binary once as plain CGI (stdin from the
+# caller) with a clean environment: CGI_BASE, the shell's RATELIMIT_*, then
+# the arguments (later wins). Output in $output (bats run) when used as
+# `run cgi_run ...`; stderr goes to $T/stderr.
+cgi_run() {
+    local -a envs
+    mapfile -t envs < <(rl_env)
+    env -i PATH="$PATH" "${CGI_BASE[@]}" "${envs[@]}" "$@" \
+        ${TEST_PREFIX:-} "$RL_BIN" 2>>"$T/stderr"
+}
+
+# fcgi_start [N]: start N (default 1) FastCGI workers of the binary on the
+# unix socket $T/rl.sock (cgi-fcgi -start, fd 0 = listening socket) with the
+# shell's RATELIMIT_* in their environment; stderr to $T/fcgi.log. Sets
+# FCGI_SOCK. The workers' PIDs are found through the socket by fcgi_stop.
+fcgi_start() {
+    local n="${1:-1}"
+    local -a envs
+    mapfile -t envs < <(rl_env)
+    FCGI_SOCK="$T/rl.sock"
+    export FCGI_SOCK
+    env -i PATH="$PATH" "${envs[@]}" ${TEST_PREFIX:-} \
+        cgi-fcgi -start -connect "$FCGI_SOCK" "$RL_BIN" "$n" 2>>"$T/fcgi.log"
+    wait_for "$FCGI_SOCK"
+}
+
+# fcgi_pids: PIDs of processes holding the FastCGI listening socket.
+fcgi_pids() {
+    local ino
+    ino=$(awk -v p="$FCGI_SOCK" '$8 == p { print $7 }' /proc/net/unix | head -n1)
+    [ -n "$ino" ] || return 0
+    for fd in /proc/[0-9]*/fd/*; do
+        [ "$(readlink "$fd" 2>/dev/null)" = "socket:[$ino]" ] && { fd=${fd#/proc/}; echo "${fd%%/*}"; }
+    done | sort -u
+}
+
+# fcgi_stop: SIGTERM the workers found by fcgi_pids, then SIGKILL leftovers.
+fcgi_stop() {
+    [ -n "${FCGI_SOCK:-}" ] || return 0
+    local pids p
+    pids=$(fcgi_pids)
+    if [ -n "$pids" ]; then
+        kill $pids 2>/dev/null || true
+    fi
+    for _ in $(seq 50); do
+        pids=$(for p in $pids; do if kill -0 "$p" 2>/dev/null; then echo "$p"; fi; done)
+        [ -z "$pids" ] && break
+        sleep 0.1
+    done
+    if [ -n "$pids" ]; then
+        kill -9 $pids 2>/dev/null || true
+    fi
+    rm -f "$FCGI_SOCK"
+    FCGI_SOCK=
+    return 0
+}
+
+# fcgi_req [-a] VAR=VALUE...: one FastCGI request (RESPONDER, or AUTHORIZER
+# with -a) to $FCGI_SOCK with CGI_BASE plus the arguments as params; stdin
+# is the body. Prints the raw answer; FCGI_STDERR goes to $T/fcgi-stderr.
+fcgi_req() {
+    local role=()
+    if [ "${1:-}" = "-a" ]; then role=(-a); shift; fi
+    env -i "${CGI_BASE[@]}" "$@" "$RL_FCGI_CLIENT" "${role[@]}" "$FCGI_SOCK" 2>>"$T/fcgi-stderr"
+}
+
+# status_of: the Status code of a CGI answer in $output ("" when none).
+status_of() {
+    printf '%s\n' "$output" | sed -n 's/^Status: \([0-9][0-9][0-9]\).*/\1/p' | head -n1
+}
+
+# header_of NAME: the value of header NAME in $output's header block.
+header_of() {
+    printf '%s\n' "$output" | tr -d '\r' | awk -v n="$1" '
+        BEGIN { n = tolower(n) }
+        /^$/ { exit }
+        { i = index($0, ":"); if (i && tolower(substr($0, 1, i - 1)) == n) { v = substr($0, i + 1); sub(/^ +/, "", v); print v; exit } }'
+}
+
+# body_of: the body of a CGI answer in $output.
+body_of() {
+    printf '%s\n' "$output" | tr -d '\r' | awk 'b { print } /^$/ { b = 1 }'
+}
+
+# json_field NAME: a top-level number or string field of the JSON body.
+json_field() {
+    body_of | jq -r --arg k "$1" '.[$k] // empty'
+}
+
+# children_of PID: the PIDs whose parent is PID (zombies included).
+children_of() {
+    local p
+    for p in /proc/[0-9]*/stat; do
+        awk -v want="$1" '{ sub(/^.*\) /, ""); if ($2 == want) { split(FILENAME, a, "/"); print a[3] } }' "$p" 2>/dev/null
+    done
+}
+
+# zombies_of PID: children of PID in state Z.
+zombies_of() {
+    local c
+    for c in $(children_of "$1"); do
+        [ "$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$c/stat" 2>/dev/null)" = Z ] && echo "$c"
+    done
+}
+
+# fd_count PID: open file descriptors of PID.
+fd_count() {
+    ls "/proc/$1/fd" | wc -l
+}

@@ -1,0 +1,245 @@
+#!/usr/bin/env bats
+# listen.bats - `fcgi-ratelimit --listen`: the socket it opens itself (unix,
+# IPv4, IPv6, or one inherited on fd 0), its pre-forked workers, their
+# respawn, and the orderly stop on SIGTERM.
+
+load helpers
+
+setup() {
+    redis_start
+    export RATELIMIT_LIMIT=1000
+    LPID=
+    OK_CGI="$FIXTURES/cgi/ok.cgi"
+}
+
+teardown() {
+    local w
+    if [ -n "${LPID:-}" ]; then
+        w=$(workers)
+        kill -9 "$LPID" $w 2>/dev/null
+        wait "$LPID" 2>/dev/null || true
+    fi
+    redis_stop
+}
+
+# listen_start ADDR [ARGS...]: the binary with --listen ADDR in the
+# background (PID in LPID, stderr in $T/listen.log); waits until it accepts.
+listen_start() {
+    local addr="$1"
+    shift
+    ${TEST_PREFIX:-} "$RL_BIN" --listen "$addr" "$@" 2>>"$T/listen.log" &
+    LPID=$!
+    case "$addr" in
+    unix:*) wait_for "${addr#unix:}" ;;
+    *) wait_tcp "$addr" ;;
+    esac
+}
+
+# wait_tcp HOST:PORT | [V6]:PORT: until the address accepts (10 s).
+wait_tcp() {
+    local host="${1%:*}" port="${1##*:}" i
+    host=${host#[}
+    host=${host%]}
+    for ((i = 0; i < 200; i++)); do
+        (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# workers: the supervisor's children (the workers), one PID a line.
+workers() {
+    pgrep -P "$LPID" || true
+}
+
+# wait_workers N: until the supervisor has exactly N children (10 s).
+wait_workers() {
+    local i
+    for ((i = 0; i < 200; i++)); do
+        [ "$(workers | wc -l)" -eq "$1" ] && return 0
+        sleep 0.05
+    done
+    echo "workers: $(workers | tr '\n' ' '), expected $1" >&2
+    return 1
+}
+
+# ok_request ADDR: one request for ok.cgi must come back allowed.
+ok_request() {
+    FCGI_SOCK="$1"
+    run fcgi_req SCRIPT_FILENAME="$OK_CGI" CONTENT_LENGTH=0 </dev/null
+    assert_success
+    assert_output --partial "ok 127.0.0.1"
+    [ "$(header_of X-RateLimit-Limit)" = 1000 ]
+}
+
+# wait_gone_pid PID: until PID has exited (10 s).
+wait_gone_pid() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    echo "process $1 still running" >&2
+    kill -9 "$1" 2>/dev/null
+    return 1
+}
+
+free_tcp_port() {
+    local p i
+    for ((i = 0; i < 100; i++)); do
+        p=$((20000 + (RANDOM * 32768 + RANDOM + $$) % 40000))
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
+    done
+    return 1
+}
+
+@test "--listen unix: serves requests on a 0660 socket" {
+    listen_start "unix:$T/l.sock" --workers 2
+    [ "$(stat -c %a "$T/l.sock")" = 660 ]
+    ok_request "$T/l.sock"
+    ok_request "$T/l.sock"
+}
+
+@test "--listen --socket-mode sets the socket's permissions" {
+    listen_start "unix:$T/l.sock" --workers 1 --socket-mode 0600
+    [ "$(stat -c %a "$T/l.sock")" = 600 ]
+    ok_request "$T/l.sock"
+}
+
+@test "--listen 127.0.0.1:PORT serves requests over IPv4" {
+    local port
+    port=$(free_tcp_port)
+    listen_start "127.0.0.1:$port" --workers 2
+    ok_request "127.0.0.1:$port"
+    # bound to loopback only
+    run grep -c ":$(printf '%04X' "$port") " /proc/net/tcp
+    [ "$output" -ge 1 ]
+    grep -q "0100007F:$(printf '%04X' "$port") 00000000:0000 0A" /proc/net/tcp
+}
+
+@test "--listen [::1]:PORT serves requests over IPv6" {
+    grep -q '^00000000000000000000000000000001 ' /proc/net/if_inet6 2>/dev/null ||
+        skip "no ::1 on this host"
+    local port
+    port=$(free_tcp_port)
+    listen_start "[::1]:$port" --workers 1
+    ok_request "[::1]:$port"
+    grep -qi "00000000000000000000000001000000:$(printf '%04X' "$port") " /proc/net/tcp6
+}
+
+@test "--listen pre-forks N workers and replaces one that dies" {
+    local victim
+    listen_start "unix:$T/l.sock" --workers 3
+    wait_workers 3
+    victim=$(workers | head -n1)
+    kill -9 "$victim"
+    # the supervisor notices and forks a replacement: three again, without it
+    wait_workers 3
+    run workers
+    refute_line "$victim"
+    ok_request "$T/l.sock"
+    grep -q "killed by signal 9" "$T/listen.log"
+}
+
+@test "--listen: SIGTERM stops the workers, removes the socket, exits 0" {
+    local w
+    listen_start "unix:$T/l.sock" --workers 2
+    wait_workers 2
+    w=$(workers)
+    kill -TERM "$LPID"
+    rc=0
+    wait "$LPID" || rc=$?
+    [ "$rc" -eq 0 ]
+    LPID=
+    [ ! -e "$T/l.sock" ]
+    for p in $w; do ! kill -0 "$p" 2>/dev/null; done
+}
+
+@test "--listen: workers do not outlive a supervisor killed with SIGKILL" {
+    local w
+    listen_start "unix:$T/l.sock" --workers 2
+    wait_workers 2
+    w=$(workers)
+    kill -9 "$LPID"
+    wait "$LPID" 2>/dev/null || true
+    LPID=
+    for p in $w; do
+        wait_gone_pid "$p"
+    done
+}
+
+@test "--listen: a request in flight when SIGTERM arrives still completes" {
+    local req
+    listen_start "unix:$T/l.sock" --workers 2
+    wait_workers 2
+    FCGI_SOCK="$T/l.sock"
+    fcgi_req SCRIPT_FILENAME="$FIXTURES/cgi/sleep1.cgi" CONTENT_LENGTH=0 </dev/null >"$T/inflight.out" &
+    req=$!
+    # wait until a worker runs the script (a child of a worker)
+    for _ in $(seq 200); do
+        [ -n "$(pgrep -P "$(workers | paste -sd,)" 2>/dev/null)" ] && break
+        sleep 0.02
+    done
+    [ -n "$(pgrep -P "$(workers | paste -sd,)")" ]
+    kill -TERM "$LPID"
+    rc=0
+    wait "$req" || rc=$?
+    [ "$rc" -eq 0 ]
+    run cat "$T/inflight.out"
+    assert_output --partial "slept"
+    rc=0
+    wait "$LPID" || rc=$?
+    [ "$rc" -eq 0 ]
+    LPID=
+    [ ! -e "$T/l.sock" ]
+}
+
+@test "--listen replaces a stale socket file but never a live socket or a file" {
+    local first
+    # stale: a socket file nobody listens on (left by a killed run)
+    listen_start "unix:$T/l.sock" --workers 1
+    kill -9 "$LPID" $(workers)
+    wait "$LPID" 2>/dev/null || true
+    [ -S "$T/l.sock" ]
+    listen_start "unix:$T/l.sock" --workers 1
+    ok_request "$T/l.sock"
+    # live: a second instance on the same path refuses and leaves it alone
+    first=$LPID
+    run timeout 10 "$RL_BIN" --listen "unix:$T/l.sock"
+    [ "$status" -ne 0 ]
+    assert_output --partial "listening"
+    ok_request "$T/l.sock"
+    # not a socket: refused, the file kept
+    echo data >"$T/file"
+    run timeout 10 "$RL_BIN" --listen "unix:$T/file"
+    [ "$status" -ne 0 ]
+    assert_output --partial "not a socket"
+    [ "$(cat "$T/file")" = data ]
+    LPID=$first
+}
+
+@test "--listen rejects a malformed address with a message" {
+    for a in "nonsense" "127.0.0.1:0" "127.0.0.1:99999" "::1:9000" "unix:"; do
+        run timeout 10 "$RL_BIN" --listen "$a"
+        [ "$status" -ne 0 ]
+        assert_output --partial "$a"
+    done
+}
+
+@test "--listen fd:0 adopts an inherited socket (systemd StandardInput=socket)" {
+    command -v spawn-fcgi >/dev/null || skip "spawn-fcgi is not installed"
+    # spawn-fcgi -n binds the socket, puts it on fd 0 and execs us in place
+    spawn-fcgi -n -s "$T/sd.sock" -M 0600 -- "$RL_BIN" --listen fd:0 --workers 2 \
+        2>>"$T/listen.log" &
+    LPID=$!
+    wait_for "$T/sd.sock"
+    wait_workers 2
+    ok_request "$T/sd.sock"
+    kill -TERM "$LPID"
+    rc=0
+    wait "$LPID" || rc=$?
+    [ "$rc" -eq 0 ]
+    LPID=
+    # not ours to remove: whoever created it (systemd) keeps it
+    [ -S "$T/sd.sock" ]
+}

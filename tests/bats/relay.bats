@@ -1,0 +1,201 @@
+#!/usr/bin/env bats
+# relay.bats - running the legacy CGI script (RFC 3875) as plain CGI and as
+# a FastCGI Responder: environment hygiene, bodies both ways without
+# deadlock, bounded memory, answers relayed, every error status, killing and
+# reaping.
+
+load helpers
+
+CGI="$FIXTURES/cgi"
+
+setup() {
+    redis_start
+    export RATELIMIT_LIMIT=1000 RATELIMIT_WINDOW=1m
+}
+
+teardown() {
+    fcgi_stop
+    redis_stop
+}
+
+# post_cgi FILE VAR=VALUE...: plain CGI POST of FILE's bytes.
+post_cgi() {
+    local f="$1"
+    shift
+    cgi_run REQUEST_METHOD=POST CONTENT_TYPE=application/octet-stream \
+        "CONTENT_LENGTH=$(stat -c %s "$f")" "$@" <"$f"
+}
+
+@test "env: no HTTP_PROXY, no RATELIMIT_*, no password; CGI/1.1, PATH, cwd" {
+    redis_stop
+    export REDIS_REQUIREPASS=s3cret-pass-42
+    redis_start
+    export RATELIMIT_REDIS_PASSWORD=s3cret-pass-42 RATELIMIT_BACKEND="$CGI/env.sh"
+    run cgi_run HTTP_PROXY=http://evil.example:3128 HTTP_X_THING=kept </dev/null
+    assert_equal "$(status_of)" 200
+    assert_output --partial "HTTP_X_THING=kept"
+    assert_output --partial "GATEWAY_INTERFACE=CGI/1.1"
+    assert_output --partial "CWD=$CGI"
+    refute_output --partial "HTTP_PROXY"
+    refute_output --partial "RATELIMIT_"
+    refute_output --partial "s3cret"
+    # The check really ran against the password-protected Redis.
+    [ -n "$(rcli --scan --pattern 'ratelimit:*')" ]
+    ! grep -q s3cret "$T/stderr"
+    fcgi_start 1
+    run fcgi_req HTTP_PROXY=http://evil.example:3128 SCRIPT_FILENAME=/nonexistent </dev/null
+    assert_equal "$(status_of)" 200
+    assert_output --partial "PATH=/usr/local/bin:/usr/bin:/bin"
+    refute_output --partial "HTTP_PROXY"
+    refute_output --partial "RATELIMIT_"
+    refute_output --partial "s3cret"
+    refute_output --partial "FCGI_ROLE"
+    ! grep -q s3cret "$T/fcgi-stderr" "$T/fcgi.log"
+}
+
+@test "cgi: 8 MB POST to a script that prints 200 KB before reading: no deadlock" {
+    head -c 8388608 /dev/urandom >"$T/body"
+    want=$(sha256sum <"$T/body" | cut -c1-64)
+    export RATELIMIT_BACKEND="$CGI/echo-sha.sh"
+    run post_cgi "$T/body"
+    assert_equal "$(status_of)" 200
+    assert_output --partial "len=8388608 sha256=$want"
+}
+
+@test "fastcgi: 8 MB POST both ways, and a body without CONTENT_LENGTH is spooled exactly" {
+    head -c 8388608 /dev/urandom >"$T/body"
+    want=$(sha256sum <"$T/body" | cut -c1-64)
+    export RATELIMIT_BACKEND="$CGI/echo-sha.sh"
+    fcgi_start 1
+    run fcgi_req REQUEST_METHOD=POST CONTENT_LENGTH=8388608 <"$T/body"
+    assert_equal "$(status_of)" 200
+    assert_output --partial "len=8388608 sha256=$want"
+    # Chunked upload: the server knows no length and sends none.
+    run fcgi_req REQUEST_METHOD=POST <"$T/body"
+    assert_equal "$(status_of)" 200
+    assert_output --partial "len=8388608 sha256=$want"
+}
+
+@test "fastcgi: a 50 MB answer streams with the worker's RSS under 20 MB" {
+    export RATELIMIT_BACKEND="$CGI/big.sh"
+    fcgi_start 1
+    fcgi_req QUERY_STRING=50 </dev/null >"$T/answer"
+    size=$(stat -c %s "$T/answer")
+    [ "$size" -gt 52428800 ] && [ "$size" -lt 52430000 ]
+    pid=$(fcgi_pids | head -n1)
+    hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+    echo "worker VmHWM ${hwm} kB"
+    [ "$hwm" -lt 20480 ]
+}
+
+@test "answers: Location without Status is a 302, a custom Status and headers are kept" {
+    export RATELIMIT_BACKEND="$CGI/redirect.sh"
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 302
+    assert_equal "$(header_of Location)" "http://example.org/moved"
+    [ -n "$(header_of X-RateLimit-Remaining)" ]
+    export RATELIMIT_BACKEND="$CGI/status.sh"
+    fcgi_start 1
+    run fcgi_req </dev/null
+    assert_equal "$(printf '%s\n' "$output" | head -n1 | tr -d '\r')" "Status: 418 I'm a teapot"
+    assert_equal "$(header_of X-Custom)" kept
+    assert_equal "$(header_of Connection)" ""
+    assert_equal "$(header_of RateLimit-Policy)" '"default";q=1000;w=60'
+    assert_equal "$(body_of)" teapot
+}
+
+@test "answers: the script's stderr goes to the FastCGI error stream, never the answer" {
+    export RATELIMIT_BACKEND="$CGI/stderr.sh"
+    fcgi_start 1
+    run fcgi_req </dev/null
+    assert_equal "$(status_of)" 200
+    assert_equal "$(body_of)" "stdout only"
+    refute_output --partial "a log line"
+    grep -q "stderr.sh: a log line" "$T/fcgi-stderr"
+}
+
+@test "which script: SCRIPT_FILENAME (proxy:fcgi:// stripped), PATH_TRANSLATED, never ourselves" {
+    fcgi_start 1
+    run fcgi_req "SCRIPT_FILENAME=proxy:fcgi://localhost$CGI/ok.cgi" </dev/null
+    assert_equal "$(status_of)" 200
+    assert_output --partial "ok 127.0.0.1"
+    run fcgi_req "PATH_TRANSLATED=$CGI/ok.cgi/extra/path" </dev/null
+    assert_equal "$(status_of)" 200
+    assert_output --partial "ok 127.0.0.1"
+    run fcgi_req "SCRIPT_FILENAME=$RL_BIN" </dev/null
+    assert_equal "$(status_of)" 403
+}
+
+@test "errors: 404 missing, 403 not executable, 403 outside SCRIPT_ROOT, each JSON" {
+    fcgi_start 1
+    run fcgi_req "SCRIPT_FILENAME=$CGI/no-such.cgi" </dev/null
+    assert_equal "$(status_of)" 404
+    [ -n "$(json_field message)" ]
+    run fcgi_req "SCRIPT_FILENAME=$CGI/notexec.sh" </dev/null
+    assert_equal "$(status_of)" 403
+    [ -n "$(json_field message)" ]
+    refute_output --partial "must not run"
+    run fcgi_req "SCRIPT_FILENAME=$CGI/ok.cgi" RATELIMIT_SCRIPT_ROOT=/usr/lib/cgi-bin </dev/null
+    assert_equal "$(status_of)" 403
+    refute_output --partial "ok 127.0.0.1"
+    run fcgi_req "SCRIPT_FILENAME=$CGI/../cgi/ok.cgi" "RATELIMIT_SCRIPT_ROOT=$CGI" </dev/null
+    assert_equal "$(status_of)" 200
+}
+
+@test "errors: no headers, bad Status, no output, bad interpreter are 502 JSON" {
+    fcgi_start 1
+    for s in noheaders.sh badstatus.sh silent.sh badinterp.sh; do
+        run fcgi_req "SCRIPT_FILENAME=$CGI/$s" </dev/null
+        echo "$s: $output"
+        assert_equal "$(status_of)" 502
+        [ -n "$(json_field message)" ]
+    done
+}
+
+@test "timeout: a hung script is killed at the deadline (504) with its whole group" {
+    export RATELIMIT_BACKEND="$CGI/hang.sh" RATELIMIT_BACKEND_TIMEOUT=1
+    run cgi_run "HANG_PIDFILE=$T/hang.pids" </dev/null
+    assert_equal "$(status_of)" 504
+    [ -n "$(json_field message)" ]
+    read -r sh_pid sleep_pid <"$T/hang.pids"
+    for p in $sh_pid $sleep_pid; do
+        # Gone, or at most a zombie waiting for init to reap it.
+        state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$p/stat" 2>/dev/null || true)
+        [ -z "$state" ] || [ "$state" = Z ]
+    done
+}
+
+@test "timeout after the headers were sent ends the answer without a second header block" {
+    export RATELIMIT_BACKEND="$CGI/hang.sh" RATELIMIT_BACKEND_TIMEOUT=1
+    fcgi_start 1
+    run fcgi_req QUERY_STRING=headers </dev/null
+    assert_equal "$(status_of)" 200
+    assert_equal "$(printf '%s\n' "$output" | grep -c '^Status:')" 1
+    refute_output --partial '"message"'
+}
+
+@test "a client that goes away kills the script; 200 requests leave no zombie, no fd" {
+    export RATELIMIT_BACKEND="$CGI/big.sh"
+    fcgi_start 1
+    pid=$(fcgi_pids | head -n1)
+    fcgi_req -c 100000 QUERY_STRING=1000 </dev/null >/dev/null || true
+    gone=
+    for i in $(seq 50); do
+        [ -z "$(children_of "$pid")" ] && { gone=1; break; }
+        sleep 0.1
+    done
+    [ -n "$gone" ]
+    export RATELIMIT_BACKEND="$CGI/ok.cgi"
+    fcgi_stop
+    fcgi_start 1
+    pid=$(fcgi_pids | head -n1)
+    fcgi_req </dev/null >/dev/null
+    before=$(fd_count "$pid")
+    for i in $(seq 200); do
+        body="x=$i"
+        printf '%s' "$body" | fcgi_req REQUEST_METHOD=POST CONTENT_LENGTH=${#body} >/dev/null
+    done
+    assert_equal "$(fd_count "$pid")" "$before"
+    assert_equal "$(zombies_of "$pid")" ""
+    assert_equal "$(children_of "$pid")" ""
+}

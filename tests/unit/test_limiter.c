@@ -1,5 +1,334 @@
+/*
+ * test_limiter.c - limiter_decode on canned RESP replies (fed through
+ * hiredis' reader: no server), the algorithm table, limiter_ttl_seconds,
+ * the no-rule shortcut of limiter_check and the circuit breaker of
+ * redisconn against a socket that does not exist.
+ */
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "config.h"
+#include "limiter.h"
+#include "log.h"
+#include "redisconn.h"
+#include "rl.h"
 #include "testhelp.h"
+#include "util.h"
+
+/* One reply parsed from RESP bytes; NULL when the reader refuses them. */
+static redisReply *resp(const char *bytes)
+{
+    redisReader *r = redisReaderCreate();
+    void *reply = NULL;
+
+    if (r == NULL)
+        return NULL;
+    if (redisReaderFeed(r, bytes, strlen(bytes)) != REDIS_OK ||
+        redisReaderGetReply(r, &reply) != REDIS_OK)
+        reply = NULL;
+    redisReaderFree(r);
+    return reply;
+}
+
+/* An array of n integers as RESP. */
+static redisReply *resp_ints(int n, ...)
+{
+    char bytes[1024];
+    size_t off;
+    va_list ap;
+    int i;
+
+    off = (size_t)snprintf(bytes, sizeof(bytes), "*%d\r\n", n);
+    va_start(ap, n);
+    for (i = 0; i < n && off < sizeof(bytes); i++)
+        off +=
+            (size_t)snprintf(bytes + off, sizeof(bytes) - off, ":%lld\r\n", va_arg(ap, long long));
+    va_end(ap);
+    return resp(bytes);
+}
+
+/* n rules named r0.., limit 10 per minute, fixed-window. */
+static void cfg_init(struct rl_config *cfg, size_t n)
+{
+    size_t i;
+
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->nrules = n;
+    cfg->redis_timeout_ms = 100;
+    for (i = 0; i < n; i++) {
+        struct rl_rule *r = &cfg->rules[i];
+
+        (void)snprintf(r->name, sizeof(r->name), "r%zu", i);
+        r->limit = 10;
+        r->burst = 10;
+        r->window_ms = 60000;
+        r->algo = RL_ALGO_FIXED_WINDOW;
+    }
+}
+
+/* Decode reply (consumed) for cfg; RL_OK or RL_ERR. */
+static int decode(redisReply *reply, const struct rl_config *cfg, const unsigned char *applied,
+                  struct rl_decision *d)
+{
+    struct rl_err err;
+    int ret;
+
+    rl_err_clear(&err);
+    ret = limiter_decode(reply, cfg, applied, d, &err);
+    if (ret != RL_OK && err.kind != RL_E_PROTO)
+        ret = 99; /* wrong error kind: fails the test */
+    freeReplyObject(reply);
+    return ret;
+}
+
+static void test_decode_one(void)
+{
+    struct rl_config cfg;
+    struct rl_decision d;
+
+    cfg_init(&cfg, 1);
+    test_cond("1 rule allowed",
+              decode(resp_ints(5, 1LL, 1LL, 9LL, 60000LL, 0LL), &cfg, NULL, &d) == RL_OK &&
+                  d.allowed == 1 && d.nrules == 1 && d.worst == 0 && d.r[0].applied &&
+                  d.r[0].allowed && d.r[0].remaining == 9 && d.r[0].reset_ms == 60000 &&
+                  d.r[0].retry_ms == 0);
+    test_cond("1 rule denied",
+              decode(resp_ints(5, 0LL, 0LL, 0LL, 42000LL, 41500LL), &cfg, NULL, &d) == RL_OK &&
+                  d.allowed == 0 && d.r[0].allowed == 0 && d.r[0].remaining == 0 &&
+                  d.r[0].retry_ms == 41500 && d.r[0].reset_ms == 42000 && d.worst == 0);
+    test_cond("1 rule last request (remaining 0, allowed)",
+              decode(resp_ints(5, 1LL, 1LL, 0LL, 10LL, 0LL), &cfg, NULL, &d) == RL_OK &&
+                  d.allowed && d.r[0].remaining == 0);
+}
+
+static void test_decode_three(void)
+{
+    struct rl_config cfg;
+    struct rl_decision d;
+    unsigned char applied[3] = {1, 0, 1};
+
+    cfg_init(&cfg, 3);
+    test_cond("3 rules allowed: worst = fewest remaining, tie by longer reset",
+              decode(resp_ints(13, 1LL, 1LL, 5LL, 1000LL, 0LL, 1LL, 3LL, 500LL, 0LL, 1LL, 3LL,
+                               2000LL, 0LL),
+                     &cfg, NULL, &d) == RL_OK &&
+                  d.allowed && d.nrules == 3 && d.worst == 2);
+    test_cond("3 rules, full tie: first one", decode(resp_ints(13, 1LL, 1LL, 3LL, 10LL, 0LL, 1LL,
+                                                               3LL, 10LL, 0LL, 1LL, 3LL, 10LL, 0LL),
+                                                     &cfg, NULL, &d) == RL_OK &&
+                                                  d.worst == 0);
+    test_cond("3 rules denied: worst = denied rule with the longest retry",
+              decode(resp_ints(13, 0LL, 1LL, 0LL, 100LL, 0LL, 0LL, 0LL, 5000LL, 5000LL, 0LL, 0LL,
+                               9000LL, 8000LL),
+                     &cfg, NULL, &d) == RL_OK &&
+                  !d.allowed && d.worst == 2 && d.r[0].allowed && !d.r[1].allowed &&
+                  d.r[2].retry_ms == 8000);
+    test_cond("3 rules: an allowed rule never is the worst of a denial",
+              decode(resp_ints(13, 0LL, 1LL, 0LL, 99999LL, 0LL, 0LL, 0LL, 5LL, 5LL, 1LL, 1LL,
+                               99999LL, 0LL),
+                     &cfg, NULL, &d) == RL_OK &&
+                  !d.allowed && d.worst == 1);
+    test_cond("3 rules, rule 1 not applied",
+              decode(resp_ints(9, 1LL, 1LL, 7LL, 100LL, 0LL, 1LL, 8LL, 100LL, 0LL), &cfg, applied,
+                     &d) == RL_OK &&
+                  d.allowed && d.nrules == 3 && d.r[0].applied && !d.r[1].applied &&
+                  d.r[1].allowed && d.r[2].applied && d.r[2].remaining == 8 && d.worst == 0);
+    test_cond("not-applied rule reply too long",
+              decode(resp_ints(13, 1LL, 1LL, 5LL, 1LL, 0LL, 1LL, 5LL, 1LL, 0LL, 1LL, 5LL, 1LL, 0LL),
+                     &cfg, applied, &d) == RL_ERR);
+}
+
+static void test_decode_shapes(void)
+{
+    struct rl_config cfg;
+    struct rl_decision d;
+
+    cfg_init(&cfg, 1);
+    test_cond("integer reply", decode(resp(":1\r\n"), &cfg, NULL, &d) == RL_ERR);
+    test_cond("status reply", decode(resp("+OK\r\n"), &cfg, NULL, &d) == RL_ERR);
+    test_cond("error reply", decode(resp("-ERR boom\r\n"), &cfg, NULL, &d) == RL_ERR);
+    test_cond("nil reply", decode(resp("$-1\r\n"), &cfg, NULL, &d) == RL_ERR);
+    test_cond("nil array", decode(resp("*-1\r\n"), &cfg, NULL, &d) == RL_ERR);
+    test_cond("empty array", decode(resp("*0\r\n"), &cfg, NULL, &d) == RL_ERR);
+    test_cond("short array", decode(resp_ints(4, 1LL, 1LL, 9LL, 10LL), &cfg, NULL, &d) == RL_ERR);
+    test_cond("long array",
+              decode(resp_ints(6, 1LL, 1LL, 9LL, 10LL, 0LL, 0LL), &cfg, NULL, &d) == RL_ERR);
+    test_cond("string element",
+              decode(resp("*5\r\n:1\r\n:1\r\n$1\r\n9\r\n:10\r\n:0\r\n"), &cfg, NULL, &d) == RL_ERR);
+    test_cond("nil element",
+              decode(resp("*5\r\n:1\r\n:1\r\n$-1\r\n:10\r\n:0\r\n"), &cfg, NULL, &d) == RL_ERR);
+    test_cond("nested array", decode(resp("*5\r\n:1\r\n*1\r\n:1\r\n:9\r\n:10\r\n:0\r\n"), &cfg,
+                                     NULL, &d) == RL_ERR);
+    test_cond("NULL reply", limiter_decode(NULL, &cfg, NULL, &d, NULL) == RL_ERR);
+    test_cond("failed decode leaves an allowed, unapplied decision",
+              decode(resp_ints(4, 1LL, 1LL, 9LL, 10LL), &cfg, NULL, &d) == RL_ERR &&
+                  d.allowed == 1 && d.r[0].applied == 0);
+}
+
+static void test_decode_values(void)
+{
+    struct rl_config cfg;
+    struct rl_decision d;
+
+    cfg_init(&cfg, 1);
+    test_cond("allowed 2",
+              decode(resp_ints(5, 1LL, 2LL, 9LL, 10LL, 0LL), &cfg, NULL, &d) == RL_ERR);
+    test_cond("allowed -1",
+              decode(resp_ints(5, 1LL, -1LL, 9LL, 10LL, 0LL), &cfg, NULL, &d) == RL_ERR);
+    test_cond("allowed_all 2",
+              decode(resp_ints(5, 2LL, 1LL, 9LL, 10LL, 0LL), &cfg, NULL, &d) == RL_ERR);
+    test_cond("allowed_all disagrees (1 vs denied)",
+              decode(resp_ints(5, 1LL, 0LL, 0LL, 10LL, 10LL), &cfg, NULL, &d) == RL_ERR);
+    test_cond("allowed_all disagrees (0 vs allowed)",
+              decode(resp_ints(5, 0LL, 1LL, 9LL, 10LL, 0LL), &cfg, NULL, &d) == RL_ERR);
+    test_cond("negative remaining",
+              decode(resp_ints(5, 1LL, 1LL, -1LL, 10LL, 0LL), &cfg, NULL, &d) == RL_ERR);
+    test_cond("negative reset",
+              decode(resp_ints(5, 1LL, 1LL, 1LL, -10LL, 0LL), &cfg, NULL, &d) == RL_ERR);
+    test_cond("negative retry",
+              decode(resp_ints(5, 0LL, 0LL, 0LL, 10LL, -10LL), &cfg, NULL, &d) == RL_ERR);
+    test_cond("remaining above the limit",
+              decode(resp_ints(5, 1LL, 1LL, 11LL, 10LL, 0LL), &cfg, NULL, &d) == RL_ERR);
+    test_cond("allowed with a retry",
+              decode(resp_ints(5, 1LL, 1LL, 1LL, 10LL, 5LL), &cfg, NULL, &d) == RL_ERR);
+    test_cond("denied with remaining",
+              decode(resp_ints(5, 0LL, 0LL, 1LL, 10LL, 5LL), &cfg, NULL, &d) == RL_ERR);
+    test_cond("denied without a wait",
+              decode(resp_ints(5, 0LL, 0LL, 0LL, 10LL, 0LL), &cfg, NULL, &d) == RL_ERR);
+    test_cond("LLONG_MAX reset and retry accepted",
+              decode(resp_ints(5, 0LL, 0LL, 0LL, LLONG_MAX, LLONG_MAX), &cfg, NULL, &d) == RL_OK &&
+                  d.r[0].retry_ms == LLONG_MAX && limiter_ttl_seconds(d.r[0].retry_ms) > 0);
+    test_cond("LLONG_MAX remaining refused",
+              decode(resp_ints(5, 1LL, 1LL, LLONG_MAX, 10LL, 0LL), &cfg, NULL, &d) == RL_ERR);
+    test_cond("LLONG_MIN retry refused",
+              decode(resp_ints(5, 0LL, 0LL, 0LL, 10LL, LLONG_MIN), &cfg, NULL, &d) == RL_ERR);
+    test_cond("LLONG_MIN allowed refused",
+              decode(resp_ints(5, 1LL, LLONG_MIN, 0LL, 10LL, 0LL), &cfg, NULL, &d) == RL_ERR);
+    cfg.rules[0].algo = RL_ALGO_TOKEN_BUCKET;
+    cfg.rules[0].burst = 50;
+    test_cond("token-bucket remaining up to burst - 1",
+              decode(resp_ints(5, 1LL, 1LL, 49LL, 10LL, 0LL), &cfg, NULL, &d) == RL_OK &&
+                  d.r[0].remaining == 49);
+    cfg.nrules = RL_MAX_RULES + 1;
+    test_cond("too many rules",
+              decode(resp_ints(5, 1LL, 1LL, 1LL, 10LL, 0LL), &cfg, NULL, &d) == RL_ERR);
+}
+
+static void test_algos(void)
+{
+    int a, ok = 1;
+
+    for (a = 0; a < RL_ALGO_COUNT; a++) {
+        const char *name = limiter_algo_name(a);
+
+        ok = ok && limiter_algo_parse(name, strlen(name)) == a;
+    }
+    test_cond("algo name/parse round trip", ok);
+    test_cond("algo names",
+              strcmp(limiter_algo_name(RL_ALGO_FIXED_WINDOW), "fixed-window") == 0 &&
+                  strcmp(limiter_algo_name(RL_ALGO_SLIDING_LOG), "sliding-log") == 0 &&
+                  strcmp(limiter_algo_name(RL_ALGO_SLIDING_WINDOW), "sliding-window") == 0 &&
+                  strcmp(limiter_algo_name(RL_ALGO_TOKEN_BUCKET), "token-bucket") == 0);
+    test_cond("algo parse unknown", limiter_algo_parse("leaky-bucket", 12) == -1);
+    test_cond("algo parse prefix", limiter_algo_parse("token", 5) == -1);
+    test_cond("algo parse len bound",
+              limiter_algo_parse("sliding-logx", 11) == RL_ALGO_SLIDING_LOG);
+    test_cond("algo parse empty / NULL",
+              limiter_algo_parse("", 0) == -1 && limiter_algo_parse(NULL, 3) == -1);
+    test_cond("algo name unknown", strcmp(limiter_algo_name(99), "unknown") == 0 &&
+                                       strcmp(limiter_algo_name(-1), "unknown") == 0);
+}
+
+static void test_ttl(void)
+{
+    test_cond("ttl 0 -> 1", limiter_ttl_seconds(0) == 1);
+    test_cond("ttl -5 -> 1", limiter_ttl_seconds(-5) == 1);
+    test_cond("ttl 1 -> 1", limiter_ttl_seconds(1) == 1);
+    test_cond("ttl 1000 -> 1", limiter_ttl_seconds(1000) == 1);
+    test_cond("ttl 1001 -> 2", limiter_ttl_seconds(1001) == 2);
+    test_cond("ttl 60000 -> 60", limiter_ttl_seconds(60000) == 60);
+    test_cond("ttl LLONG_MAX", limiter_ttl_seconds(LLONG_MAX) == LLONG_MAX / 1000 + 1);
+    test_cond("ttl LLONG_MIN -> 1", limiter_ttl_seconds(LLONG_MIN) == 1);
+}
+
+static void test_script(void)
+{
+    const char *sha = limiter_script_sha();
+    char again[RL_SHA1_HEX_LEN + 1];
+
+    test_cond("script embedded", strstr(limiter_script(), "ALGO[3]") != NULL &&
+                                     strstr(limiter_script(), "return rl_main()") != NULL);
+    test_cond("script sha is 40 hex",
+              strlen(sha) == RL_SHA1_HEX_LEN && strspn(sha, "0123456789abcdef") == RL_SHA1_HEX_LEN);
+    test_cond("script sha matches",
+              sha1_hex(limiter_script(), strlen(limiter_script()), again) == RL_OK &&
+                  strcmp(again, sha) == 0 && limiter_script_sha() == sha);
+}
+
+static void test_check_no_rule(void)
+{
+    struct rl_config cfg;
+    struct rl_decision d;
+    struct rl_err err;
+    const char *keys[2] = {NULL, NULL};
+
+    cfg_init(&cfg, 2);
+    rl_err_clear(&err);
+    /* No connection at all: a NULL redisconn must not be touched. */
+    test_cond("no rule applies: allowed without Redis",
+              limiter_check(NULL, &cfg, keys, &d, &err) == RL_OK && d.allowed && d.nrules == 2 &&
+                  !d.r[0].applied && !d.r[1].applied && d.r[0].remaining == 10);
+}
+
+/* A target that cannot exist: the first call fails, the next ones fail
+ * fast (breaker open) with no connect attempt. */
+static void test_breaker(void)
+{
+    struct rl_config cfg;
+    struct rl_decision d;
+    struct rl_err err;
+    struct redisconn *rc = redisconn_new();
+    char path[] = "/nonexistent/fcgi-ratelimit-test.sock";
+    char display[] = "unix:///nonexistent/fcgi-ratelimit-test.sock";
+    const char *keys[1] = {"ratelimit:test:k"};
+    long long t0;
+    int r1, r2;
+
+    cfg_init(&cfg, 1);
+    cfg.redis.path = path;
+    cfg.redis.display = display;
+    log_set_level(RL_LOG_ERROR);
+    rl_err_clear(&err);
+    r1 = limiter_check(rc, &cfg, keys, &d, &err);
+    test_cond("dead redis: RL_ERR kind REDIS", r1 == RL_ERR && err.kind == RL_E_REDIS);
+    rl_err_clear(&err);
+    t0 = now_ms();
+    r2 = limiter_check(rc, &cfg, keys, &d, &err);
+    test_cond("breaker open: fails fast", r2 == RL_ERR && err.kind == RL_E_REDIS &&
+                                              strstr(err.msg, "next try") != NULL &&
+                                              now_ms() - t0 < 50);
+    test_cond("redisconn_check ignores the breaker and fails",
+              redisconn_check(rc, &cfg, limiter_script(), &err) == RL_ERR);
+    redisconn_close(rc);
+    redisconn_free(rc);
+    redisconn_free(NULL);
+    test_cond("redisconn_free(NULL) is a no-op", 1);
+}
+
 int main(void)
 {
+    test_decode_one();
+    test_decode_three();
+    test_decode_shapes();
+    test_decode_values();
+    test_algos();
+    test_ttl();
+    test_script();
+    test_check_no_rule();
+    test_breaker();
     return test_report();
 }

@@ -1,5 +1,343 @@
+/*
+ * test_response.c - the bytes of every answer response.c writes: the SPEC
+ * denial byte for byte, 503, each RATELIMIT_HEADERS choice, several rules,
+ * allowed headers, the Authorizer's 200, JSON errors, and a sink that fails.
+ * Answers are written into a memory rl_out, so no FastCGI is involved.
+ */
+#include <string.h>
+
+#include "buf.h"
+#include "config.h"
+#include "limiter.h"
+#include "response.h"
+#include "rl.h"
 #include "testhelp.h"
+
+struct mem_sink {
+    struct buf b;
+    int calls;
+    int fail; /* 1: every write fails, as when the peer has gone */
+    int flushes;
+};
+
+static int mem_write(void *ctx, const char *p, size_t n)
+{
+    struct mem_sink *m = ctx;
+
+    m->calls++;
+    if (m->fail)
+        return RL_ERR;
+    return buf_append(&m->b, p, n);
+}
+
+static int mem_flush(void *ctx)
+{
+    struct mem_sink *m = ctx;
+
+    m->flushes++;
+    return m->fail ? RL_ERR : RL_OK;
+}
+
+static void sink_init(struct mem_sink *m, struct rl_out *o)
+{
+    memset(m, 0, sizeof(*m));
+    buf_init(&m->b, 1 << 20);
+    memset(o, 0, sizeof(*o));
+    o->write = mem_write;
+    o->flush = mem_flush;
+    o->ctx = m;
+}
+
+static void set_rule(struct rl_rule *r, const char *name, long long limit, long long window_ms,
+                     int algo, long long burst)
+{
+    memset(r, 0, sizeof(*r));
+    memcpy(r->name, name, strlen(name) + 1);
+    r->key_kind = RL_KEY_IP;
+    r->limit = limit;
+    r->window_ms = window_ms;
+    r->algo = algo;
+    r->burst = burst;
+}
+
+/* SPEC's example: "default", 5 per 60 s, denied with 42 s to wait. */
+static void spec_example(struct rl_config *cfg, struct rl_decision *d)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    set_rule(&cfg->rules[0], "default", 5, 60000, RL_ALGO_FIXED_WINDOW, 5);
+    cfg->nrules = 1;
+    memcpy(cfg->prefix, "ratelimit:", 11);
+    cfg->status = 429;
+    cfg->headers = RL_HDR_IETF | RL_HDR_X;
+    cfg->ipv6_prefix = 64;
+    memset(d, 0, sizeof(*d));
+    d->allowed = 0;
+    d->nrules = 1;
+    d->r[0].applied = 1;
+    d->r[0].allowed = 0;
+    d->r[0].remaining = 0;
+    d->r[0].reset_ms = 41200; /* rounds up to 42 */
+    d->r[0].retry_ms = 41200;
+    d->worst = 0;
+}
+
+static const char spec_headers[] = "Content-Type: application/json\r\n"
+                                   "Cache-Control: no-store\r\n"
+                                   "Retry-After: 42\r\n"
+                                   "RateLimit-Policy: \"default\";q=5;w=60\r\n"
+                                   "RateLimit: \"default\";r=0;t=42\r\n"
+                                   "X-RateLimit-Limit: 5\r\n"
+                                   "X-RateLimit-Remaining: 0\r\n"
+                                   "X-RateLimit-Reset: 42\r\n"
+                                   "\r\n";
+static const char spec_body[] = "{\"message\":\"call limit reached\",\"policy\":\"default\","
+                                "\"limit\":5,\"remaining\":0,\"window\":60,\"ttl\":42}";
+
+static void test_deny(void)
+{
+    struct rl_config cfg;
+    struct rl_decision d;
+    struct mem_sink m;
+    struct rl_out o;
+    struct buf want, body;
+
+    spec_example(&cfg, &d);
+    buf_init(&body, 4096);
+    test_cond("deny body", response_deny_body(&body, &cfg, &d) == RL_OK &&
+                               strcmp(buf_str(&body), spec_body) == 0);
+    buf_free(&body);
+
+    sink_init(&m, &o);
+    buf_init(&want, 4096);
+    buf_printf(&want, "Status: 429 Too Many Requests\r\n%s%s\n", spec_headers, spec_body);
+    test_cond("deny 429 is the SPEC example",
+              response_deny(&o, &cfg, &d) == RL_OK && strcmp(buf_str(&m.b), buf_str(&want)) == 0);
+    test_cond("deny is one write", m.calls == 1 && o.headers_sent == 1);
+    test_cond("deny refuses a second header block",
+              response_deny(&o, &cfg, &d) == RL_ERR && m.calls == 1);
+    buf_free(&m.b);
+
+    cfg.status = 503;
+    sink_init(&m, &o);
+    buf_reset(&want);
+    buf_printf(&want, "Status: 503 Service Unavailable\r\n%s%s\n", spec_headers, spec_body);
+    test_cond("deny 503",
+              response_deny(&o, &cfg, &d) == RL_OK && strcmp(buf_str(&m.b), buf_str(&want)) == 0);
+    buf_free(&m.b);
+    buf_free(&want);
+
+    /* ttl is whole seconds, at least 1, and Retry-After is the same. */
+    cfg.status = 429;
+    d.r[0].retry_ms = 1;
+    sink_init(&m, &o);
+    test_cond("deny ttl at least 1", response_deny(&o, &cfg, &d) == RL_OK &&
+                                         strstr(buf_str(&m.b), "Retry-After: 1\r\n") != NULL &&
+                                         strstr(buf_str(&m.b), "\"ttl\":1}\n") != NULL);
+    buf_free(&m.b);
+}
+
+static int headers_for(int flags, const char *want)
+{
+    struct rl_config cfg;
+    struct rl_decision d;
+    struct buf b;
+    int ok;
+
+    spec_example(&cfg, &d);
+    cfg.headers = flags;
+    buf_init(&b, 4096);
+    ok = response_ratelimit_headers(&b, &cfg, &d) == RL_OK && strcmp(buf_str(&b), want) == 0;
+    buf_free(&b);
+    return ok;
+}
+
+static void test_header_choice(void)
+{
+    test_cond("headers=ietf", headers_for(RL_HDR_IETF, "RateLimit-Policy: \"default\";q=5;w=60\r\n"
+                                                       "RateLimit: \"default\";r=0;t=42\r\n"));
+    test_cond("headers=x", headers_for(RL_HDR_X, "X-RateLimit-Limit: 5\r\n"
+                                                 "X-RateLimit-Remaining: 0\r\n"
+                                                 "X-RateLimit-Reset: 42\r\n"));
+    test_cond("headers=none", headers_for(0, ""));
+    test_cond("headers=all",
+              headers_for(RL_HDR_IETF | RL_HDR_X, "RateLimit-Policy: \"default\";q=5;w=60\r\n"
+                                                  "RateLimit: \"default\";r=0;t=42\r\n"
+                                                  "X-RateLimit-Limit: 5\r\n"
+                                                  "X-RateLimit-Remaining: 0\r\n"
+                                                  "X-RateLimit-Reset: 42\r\n"));
+}
+
+/* Three rules, the middle one skipped (its header was missing). */
+static void three_rules(struct rl_config *cfg, struct rl_decision *d)
+{
+    spec_example(cfg, d);
+    set_rule(&cfg->rules[0], "per-ip", 100, 60000, RL_ALGO_SLIDING_WINDOW, 100);
+    set_rule(&cfg->rules[1], "per-user", 10, 1000, RL_ALGO_FIXED_WINDOW, 10);
+    set_rule(&cfg->rules[2], "per-key", 5000, 3600000, RL_ALGO_TOKEN_BUCKET, 200);
+    cfg->nrules = 3;
+    memset(d, 0, sizeof(*d));
+    d->allowed = 1;
+    d->nrules = 3;
+    d->r[0] =
+        (struct rl_rule_result){.applied = 1, .allowed = 1, .remaining = 97, .reset_ms = 59001};
+    d->r[2] =
+        (struct rl_rule_result){.applied = 1, .allowed = 1, .remaining = 12, .reset_ms = 1500};
+    d->worst = 2;
+}
+
+static void test_allowed(void)
+{
+    struct rl_config cfg;
+    struct rl_decision d;
+    struct buf b;
+
+    three_rules(&cfg, &d);
+    buf_init(&b, 4096);
+    test_cond("several rules, skipped one left out",
+              response_ratelimit_headers(&b, &cfg, &d) == RL_OK &&
+                  strcmp(buf_str(&b), "RateLimit-Policy: \"per-ip\";q=100;w=60, "
+                                      "\"per-key\";q=200;w=3600\r\n"
+                                      "RateLimit: \"per-key\";r=12;t=2\r\n"
+                                      "X-RateLimit-Limit: 200\r\n"
+                                      "X-RateLimit-Remaining: 12\r\n"
+                                      "X-RateLimit-Reset: 2\r\n") == 0);
+    /* A sub-second window still advertises w=1 (draft-11: non-zero). */
+    buf_reset(&b);
+    cfg.rules[0].window_ms = 500;
+    d.worst = 0;
+    d.r[0].reset_ms = 0;
+    test_cond("sub-second window, reset 0",
+              response_ratelimit_headers(&b, &cfg, &d) == RL_OK &&
+                  strstr(buf_str(&b), "\"per-ip\";q=100;w=1, ") != NULL &&
+                  strstr(buf_str(&b), "RateLimit: \"per-ip\";r=97;t=0\r\n") != NULL);
+    buf_reset(&b);
+    d.r[0].applied = 0;
+    d.r[2].applied = 0;
+    test_cond("all skipped: no headers",
+              response_ratelimit_headers(&b, &cfg, &d) == RL_OK && b.len == 0);
+    test_cond("no decision: no headers",
+              response_ratelimit_headers(&b, &cfg, NULL) == RL_OK && b.len == 0);
+    buf_free(&b);
+
+    three_rules(&cfg, &d);
+    buf_init(&b, 40);
+    test_cond("headers past the cap", response_ratelimit_headers(&b, &cfg, &d) == RL_ERR);
+    buf_free(&b);
+}
+
+static void test_authorizer(void)
+{
+    struct rl_config cfg;
+    struct rl_decision d;
+    struct mem_sink m;
+    struct rl_out o;
+
+    three_rules(&cfg, &d);
+    sink_init(&m, &o);
+    test_cond("authorizer allow", response_authorizer_allow(&o, &cfg, &d) == RL_OK &&
+                                      strcmp(buf_str(&m.b), "Status: 200 OK\r\n"
+                                                            "Variable-RATELIMIT_LIMIT: 200\r\n"
+                                                            "Variable-RATELIMIT_REMAINING: 12\r\n"
+                                                            "Variable-RATELIMIT_RESET: 2\r\n"
+                                                            "\r\n") == 0);
+    buf_free(&m.b);
+    d.r[0].applied = 0;
+    d.r[2].applied = 0;
+    sink_init(&m, &o);
+    test_cond("authorizer allow, nothing counted",
+              response_authorizer_allow(&o, &cfg, &d) == RL_OK &&
+                  strcmp(buf_str(&m.b), "Status: 200 OK\r\n\r\n") == 0);
+    buf_free(&m.b);
+    sink_init(&m, &o);
+    test_cond("authorizer allow, no decision",
+              response_authorizer_allow(&o, &cfg, NULL) == RL_OK &&
+                  strcmp(buf_str(&m.b), "Status: 200 OK\r\n\r\n") == 0);
+    buf_free(&m.b);
+}
+
+static void test_error(void)
+{
+    struct mem_sink m;
+    struct rl_out o;
+    static char x_hdr[] = "X-Test: 1\r\n";
+
+    sink_init(&m, &o);
+    test_cond("error 503 with Retry-After",
+              response_error(&o, 503, "redis unreachable", 1, NULL) == RL_OK &&
+                  strcmp(buf_str(&m.b), "Status: 503 Service Unavailable\r\n"
+                                        "Content-Type: application/json\r\n"
+                                        "Cache-Control: no-store\r\n"
+                                        "Retry-After: 1\r\n"
+                                        "\r\n"
+                                        "{\"message\":\"redis unreachable\"}\n") == 0);
+    test_cond("error sets headers_sent", o.headers_sent == 1);
+    test_cond("error after headers: nothing written",
+              response_error(&o, 500, "x", 0, NULL) == RL_ERR && m.calls == 1);
+    buf_free(&m.b);
+
+    sink_init(&m, &o);
+    test_cond("error 404, extra headers, JSON escaping",
+              response_error(&o, 404, "no \"x\" at /a\\b", 0, x_hdr) == RL_OK &&
+                  strcmp(buf_str(&m.b), "Status: 404 Not Found\r\n"
+                                        "Content-Type: application/json\r\n"
+                                        "Cache-Control: no-store\r\n"
+                                        "X-Test: 1\r\n"
+                                        "\r\n"
+                                        "{\"message\":\"no \\\"x\\\" at /a\\\\b\"}\n") == 0);
+    buf_free(&m.b);
+}
+
+static void test_failing_sink(void)
+{
+    struct rl_config cfg;
+    struct rl_decision d;
+    struct mem_sink m;
+    struct rl_out o;
+
+    spec_example(&cfg, &d);
+    sink_init(&m, &o);
+    test_cond("out_puts ok", out_puts(&o, "abc") == RL_OK && out_flush(&o) == RL_OK &&
+                                 m.flushes == 1 && strcmp(buf_str(&m.b), "abc") == 0);
+    m.fail = 1;
+    test_cond("failed write", out_write(&o, "x", 1) == RL_ERR && o.failed == 1);
+    m.fail = 0;
+    test_cond("failure is sticky",
+              out_puts(&o, "y") == RL_ERR && out_flush(&o) == RL_ERR && m.calls == 2);
+    test_cond("deny into a dead sink", response_deny(&o, &cfg, &d) == RL_ERR && m.calls == 2);
+    test_cond("even an empty write fails once failed", out_write(&o, "", 0) == RL_ERR);
+    buf_free(&m.b);
+
+    sink_init(&m, &o);
+    o.flush = NULL;
+    m.fail = 1;
+    test_cond("flush NULL is ok", out_flush(&o) == RL_OK);
+    test_cond("error into a dead sink",
+              response_error(&o, 500, "x", 0, NULL) == RL_ERR && o.failed == 1);
+    buf_free(&m.b);
+}
+
+static void test_reason(void)
+{
+    test_cond("reason 200", strcmp(response_reason(200), "OK") == 0);
+    test_cond("reason 302", strcmp(response_reason(302), "Found") == 0);
+    test_cond("reason 403", strcmp(response_reason(403), "Forbidden") == 0);
+    test_cond("reason 404", strcmp(response_reason(404), "Not Found") == 0);
+    test_cond("reason 429", strcmp(response_reason(429), "Too Many Requests") == 0);
+    test_cond("reason 500", strcmp(response_reason(500), "Internal Server Error") == 0);
+    test_cond("reason 502", strcmp(response_reason(502), "Bad Gateway") == 0);
+    test_cond("reason 503", strcmp(response_reason(503), "Service Unavailable") == 0);
+    test_cond("reason 504", strcmp(response_reason(504), "Gateway Timeout") == 0);
+    test_cond("reason unknown", strcmp(response_reason(799), "Unknown") == 0);
+}
+
 int main(void)
 {
+    test_deny();
+    test_header_choice();
+    test_allowed();
+    test_authorizer();
+    test_error();
+    test_failing_sink();
+    test_reason();
     return test_report();
 }

@@ -1,0 +1,38 @@
+# deps.sh - sourced by ./demo, ./run-tests and bench/run: install the Debian
+# packages fcgi-ratelimit needs when they are missing.
+#
+#   deps_install build|demo|test|bench
+
+deps_build="gcc make autoconf automake pkg-config libfcgi-dev libhiredis-dev libjson-c-dev libssl-dev"
+deps_demo="$deps_build redis-server redis-tools lighttpd curl jq"
+deps_test="$deps_demo libfcgi-bin apache2 libapache2-mod-fcgid bats bats-assert bats-support spawn-fcgi"
+deps_bench="$deps_test wrk fcgiwrap nginx gnuplot-nox python3-fastapi python3-uvicorn python3-redis"
+
+deps_missing() {
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || echo "$p"
+    done
+}
+
+deps_install() {
+    local list missing
+    eval "list=\$deps_$1"
+    # shellcheck disable=SC2086
+    missing=$(deps_missing $list | tr '\n' ' ')
+    [ -z "${missing// /}" ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        echo "missing Debian packages: $missing" >&2
+        echo "install them (as root): apt-get install $missing" >&2
+        return 1
+    fi
+    echo "== installing: $missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null &&
+        # shellcheck disable=SC2086
+        apt-get install -y -qq --no-install-recommends $missing >/dev/null ||
+        { echo "apt-get install failed: $missing" >&2; return 1; }
+    # Debian starts the services it installs where it can: the tests run
+    # their own private instances and need nothing of the system ones.
+    return 0
+}
