@@ -48,6 +48,9 @@ redis_start() {
     REDIS_PID=$!
     export REDIS_SOCK REDIS_PID
     export RATELIMIT_REDIS_URL="unix://$REDIS_SOCK"
+    # A loaded CI machine (2 cores, sanitizers, valgrind) must not turn a
+    # slow answer into a Redis outage; the resilience tests set their own.
+    export RATELIMIT_REDIS_TIMEOUT_MS="${RATELIMIT_REDIS_TIMEOUT_MS:-2000}"
     wait_for "$REDIS_SOCK"
 }
 
