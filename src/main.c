@@ -185,19 +185,7 @@ static ssize_t fcgx_read(void *ctx, char *p, size_t n)
 
 static int fd_write(void *ctx, const char *p, size_t n)
 {
-    int fd = *(int *)ctx;
-
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return RL_ERR;
-        p += w;
-        n -= (size_t)w;
-    }
-    return RL_OK;
+    return write_full(*(int *)ctx, p, n);
 }
 
 static ssize_t fd_read(void *ctx, char *p, size_t n)
@@ -444,7 +432,7 @@ static int cgi_once(struct rl_app *app)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: fcgi-ratelimit [--listen unix:PATH|HOST:PORT|[::1]:PORT] [--workers N]\n"
+            "usage: fcgi-ratelimit [--listen unix:PATH|HOST:PORT|[::1]:PORT|fd:N] [--workers N]\n"
             "                      [--socket-mode MODE] [SCRIPT]\n"
             "       fcgi-ratelimit --check | --help | --version\n"
             "\n"
@@ -453,7 +441,9 @@ static void usage(FILE *f)
             "Started by a web server with a listening socket on fd 0 it is a FastCGI\n"
             "Responder or Authorizer; otherwise it serves one CGI request.\n"
             "\n"
-            "  --listen ADDR       open ADDR and serve FastCGI with pre-forked workers\n"
+            "  --listen ADDR       open ADDR (or adopt the listening socket fd:N, e.g.\n"
+            "                      fd:0 under systemd) and serve FastCGI with\n"
+            "                      pre-forked workers\n"
             "  --workers N         number of workers for --listen (default 2)\n"
             "  --socket-mode MODE  permissions of a unix socket, octal (default 0660)\n"
             "  --check             validate the configuration, connect to Redis, load\n"

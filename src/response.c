@@ -14,6 +14,7 @@
 
 #include <json-c/json.h>
 
+#include "cgiheader.h"
 #include "rl.h"
 
 #define RESP_MAX (16 * 1024) /* any answer of ours is far smaller */
@@ -47,42 +48,10 @@ int out_flush(struct rl_out *o)
     return RL_OK;
 }
 
-static const struct {
-    int status;
-    const char *reason;
-} reasons[] = {
-    {200, "OK"},
-    {204, "No Content"},
-    {301, "Moved Permanently"},
-    {302, "Found"},
-    {303, "See Other"},
-    {304, "Not Modified"},
-    {307, "Temporary Redirect"},
-    {308, "Permanent Redirect"},
-    {400, "Bad Request"},
-    {401, "Unauthorized"},
-    {403, "Forbidden"},
-    {404, "Not Found"},
-    {405, "Method Not Allowed"},
-    {408, "Request Timeout"},
-    {413, "Content Too Large"},
-    {429, "Too Many Requests"},
-    {500, "Internal Server Error"},
-    {501, "Not Implemented"},
-    {502, "Bad Gateway"},
-    {503, "Service Unavailable"},
-    {504, "Gateway Timeout"},
-};
-
 const char *response_reason(int status)
 {
-    size_t i;
-
-    for (i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
-        if (reasons[i].status == status)
-            return reasons[i].reason;
-    }
-    return "Unknown";
+    /* One reason table for the whole program: the CGI header parser's. */
+    return cgihdr_reason(status);
 }
 
 /* Whole seconds rounded up, for windows and resets; 0 stays 0. */

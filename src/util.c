@@ -204,6 +204,23 @@ const char *env_get(char *const *envp, const char *name)
     return NULL;
 }
 
+int write_full(int fd, const void *p, size_t n)
+{
+    const char *s = p;
+
+    while (n > 0) {
+        ssize_t w = write(fd, s, n);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return RL_ERR;
+        s += w;
+        n -= (size_t)w;
+    }
+    return RL_OK;
+}
+
 void fd_close(int *fdp)
 {
     if (*fdp >= 0) {

@@ -43,6 +43,12 @@ int ascii_ncaseeq(const char *a, const char *b, size_t n);
 /* Find NAME in a NULL-terminated "NAME=VALUE" array; borrowed value or NULL. */
 const char *env_get(char *const *envp, const char *name);
 
+/*
+ * Write all n bytes of p to fd, retrying on EINTR and short writes.
+ * RL_OK, or RL_ERR with errno set (EPIPE: the reader went away).
+ */
+int write_full(int fd, const void *p, size_t n);
+
 /* Close *fdp if >= 0 (EINTR-safe as Linux allows) and set it to -1. */
 void fd_close(int *fdp);
 
