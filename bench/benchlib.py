@@ -1,0 +1,511 @@
+"""benchlib.py - the number crunching of bench/run (Debian's python3 only).
+
+    benchlib.py cpu PID...              CPU ticks used so far by the process
+                                        trees of PID..., by command name (JSON)
+    benchlib.py cpudiff BEFORE AFTER    the difference of two such snapshots
+    benchlib.py memproto N ALGO SHA NAME LIMIT WINDOW_MS
+                                        the RESP text of N EVALSHA calls, one
+                                        per distinct client, for redis-cli --pipe
+    benchlib.py report RESDIR           the tables (stdout), RESDIR/summary.json,
+                                        RESDIR/chart.dat
+    benchlib.py doc RESDIR DOC          (re)writes docs/BENCHMARKS.md from
+                                        RESDIR, keeping its hand-written
+                                        analysis section
+"""
+import glob
+import hashlib
+import json
+import os
+import re
+import statistics
+import sys
+
+# name, label, uses Redis, what it is
+VARIANTS = [
+    ("a", "lighttpd -> libfcgi hello app (bare)"),
+    ("b", "lighttpd + fcgi-ratelimit authorizer -> same hello app"),
+    ("c", "lighttpd -> fcgi-ratelimit relaying hello.cgi"),
+    ("d", "lighttpd -> fcgiwrap -> hello.cgi"),
+    ("e", "lighttpd mod_cgi -> hello.cgi"),
+    ("f", "seed: FastAPI + uvicorn + redis.asyncio (INCR+EXPIRE)"),
+    ("g", "nginx limit_req, return 200 (in-process, not shared)"),
+    ("hb", "denied: fcgi-ratelimit authorizer, client over its limit"),
+    ("hf", "denied: seed design, client over its limit"),
+]
+LABEL = dict(VARIANTS)
+
+# numerator, denominator, target, what it says
+RATIOS = [
+    ("b", "a", 0.80, "authorizer overhead: the same hello app with and without "
+                     "fcgi-ratelimit in front (1.0 = free)"),
+    ("c", "d", 1.20, "fcgi-ratelimit relaying a CGI script (limit checked in Redis) "
+                     "against fcgiwrap running the same script with no limit at all"),
+    ("c", "e", 0.90, "the same against lighttpd's own mod_cgi (no limit)"),
+    ("b", "f", 10.0, "authorizer against the seed design (Python ASGI app + "
+                     "redis.asyncio), both on their allowed path"),
+    ("hb", "a", 1.00, "a denied request (authorizer answers 429) against a bare "
+                      "allowed request to the hello app: denying must be cheaper than "
+                      "serving"),
+]
+
+ADMIN = {"config", "info", "ping", "script", "auth", "select", "hello", "client",
+         "command", "flushall", "memory", "dbsize"}
+TOPLEVEL = {"evalsha", "eval", "incr", "incrby", "expire", "ttl", "get", "set", "pexpire"}
+
+
+# ------------------------------------------------------------------ cpu
+def tree_ticks(roots):
+    """{comm: utime+stime+cutime+cstime} over roots and their living
+    descendants (reaped children count for the process that waited)."""
+    kids, stats = {}, {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                s = f.read()
+        except OSError:
+            continue
+        comm = s[s.index("(") + 1:s.rindex(")")]
+        rest = s[s.rindex(")") + 2:].split()
+        kids.setdefault(int(rest[1]), []).append(int(d))
+        stats[int(d)] = (comm, sum(int(x) for x in rest[11:15]))
+    out, todo, seen = {}, list(roots), set()
+    while todo:
+        p = todo.pop()
+        if p in seen or p not in stats:
+            continue
+        seen.add(p)
+        comm, t = stats[p]
+        out[comm] = out.get(comm, 0) + t
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def cmd_cpu(pids):
+    print(json.dumps(tree_ticks([int(p) for p in pids])))
+
+
+def cmd_cpudiff(before, after):
+    with open(before) as f:
+        b = json.load(f)
+    with open(after) as f:
+        a = json.load(f)
+    d = {k: a[k] - b.get(k, 0) for k in a if a[k] - b.get(k, 0) > 0}
+    print(json.dumps({"hz": os.sysconf("SC_CLK_TCK"), "ticks": d}))
+
+
+# ------------------------------------------------------------------ memory
+def cmd_memproto(n, algo, sha, name, limit, window_ms):
+    out = sys.stdout.buffer
+    args_tail = [algo, limit, window_ms, limit]
+    buf = []
+    for i in range(int(n)):
+        key = "ratelimit:%s:%s" % (name, hashlib.sha256(b"bench-client-%d" % i).hexdigest())
+        parts = ["EVALSHA", sha, "1", key] + args_tail
+        buf.append("*%d\r\n" % len(parts))
+        for p in parts:
+            buf.append("$%d\r\n%s\r\n" % (len(p), p))
+        if len(buf) > 20000:
+            out.write("".join(buf).encode())
+            buf = []
+    out.write("".join(buf).encode())
+
+
+# ------------------------------------------------------------------ profile
+def cg_rows(text):
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"\s*([\d,]+) \([\s\d.]+%\)\s+(.*)", line)
+        if m and "PROGRAM TOTALS" not in line:
+            fn = re.sub(r"\s*\[[^]]*\]$", "", m.group(2))
+            if ":" in fn:
+                f, name = fn.rsplit(":", 1)
+                fn = "%s:%s" % (os.path.basename(f), name)
+            out.append((int(m.group(1).replace(",", "")), fn))
+    return out
+
+
+def cmd_callgrind(incl, self_, n, name):
+    with open(incl) as f:
+        inc = cg_rows(f.read())
+    with open(self_) as f:
+        slf = cg_rows(f.read())
+    n = int(n)
+    seen, top = set(), []
+    for ir, fn in inc:
+        key = fn.split(":")[-1]
+        if key in seen or key in ("main", "(below main)") or key.startswith("0x") \
+                or key.startswith("__libc_start"):
+            continue
+        seen.add(key)
+        top.append((ir, fn))
+    loop = next((ir for ir, fn in top if fn.endswith(":fastcgi_loop")), None)
+    print("-- callgrind %s: %d requests through one worker" % (name, n))
+    if loop:
+        print("   %d instructions per request in the FastCGI loop (start-up excluded)"
+              % (loop // n))
+    print("   inclusive, instructions per request:")
+    for ir, fn in top[:18]:
+        print("   %9d  %s" % (ir // n, fn))
+    print("   self, instructions per request:")
+    for ir, fn in slf[:12]:
+        print("   %9d  %s" % (ir // n, fn))
+    print()
+
+
+def cmd_strace(path, n, v):
+    n = int(n)
+    rows = []
+    with open(path) as f:
+        for line in f:
+            p = line.split()
+            if len(p) >= 5 and p[0][0].isdigit() and p[-1] != "total":
+                rows.append((int(p[3]), p[-1]))
+    rows.sort(reverse=True)
+    tot = sum(c for c, _ in rows)
+    print("-- strace -c, the FastCGI workers of (%s): %.1f syscalls per request "
+          "(%d requests)" % (v, tot / n, n))
+    print("   " + ", ".join("%s %.2f" % (name, c / n) for c, name in rows if c / n >= 0.05))
+    print()
+
+
+# ------------------------------------------------------------------ parsing
+def to_ms(v):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
+    if not m:
+        return None
+    x = float(m.group(1))
+    return x * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[m.group(2)]
+
+
+def parse_wrk(path):
+    with open(path) as f:
+        t = f.read()
+    r = {}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", t)
+    r["rps"] = float(m.group(1)) if m else None
+    m = re.search(r"(\d+) requests in", t)
+    r["requests"] = int(m.group(1)) if m else 0
+    for pct in ("50", "99"):
+        m = re.search(r"^\s+%s(?:\.000)?%%\s+(\S+)" % pct, t, re.M)
+        r["p" + pct] = to_ms(m.group(1)) if m else None
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+    r["non2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: (.*)", t)
+    r["errors"] = m.group(1).strip() if m else ""
+    return r
+
+
+def parse_cmdstats(path):
+    calls = {}
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"cmdstat_([a-z|_-]+):calls=(\d+),usec=(\d+)", line.strip())
+            if m and m.group(1).split("|")[0] not in ADMIN:
+                calls[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    return calls
+
+
+def load(resdir):
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(resdir, "runs", "*.wrk"))):
+        base = os.path.basename(path)[:-4]
+        v, rnd = base.rsplit(".r", 1)
+        w = parse_wrk(path)
+        red = os.path.join(resdir, "runs", base + ".redis")
+        w["redis"] = parse_cmdstats(red) if os.path.exists(red) else None
+        cpu = os.path.join(resdir, "runs", base + ".cpu")
+        if os.path.exists(cpu):
+            with open(cpu) as f:
+                w["cpu"] = json.load(f)
+        runs.setdefault(v, []).append(w)
+    return runs
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def summarize(resdir):
+    runs = load(resdir)
+    meta = {}
+    mp = os.path.join(resdir, "meta.json")
+    if os.path.exists(mp):
+        with open(mp) as f:
+            meta = json.load(f)
+    s = {"meta": meta, "variants": {}, "ratios": [], "memory": {}, "redis": {}}
+    for v, _ in VARIANTS:
+        rs = runs.get(v)
+        if not rs:
+            continue
+        e = {"rps": med([r["rps"] for r in rs]), "p50": med([r["p50"] for r in rs]),
+             "p99": med([r["p99"] for r in rs]), "rounds": len(rs),
+             "rps_all": [r["rps"] for r in rs],
+             "requests": sum(r["requests"] for r in rs),
+             "non2xx": sum(r["non2xx"] for r in rs),
+             "errors": "; ".join(sorted({r["errors"] for r in rs if r["errors"]}))}
+        # Redis commands per request, all rounds together.
+        reds = [r for r in rs if r["redis"] is not None]
+        if reds:
+            tot, usec, nreq = {}, {}, sum(r["requests"] for r in reds)
+            for r in reds:
+                for k, (c, u) in r["redis"].items():
+                    tot[k] = tot.get(k, 0) + c
+                    usec[k] = usec.get(k, 0) + u
+            if nreq and tot:
+                per = {k: c / nreq for k, c in sorted(tot.items())}
+                scripted = "evalsha" in per or "eval" in per
+                # a script's own usec includes the commands it runs
+                top_us = sum(u for k, u in usec.items()
+                             if k in ("evalsha", "eval") or (not scripted and k in TOPLEVEL))
+                top = sum(c for k, c in per.items() if k in ("evalsha", "eval")) \
+                    if ("evalsha" in per or "eval" in per) else \
+                    sum(c for k, c in per.items() if k in TOPLEVEL)
+                s["redis"][v] = {"per_request": per, "round_trips": top,
+                                 "all": sum(per.values()), "usec": top_us / nreq}
+        # CPU per request by component, all rounds together.
+        cpus = [r for r in rs if r.get("cpu")]
+        if cpus:
+            comp, nreq = {}, sum(r["requests"] for r in cpus)
+            for r in cpus:
+                for k, t in r["cpu"]["ticks"].items():
+                    comp[k] = comp.get(k, 0) + t
+            hz = cpus[0]["cpu"]["hz"]
+            if nreq:
+                e["cpu_us"] = {k: t * 1e6 / hz / nreq for k, t in comp.items()}
+        s["variants"][v] = e
+    V = s["variants"]
+    for n, d, target, _ in RATIOS:
+        if n in V and d in V and V[n]["rps"] and V[d]["rps"]:
+            val = V[n]["rps"] / V[d]["rps"]
+            s["ratios"].append({"name": "%s/%s" % (n if n != "hb" else "h", d),
+                                "value": val, "target": target, "met": val >= target})
+    memp = os.path.join(resdir, "memory.txt")
+    if os.path.exists(memp):
+        with open(memp) as f:
+            for line in f:
+                p = line.split()
+                if len(p) >= 5:
+                    algo, n, before, after, keys = p[:5]
+                    s["memory"][algo] = {"clients": int(n), "before": int(before),
+                                         "after": int(after), "keys": int(keys),
+                                         "per_client": (int(after) - int(before)) / int(n),
+                                         "usage": p[5] if len(p) > 5 else "-",
+                                         "type": " ".join(p[6:8])}
+    return s
+
+
+def fmt(x, nd=0):
+    if x is None:
+        return "-"
+    return ("%." + str(nd) + "f") % x
+
+
+def tables(s):
+    V = s["variants"]
+    out = []
+    out.append("| variant | what | req/s (median) | p50 ms | p99 ms | rounds (req/s) | non-2xx |")
+    out.append("| --- | --- | ---: | ---: | ---: | --- | ---: |")
+    for v, label in VARIANTS:
+        if v not in V:
+            continue
+        e = V[v]
+        out.append("| %s | %s | %s | %s | %s | %s | %d |" % (
+            v if v not in ("hb", "hf") else "h (%s)" % v[1], label, fmt(e["rps"]),
+            fmt(e["p50"], 2), fmt(e["p99"], 2),
+            " ".join(fmt(x) for x in e["rps_all"]), e["non2xx"]))
+    out.append("")
+    out.append("| ratio | value | target | met | margin |")
+    out.append("| --- | ---: | ---: | --- | --- |")
+    for r in s["ratios"]:
+        margin = r["value"] / r["target"] - 1
+        out.append("| %s | %.2f | >= %.2f | %s | %+.0f %% of target |" % (
+            r["name"], r["value"], r["target"], "yes" if r["met"] else "**no**", margin * 100))
+    out.append("")
+    if s["redis"]:
+        out.append("| variant | Redis round trips / request | all Redis commands / request "
+                   "(incl. inside Lua) | Redis time / request (us, commandstats) | "
+                   "breakdown per request |")
+        out.append("| --- | ---: | ---: | ---: | --- |")
+        for v, _ in VARIANTS:
+            if v in s["redis"]:
+                r = s["redis"][v]
+                out.append("| %s | %.3f | %.3f | %.1f | %s |" % (
+                    v, r["round_trips"], r["all"], r["usec"],
+                    ", ".join("%s %.3f" % (k, c) for k, c in r["per_request"].items()
+                              if c >= 0.0005)))
+        out.append("")
+    if s["memory"]:
+        out.append("| algorithm | clients | Redis keys | used_memory before | after | "
+                   "bytes per client | MEMORY USAGE of one key | type, encoding | target <= 100 |")
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+        for algo in ("fixed-window", "sliding-log", "sliding-window", "token-bucket"):
+            if algo in s["memory"]:
+                m = s["memory"][algo]
+                tgt = "n/a (at most LIMIT entries)" if algo == "sliding-log" else \
+                    ("yes" if m["per_client"] <= 100 else "**no** (%+.0f %%)" % (
+                        (m["per_client"] / 100 - 1) * 100))
+                out.append("| %s | %d | %d | %d | %d | %.1f | %s | %s | %s |" % (
+                    algo, m["clients"], m["keys"], m["before"], m["after"],
+                    m["per_client"], m["usage"], m["type"], tgt))
+        out.append("")
+    cpu_rows = [(v, V[v]["cpu_us"]) for v, _ in VARIANTS if v in V and V[v].get("cpu_us")]
+    if cpu_rows:
+        comps = []
+        for _, c in cpu_rows:
+            for k in c:
+                if k not in comps:
+                    comps.append(k)
+        out.append("CPU time per request, microseconds, by process tree (from "
+                   "/proc/PID/stat; short-lived CGI children that are not "
+                   "waited for are not counted):")
+        out.append("")
+        out.append("| variant | " + " | ".join(comps) + " | total |")
+        out.append("| --- | " + " | ".join("---:" for _ in comps) + " | ---: |")
+        for v, c in cpu_rows:
+            out.append("| %s | %s | %.0f |" % (
+                v, " | ".join(fmt(c.get(k)) for k in comps), sum(c.values())))
+        out.append("")
+    return "\n".join(out)
+
+
+def cmd_report(resdir):
+    s = summarize(resdir)
+    with open(os.path.join(resdir, "summary.json"), "w") as f:
+        json.dump(s, f, indent=1)
+    with open(os.path.join(resdir, "chart.dat"), "w") as f:
+        for i, (v, _) in enumerate(VARIANTS):
+            if v in s["variants"] and s["variants"][v]["rps"]:
+                name = {"hb": "h(b)", "hf": "h(f)"}.get(v, v)
+                f.write('%d "%s" %.1f\n' % (i, name, s["variants"][v]["rps"]))
+    print(tables(s))
+
+
+# ------------------------------------------------------------------ doc
+TARGETS_TEXT = """\
+What each ratio says (all from one run, same wrk settings, the median of the
+rounds; absolute numbers drift on a shared machine, ratios measured side by
+side hold much better):
+
+- **b/a >= 0.80**: what the authorizer costs. (a) is lighttpd and a bare
+  libfcgi hello app; (b) is the same lighttpd and the same app with
+  fcgi-ratelimit as a FastCGI authorizer under the same `fastcgi.server`
+  key, so every request pays one more FastCGI round trip (lighttpd ->
+  filter) and one Redis round trip (filter -> EVALSHA).
+- **c/d >= 1.2**: fcgi-ratelimit relaying a legacy CGI script *with* a Redis
+  check per request, against fcgiwrap (what sites run today) relaying the
+  same script with *no* limit at all.
+- **c/e >= 0.9**: the same against lighttpd's built-in mod_cgi (no limit).
+- **b/f >= 10**: the authorizer against the seed design this project
+  replaces: a FastAPI application under uvicorn with a redis.asyncio
+  middleware (INCR, EXPIRE on the first request, TTL when denied).
+- **h/a >= 1** (h measured for b): a client far over its limit hammering the
+  authorizer; each request is answered 429 by the filter without reaching
+  the application. A denial must cost less than serving the bare app.
+  h(f) is the seed design's denial path, for comparison.
+- **exactly one Redis call per uncached check**: EVALSHA calls per request
+  from `INFO commandstats` (`CONFIG RESETSTAT` before each run). Commands
+  the script runs inside Redis (TIME, GET, INCR, ...) are counted
+  separately: they cost Redis CPU, not round trips.
+- **<= 100 bytes of Redis memory per tracked client** for fixed-window,
+  sliding-window and token-bucket: 100 000 distinct clients, each with one
+  request, sent straight to the limiter script with EVALSHA through
+  `redis-cli --pipe` (same script text and key format
+  `PREFIX NAME ":" 64-hex` as the binary), `used_memory` before and after.
+- (g) nginx `limit_req` is the in-process ceiling: its counters live in one
+  nginx's shared memory and are not shared across web servers.
+"""
+
+
+def cmd_doc(resdir, docpath):
+    s = summarize(resdir)
+    meta = s["meta"]
+    keep = ""
+    if os.path.exists(docpath):
+        with open(docpath) as f:
+            old = f.read()
+        m = re.search(r"<!-- analysis:begin -->.*?<!-- analysis:end -->", old, re.S)
+        if m:
+            keep = m.group(0)
+    if not keep:
+        keep = ("<!-- analysis:begin -->\n## Analysis\n\n(written by hand after a run; "
+                "bench/run keeps this section)\n<!-- analysis:end -->")
+    missed = [r for r in s["ratios"] if not r["met"]]
+    lines = []
+    lines.append("# Benchmarks")
+    lines.append("")
+    lines.append("Generated by `bench/run` (the tables, the chart and the machine "
+                 "section); the analysis section is written by hand and kept across runs.")
+    lines.append("")
+    lines.append("## How it was run")
+    lines.append("")
+    lines.append("```")
+    lines.append(meta.get("command", "bench/run"))
+    lines.append("```")
+    lines.append("")
+    lines.append("- date: %s" % meta.get("date", "?"))
+    lines.append("- wrk: `%s` per variant and round, %s rounds, variants alternating "
+                 "(each round starts one variant later); the median of the rounds is "
+                 "reported" % (meta.get("wrk", "?"), meta.get("rounds", "?")))
+    lines.append("- machine: %s, %s CPUs, %s" % (meta.get("cpu", "?"), meta.get("nproc", "?"),
+                                                 meta.get("kernel", "?")))
+    lines.append("- load average before / after the run: %s / %s" % (
+        meta.get("load_before", "?"), meta.get("load_after", "?")))
+    lines.append("- versions: %s" % meta.get("versions", "?"))
+    lines.append("- setup: %s" % meta.get("setup", ""))
+    lines.append("")
+    lines.append("## Results")
+    lines.append("")
+    lines.append("![requests per second by variant](bench.png)")
+    lines.append("")
+    lines.append(tables(s))
+    lines.append("## The targets")
+    lines.append("")
+    lines.append(TARGETS_TEXT)
+    if missed:
+        lines.append("Missed in this run: " + "; ".join(
+            "%s = %.2f, %.0f %% below its target %.2f" % (
+                r["name"], r["value"], (1 - r["value"] / r["target"]) * 100, r["target"])
+            for r in missed) + ".")
+        lines.append("")
+    pp = os.path.join(resdir, "profile.txt")
+    if os.path.exists(pp):
+        lines.append("## Profile (strace -c on the workers; callgrind on one worker)")
+        lines.append("")
+        lines.append("```")
+        with open(pp) as f:
+            lines.append(f.read().rstrip())
+        lines.append("```")
+        lines.append("")
+    lines.append(keep)
+    lines.append("")
+    with open(docpath, "w") as f:
+        f.write("\n".join(lines))
+
+
+def main(argv):
+    if len(argv) < 2:
+        sys.exit(__doc__)
+    cmd = argv[1]
+    if cmd == "cpu":
+        cmd_cpu(argv[2:])
+    elif cmd == "callgrind":
+        cmd_callgrind(*argv[2:6])
+    elif cmd == "strace":
+        cmd_strace(*argv[2:5])
+    elif cmd == "cpudiff":
+        cmd_cpudiff(argv[2], argv[3])
+    elif cmd == "memproto":
+        cmd_memproto(*argv[2:8])
+    elif cmd == "report":
+        cmd_report(argv[2])
+    elif cmd == "doc":
+        cmd_doc(argv[2], argv[3])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
