@@ -41,10 +41,10 @@
 #include "rl.h"
 #include "util.h"
 
-#define RELAY_IO_SIZE 65536 /* one read of body or answer */
-#define RELAY_ERR_SIZE 4096 /* one chunk of the script's stderr */
+#define RELAY_IO_SIZE 65536  /* one read of body or answer */
+#define RELAY_ERR_SIZE 4096  /* one chunk of the script's stderr */
 #define RELAY_HOLD_MEM 65536 /* held answer kept in memory, the rest on disk */
-#define RELAY_GRACE_MS 1500 /* SIGTERM -> SIGKILL */
+#define RELAY_GRACE_MS 1500  /* SIGTERM -> SIGKILL */
 #define RELAY_DEFAULT_TIMEOUT_MS 30000
 #define RELAY_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
 #define RELAY_CLOSE_MAX 65536 /* fd scan bound when close_range is missing */
@@ -69,10 +69,10 @@ struct child_err {
 
 /* The answer held back while the request body is still coming. */
 struct held {
-    char *mem;       /* the first RELAY_HOLD_MEM bytes; owned, lazily */
-    size_t len;      /* bytes in mem */
-    int fd;          /* the rest: unlinked temp file, -1 until mem is full */
-    long long flen;  /* bytes in fd */
+    char *mem;      /* the first RELAY_HOLD_MEM bytes; owned, lazily */
+    size_t len;     /* bytes in mem */
+    int fd;         /* the rest: unlinked temp file, -1 until mem is full */
+    long long flen; /* bytes in fd */
 };
 
 struct relay {
@@ -99,7 +99,7 @@ struct relay {
      * of a piped body until its EOF (see held_release). */
     int deferring;
     struct held held;
-    char *in;  /* body bytes waiting for the child */
+    char *in; /* body bytes waiting for the child */
     size_t in_len, in_off;
     char *io; /* answer chunk, spool chunk */
     struct cgihdr hdr;

@@ -27,6 +27,7 @@
 #include "cgirelay.h"
 #include "clientkey.h"
 #include "config.h"
+#include "denycache.h"
 #include "limiter.h"
 #include "listener.h"
 #include "log.h"
@@ -349,13 +350,21 @@ static void handle_request(struct rl_app *app, struct rl_request *rq)
     if (!(client.has_addr && cidr_list_match(&cfg->allow, &client.addr))) {
         if (build_keys_or_reply(rq, cfg, &client, keys, keyp) != RL_OK)
             return;
+        /* A client still inside a denial this worker saw: no Redis trip. */
+        if (!cfg->dry_run && denycache_lookup(cfg, keyp, now_ms(), &d)) {
+            denied_or_reply(rq, cfg, &client, &d);
+            return;
+        }
         if (limiter_check(app->rc, cfg, keyp, &d, &err) != RL_OK) {
             rl_log(RL_LOG_DEBUG, "client %s: %s", client.text, err.msg);
             if (!redis_down_or_reply(rq, cfg))
                 return;
             decision_unlimited(&d, cfg);
-        } else if (!d.allowed && !denied_or_reply(rq, cfg, &client, &d)) {
-            return;
+        } else if (!d.allowed) {
+            if (!cfg->dry_run)
+                denycache_store(cfg, keyp, now_ms(), &d);
+            if (!denied_or_reply(rq, cfg, &client, &d))
+                return;
         }
     }
     admit(app, rq, cfg, &d, authorizer);
@@ -375,9 +384,12 @@ static int fastcgi_loop(int listen_fd, void *ctx)
     for (;;) {
         struct rl_request rq;
 
+        /* Flag first, then look: a SIGTERM landing between the two would
+         * otherwise be seen by neither, and accept() (SA_RESTART) would
+         * keep the worker until the next connection. */
+        idle_in_accept = 1;
         if (stop_requested)
             break;
-        idle_in_accept = 1;
         rc = FCGX_Accept_r(&r);
         idle_in_accept = 0;
         if (rc < 0) {

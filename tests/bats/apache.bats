@@ -90,12 +90,22 @@ EOF
 apache_start() {
     apache_conf "$@"
     apache2 -f "$T/apache/httpd.conf" -t
-    apache2 -f "$T/apache/httpd.conf" -k start
+    # fd 3 closed: a server that outlived its test must not keep bats
+    # waiting for its output.
+    apache2 -f "$T/apache/httpd.conf" -k start 3>&- </dev/null
     wait_for "$PORT"
+    # The port may accept before the PidFile is written.
+    for _ in $(seq 100); do
+        [ -s "$T/apache/httpd.pid" ] && break
+        sleep 0.05
+    done
     AP_PID=$(cat "$T/apache/httpd.pid")
 }
 
 apache_stop() {
+    if [ -z "${AP_PID:-}" ] && [ -s "$T/apache/httpd.pid" ]; then
+        AP_PID=$(cat "$T/apache/httpd.pid")
+    fi
     [ -n "${AP_PID:-}" ] || return 0
     kill -TERM "$AP_PID" 2>/dev/null
     wait_gone "$AP_PID" 100 || kill -9 "$AP_PID" 2>/dev/null

@@ -272,3 +272,27 @@ teardown() {
     done
     [ -n "$ok" ]
 }
+
+@test "fastcgi: a client inside a denial is answered from the worker's memory, never longer than ttl" {
+    export RATELIMIT_LIMIT=1 RATELIMIT_WINDOW=3s RATELIMIT_FAIL=closed
+    fcgi_start 1
+    run fcgi_req </dev/null
+    assert_equal "$(status_of)" 200
+    rcli CONFIG RESETSTAT >/dev/null
+    run fcgi_req </dev/null
+    assert_equal "$(status_of)" 429
+    first=$(json_field ttl)
+    for i in 1 2 3 4 5; do
+        run fcgi_req </dev/null
+        assert_equal "$(status_of)" 429
+        [ "$(json_field ttl)" -le "$first" ]
+        assert_equal "$(header_of Retry-After)" "$(json_field ttl)"
+    done
+    # Six denials, one Redis call: the first one.
+    calls=$(rcli INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p')
+    assert_equal "$calls" 1
+    # Past the ttl the worker asks Redis again (and is admitted).
+    sleep "$first"
+    run fcgi_req </dev/null
+    assert_equal "$(status_of)" 200
+}

@@ -44,7 +44,7 @@ redis_start() {
     [ -n "${REDIS_REQUIREPASS:-}" ] && auth=(--requirepass "$REDIS_REQUIREPASS")
     redis-server --port 0 --unixsocket "$REDIS_SOCK" --unixsocketperm 777 \
         --save '' --appendonly no --dir "$T" --daemonize no \
-        --logfile "$T/redis.log" "${auth[@]}" &
+        --logfile "$T/redis.log" "${auth[@]}" 3>&- &
     REDIS_PID=$!
     export REDIS_SOCK REDIS_PID
     export RATELIMIT_REDIS_URL="unix://$REDIS_SOCK"
@@ -106,7 +106,7 @@ fcgi_start() {
     FCGI_SOCK="$T/rl.sock"
     export FCGI_SOCK
     env -i PATH="$PATH" "${envs[@]}" ${TEST_PREFIX:-} \
-        cgi-fcgi -start -connect "$FCGI_SOCK" "$RL_BIN" "$n" 2>>"$T/fcgi.log"
+        cgi-fcgi -start -connect "$FCGI_SOCK" "$RL_BIN" "$n" 2>>"$T/fcgi.log" 3>&-
     wait_for "$FCGI_SOCK"
 }
 

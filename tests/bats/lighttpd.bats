@@ -16,50 +16,9 @@ setup() {
 }
 
 teardown() {
-    if [ -n "${LT_PID:-}" ]; then
-        kill "$LT_PID" 2>/dev/null
-        wait_gone "$LT_PID" 100 || kill -9 "$LT_PID" 2>/dev/null
-        wait "$LT_PID" 2>/dev/null || true
-    fi
+    lighttpd_stop
     kill_leftovers
     redis_stop
-}
-
-# site_conf NAME: copy lighttpd/NAME to $T/NAME with the site settings set
-# for this test. Fails when the file has no such settings line (the shipped
-# file and the test must not drift apart).
-site_conf() {
-    local src="$RL_SRCDIR/lighttpd/$1" dst="$T/$1" kv name
-    cp "$src" "$dst"
-    for kv in "ratelimit_bin=$RL_BIN" "ratelimit_redis_url=$RATELIMIT_REDIS_URL" \
-        "ratelimit_socket_dir=$T" "ratelimit_script_root=$WWW"; do
-        name=${kv%%=*}
-        grep -q "^var\.$name := " "$src" || continue
-        sed -i "s|^var\.$name := .*|var.$name := \"${kv#*=}\"|" "$dst"
-    done
-    ! grep -q '^var\.ratelimit_[a-z_]* := "/\(usr\|run\|var\)/' "$dst"
-}
-
-# lighttpd_start NAME...: a server on 127.0.0.1:$PORT whose document root is
-# $WWW and which includes the named shipped files (site settings filled in).
-lighttpd_start() {
-    local f
-    {
-        echo "server.document-root = \"$WWW\""
-        echo "server.bind = \"127.0.0.1\""
-        echo "server.port = $PORT"
-        echo "server.errorlog = \"$T/lighttpd-error.log\""
-        echo "server.modules = ( \"mod_access\" )"
-        echo "mimetype.assign = ( \".txt\" => \"text/plain\" )"
-        for f in "$@"; do
-            site_conf "$f" || { echo "site settings missing in $f" >&2; return 1; }
-            echo "include \"$T/$f\""
-        done
-    } >"$T/lighttpd.conf"
-    lighttpd -tt -f "$T/lighttpd.conf"
-    lighttpd -D -f "$T/lighttpd.conf" 2>>"$T/lighttpd-error.log" &
-    LT_PID=$!
-    wait_for "$PORT"
 }
 
 @test "lighttpd: all shipped files load together" {

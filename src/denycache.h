@@ -1,0 +1,30 @@
+/*
+ * denycache.h - a per-worker memory of recent denials, so that a client
+ * far over its limit is answered without a Redis round trip.
+ *
+ * A denial with retry T is remembered until T has passed, never longer:
+ * until then Redis would deny too (only admitted requests change a
+ * client's state), and the answer's ttl and reset are the remembered ones
+ * minus the time elapsed, so the headers stay exact. The entry is keyed by
+ * the request's Redis keys and every rule's parameters, so two locations
+ * with different limits never share an entry.
+ */
+#ifndef RL_DENYCACHE_H
+#define RL_DENYCACHE_H
+
+#include "config.h"
+#include "limiter.h"
+
+/*
+ * Look up the denial for keys (as passed to limiter_check) under cfg at
+ * monotonic time now. On a hit fill *out with the remembered decision,
+ * its delays shortened by the time elapsed, and return 1; else 0.
+ */
+int denycache_lookup(const struct rl_config *cfg, const char *const *keys, long long now,
+                     struct rl_decision *out);
+
+/* Remember denial d (d->allowed == 0) for keys under cfg, decided at now. */
+void denycache_store(const struct rl_config *cfg, const char *const *keys, long long now,
+                     const struct rl_decision *d);
+
+#endif
