@@ -6,8 +6,9 @@
  * envp, buffers) and relay_cleanup() releases it in one place. The steps:
  * resolve the script (and refuse what must not run), prepare the body (a
  * pipe fed while the answer is read, or an unlinked spool file when there
- * is no CONTENT_LENGTH), build envp explicitly, fork + execve the script in
- * its own process group, then one poll() loop feeds stdin, reads stdout
+ * is no CONTENT_LENGTH), build envp explicitly, posix_spawn the script
+ * (fork + execve where glibc is too old) in its own process group, then
+ * one poll() loop feeds stdin, reads stdout
  * through the cgiheader parser and passes stderr to the server's log.
  * While a request body is still coming, the answer is held (memory, then
  * an unlinked temp file) instead of written: mod_fcgid sends the whole
@@ -24,6 +25,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,11 +63,19 @@ enum relay_outcome {
     RL_RELAY_INTERNAL     /* our own syscall failed: 500 */
 };
 
+/* posix_spawn can do all the child set-up (process group, signals, fds,
+ * cwd) with glibc >= 2.34 (posix_spawn_file_actions_addclosefrom_np); it
+ * spawns with CLONE_VFORK, so no page tables are copied and exec errors
+ * come back as its return value. Elsewhere: fork + execve. */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+#define RL_HAVE_SPAWN_CLOSEFROM 1
+#else
 /* What a child that could not exec reports through its CLOEXEC pipe. */
 struct child_err {
     int stage; /* 0 chdir, 1 execve, 2 dup2 */
     int err;
 };
+#endif
 
 /* The answer held back while the request body is still coming. */
 struct held {
@@ -80,6 +90,8 @@ struct relay {
     char client[64]; /* REMOTE_ADDR, printable, for logs */
     char what[256];  /* the script, printable, for logs */
     char *script;    /* realpath of the script; owned */
+    struct stat st;  /* stat of script, valid when st_err == 0 */
+    int st_err;      /* errno of that stat */
     char *dir;       /* its folder (working directory); owned */
     char **envp;     /* owned, NULL-terminated, every entry owned */
     size_t envc, envcap;
@@ -155,24 +167,20 @@ static int write_all(int fd, const char *p, size_t n)
     return RL_OK;
 }
 
-static int set_nonblock(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-
-    return (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) ? RL_ERR : RL_OK;
-}
-
 /* pipe with both ends O_CLOEXEC; the parent's end (index mine) also
- * non-blocking, the child's end stays blocking as CGI scripts expect. */
+ * non-blocking, the child's end stays blocking as CGI scripts expect.
+ * pipe2's O_NONBLOCK lands on both ends' open file descriptions, so one
+ * F_SETFL clears it on the child's: its only status flag, so 0 is exact
+ * (two syscalls a pipe, not three). */
 static int make_pipe(int *rd, int *wr, int mine_is_read)
 {
     int fds[2];
 
-    if (pipe2(fds, O_CLOEXEC) < 0)
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0)
         return RL_ERR;
     *rd = fds[0];
     *wr = fds[1];
-    return set_nonblock(mine_is_read ? *rd : *wr);
+    return fcntl(mine_is_read ? *wr : *rd, F_SETFL, 0) < 0 ? RL_ERR : RL_OK;
 }
 
 /* Milliseconds left before deadline, clamped for poll(). */
@@ -204,13 +212,24 @@ static void child_kill(pid_t pid, int sig)
         (void)kill(pid, sig);
 }
 
-/* 1 once the child has exited (not reaped: WNOWAIT keeps its pid, and so
- * its process group id, ours until waitpid), else 0. */
-static int child_exited(const struct relay *r)
+/* 1 once the child has exited, else 0. With reap it is also reaped (one
+ * waitpid, the common end of a request); without, it is not: WNOWAIT
+ * keeps its pid, and so its process group id, ours for a later kill. */
+static int child_exited(struct relay *r, int reap)
 {
     siginfo_t si;
+    pid_t got;
     int rc;
 
+    if (reap) {
+        do
+            got = waitpid(r->pid, &r->wstatus, WNOHANG);
+        while (got < 0 && errno == EINTR);
+        if (got == 0)
+            return 0;
+        r->reaped = 1; /* also on error (ECHILD): nothing left to reap */
+        return 1;
+    }
     memset(&si, 0, sizeof si);
     do
         rc = waitid(P_PID, (id_t)r->pid, &si, WEXITED | WNOHANG | WNOWAIT);
@@ -230,13 +249,14 @@ static void child_reap(struct relay *r)
     r->reaped = 1;
 }
 
-/* Wait until the child exits or until; 1 if it did. Sleeps in poll(),
- * starting short: most scripts are gone when their stdout closes. */
-static int child_wait_until(const struct relay *r, long long until)
+/* Wait until the child exits (reaping it if reap) or until; 1 if it did.
+ * Sleeps in poll(), starting short: most scripts are gone when their
+ * stdout closes. */
+static int child_wait_until(struct relay *r, long long until, int reap)
 {
     int delay = 1;
 
-    while (!child_exited(r)) {
+    while (!child_exited(r, reap)) {
         int left = ms_left(until);
 
         if (left == 0)
@@ -255,7 +275,7 @@ static void child_terminate(struct relay *r)
     if (r->pid <= 0 || r->reaped)
         return;
     child_kill(r->pid, SIGTERM);
-    (void)child_wait_until(r, now_ms() + RELAY_GRACE_MS);
+    (void)child_wait_until(r, now_ms() + RELAY_GRACE_MS, 0);
     child_kill(r->pid, SIGKILL);
     child_reap(r);
 }
@@ -348,19 +368,51 @@ static char *walk_up(const char *v)
     return xstrdup(v);
 }
 
-/* 1 when real (a realpath) is our own binary, by name or by inode (a hard
- * link would pass a name comparison). */
+/* stat(real) into r->st / r->st_err: the one stat of the script, shared
+ * by is_self and check_script_or_reply. */
+static void stat_script(struct relay *r, const char *real)
+{
+    r->st_err = stat(real, &r->st) < 0 ? errno : 0;
+}
+
+/* The identity of our own binary, stat'ed once per self_path (it is the
+ * same string for the process's life; a process serves one request at a
+ * time, so a static one-entry cache needs no lock). 0, or -1 when it
+ * cannot be stat'ed (not cached: retried next time). */
+static int self_id(const char *self, dev_t *dev, ino_t *ino)
+{
+    static char *key;
+    static dev_t kdev;
+    static ino_t kino;
+    struct stat st;
+
+    if (key == NULL || strcmp(key, self) != 0) {
+        if (stat(self, &st) < 0)
+            return -1;
+        free(key);
+        key = xstrdup(self);
+        kdev = st.st_dev;
+        kino = st.st_ino;
+    }
+    *dev = kdev;
+    *ino = kino;
+    return 0;
+}
+
+/* 1 when real (a realpath, stat'ed into r->st) is our own binary, by name
+ * or by inode (a hard link would pass a name comparison). */
 static int is_self(const struct relay *r, const char *real)
 {
     const char *self = r->req->self_path;
-    struct stat a, b;
+    dev_t dev;
+    ino_t ino;
 
     if (self == NULL || *self == '\0')
         return 0;
     if (strcmp(real, self) == 0)
         return 1;
-    return stat(real, &a) == 0 && stat(self, &b) == 0 && a.st_dev == b.st_dev &&
-           a.st_ino == b.st_ino;
+    return r->st_err == 0 && self_id(self, &dev, &ino) == 0 && r->st.st_dev == dev &&
+           r->st.st_ino == ino;
 }
 
 /* Candidate n (0..2) after the fixed backend: caller owns, NULL if unset. */
@@ -396,6 +448,8 @@ static char *pick_script(struct relay *r, char **real, int *rp_errno, int *self_
         path = xstrdup(r->req->cfg->backend);
         if ((*real = realpath(path, NULL)) == NULL)
             *rp_errno = errno;
+        else
+            stat_script(r, *real);
         return path;
     }
     for (n = 0; n < 3; n++) {
@@ -405,6 +459,7 @@ static char *pick_script(struct relay *r, char **real, int *rp_errno, int *self_
             *rp_errno = errno;
             return path;
         }
+        stat_script(r, *real);
         if (!is_self(r, *real))
             return path;
         printable(r->what, sizeof r->what, path);
@@ -416,42 +471,57 @@ static char *pick_script(struct relay *r, char **real, int *rp_errno, int *self_
     return NULL;
 }
 
+/* realpath(root), resolved once per root string and kept: it costs a
+ * readlink per path component, on every request otherwise. A static
+ * one-entry cache (one request at a time per process); failures are not
+ * cached, so a root created later is found. Borrowed; NULL with errno. */
+static const char *root_real(const char *root)
+{
+    static char *key, *val;
+    char *rr;
+
+    if (key != NULL && strcmp(key, root) == 0)
+        return val;
+    if ((rr = realpath(root, NULL)) == NULL)
+        return NULL;
+    free(key);
+    free(val);
+    key = xstrdup(root);
+    val = rr;
+    return val;
+}
+
 /* RATELIMIT_SCRIPT_ROOT: real must be inside realpath(root), on a '/'
  * boundary ("/srv/cgi" does not contain "/srv/cgi-evil/x"). */
 static int inside_root(const struct relay *r, const char *real)
 {
-    const char *root = r->req->cfg->script_root;
-    char *rr;
+    const char *root = r->req->cfg->script_root, *rr;
     size_t n;
-    int ok;
 
     if (root == NULL || *root == '\0')
         return 1;
-    if ((rr = realpath(root, NULL)) == NULL) {
+    if ((rr = root_real(root)) == NULL) {
         rl_log(RL_LOG_ERROR, "RATELIMIT_SCRIPT_ROOT %s: %s", root, strerror(errno));
         return 0;
     }
     n = strlen(rr);
-    ok = (n == 1 && rr[0] == '/') ||
-         (strncmp(real, rr, n) == 0 && (real[n] == '/' || real[n] == '\0'));
-    free(rr);
-    return ok;
+    return (n == 1 && rr[0] == '/') ||
+           (strncmp(real, rr, n) == 0 && (real[n] == '/' || real[n] == '\0'));
 }
 
-/* The checks on the realpath: inside the root, a regular file, executable. */
+/* The checks on the realpath (stat'ed into r->st): inside the root, a
+ * regular file, executable. */
 static int check_script_or_reply(struct relay *r, const char *real)
 {
-    struct stat st;
-
     if (!inside_root(r, real)) {
         relay_log(r, RL_LOG_WARN, "outside RATELIMIT_SCRIPT_ROOT, refused");
         return reply(r, 403, "script not allowed");
     }
-    if (stat(real, &st) < 0) {
-        relay_log(r, RL_LOG_WARN, "not found: %s", strerror(errno));
+    if (r->st_err != 0) {
+        relay_log(r, RL_LOG_WARN, "not found: %s", strerror(r->st_err));
         return reply(r, 404, "script not found");
     }
-    if (!S_ISREG(st.st_mode)) {
+    if (!S_ISREG(r->st.st_mode)) {
         relay_log(r, RL_LOG_WARN, "not a regular file, refused");
         return reply(r, 403, "script not executable");
     }
@@ -748,6 +818,114 @@ static int prepare_body_or_reply(struct relay *r, long long *content_length)
 
 /* -------------------------------------------------------------- spawn */
 
+#ifdef RL_HAVE_SPAWN_CLOSEFROM
+
+/* Why a posix_spawn failed: glibc (CLONE_VFORK) returns the child's errno
+ * from its file actions or execve, and has reaped that child itself. */
+static int spawn_fail_or_reply(struct relay *r, int err)
+{
+    relay_log(r, RL_LOG_ERROR, "cannot run: %s (a bad #! line?)", strerror(err));
+    return reply(r, 502, "script could not be started");
+}
+
+/* The file actions for these fds and folder. glibc checks every fd an
+ * add* names against getrlimit(RLIMIT_NOFILE), seven syscalls a build, so
+ * the last one is kept: the fd numbers and folder repeat request after
+ * request (a static one-entry cache; one request at a time per process).
+ * Borrowed; NULL with *err on failure. */
+static const posix_spawn_file_actions_t *spawn_actions(const struct relay *r, int *err)
+{
+    static posix_spawn_file_actions_t fa;
+    static int valid, fds[3];
+    static char *dir;
+
+    if (valid && fds[0] == r->stdin_fd && fds[1] == r->out_w && fds[2] == r->err_w &&
+        strcmp(dir, r->dir) == 0)
+        return &fa;
+    if (valid)
+        (void)posix_spawn_file_actions_destroy(&fa);
+    free(dir);
+    dir = NULL;
+    valid = 0;
+    if ((*err = posix_spawn_file_actions_init(&fa)) != 0)
+        return NULL;
+    /* dup2 of an fd onto itself clears its CLOEXEC (glibc >= 2.29);
+     * libfcgi's connection is not O_CLOEXEC, so close from 3. */
+    if ((*err = posix_spawn_file_actions_adddup2(&fa, r->stdin_fd, 0)) != 0 ||
+        (*err = posix_spawn_file_actions_adddup2(&fa, r->out_w, 1)) != 0 ||
+        (*err = posix_spawn_file_actions_adddup2(&fa, r->err_w, 2)) != 0 ||
+        (*err = posix_spawn_file_actions_addclosefrom_np(&fa, 3)) != 0 ||
+        (*err = posix_spawn_file_actions_addchdir_np(&fa, r->dir)) != 0) {
+        (void)posix_spawn_file_actions_destroy(&fa);
+        return NULL;
+    }
+    fds[0] = r->stdin_fd;
+    fds[1] = r->out_w;
+    fds[2] = r->err_w;
+    dir = xstrdup(r->dir);
+    valid = 1;
+    return &fa;
+}
+
+/* posix_spawn with everything the fork path did by hand. RL_OK with the
+ * child running, RL_ERR (answered) when it could not start. */
+static int spawn_child_or_reply(struct relay *r)
+{
+    const posix_spawn_file_actions_t *fa;
+    posix_spawnattr_t at;
+    sigset_t all, none;
+    char *argv[2];
+    int err;
+
+    argv[0] = r->script;
+    argv[1] = NULL;
+    sigfillset(&all);
+    sigemptyset(&none);
+    if ((fa = spawn_actions(r, &err)) == NULL)
+        goto fail;
+    if ((err = posix_spawnattr_init(&at)) != 0)
+        goto fail;
+    /* Own process group (kill(-pid) reaches its children too); libfcgi's
+     * SIGPIPE/SIGTERM/SIGUSR1 handlers and our SIGCHLD back to SIG_DFL,
+     * nothing blocked. */
+    if ((err = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
+                                                 POSIX_SPAWN_SETSIGMASK)) != 0 ||
+        (err = posix_spawnattr_setpgroup(&at, 0)) != 0 ||
+        (err = posix_spawnattr_setsigdefault(&at, &all)) != 0 ||
+        (err = posix_spawnattr_setsigmask(&at, &none)) != 0)
+        goto fail_at;
+    err = posix_spawn(&r->pid, r->script, fa, &at, argv, r->envp);
+    (void)posix_spawnattr_destroy(&at);
+    fd_close(&r->stdin_fd);
+    fd_close(&r->out_w);
+    fd_close(&r->err_w);
+    if (err != 0) {
+        r->pid = -1;
+        return spawn_fail_or_reply(r, err);
+    }
+    return RL_OK;
+fail_at:
+    (void)posix_spawnattr_destroy(&at);
+fail:
+    relay_log(r, RL_LOG_ERROR, "cannot start: %s", strerror(err));
+    return reply(r, 500, "cannot run the script");
+}
+
+/* Pipes, then posix_spawn. RL_OK with the child running, or RL_ERR
+ * (answered). */
+static int spawn_or_reply(struct relay *r)
+{
+    if ((r->pipe_body && make_pipe(&r->stdin_fd, &r->in_w, 0) != RL_OK) ||
+        make_pipe(&r->out_r, &r->out_w, 1) != RL_OK ||
+        make_pipe(&r->err_r, &r->err_w, 1) != RL_OK) {
+        relay_log(r, RL_LOG_ERROR, "cannot start: %s", strerror(errno));
+        return reply(r, 500, "cannot run the script");
+    }
+    return spawn_child_or_reply(r);
+}
+
+#else /* fork + execve, reporting exec errors through a CLOEXEC pipe */
+
 /* Close every fd from lo up (close_range when the kernel has it). */
 static void close_from(int lo, int hi)
 {
@@ -871,6 +1049,8 @@ fail:
     fd_close(&ep[1]);
     return reply(r, 500, "cannot run the script");
 }
+
+#endif /* RL_HAVE_SPAWN_CLOSEFROM */
 
 /* ----------------------------------------------------------- the loop */
 
@@ -1277,11 +1457,11 @@ static void finish_held(struct relay *r)
 static void relay_finish(struct relay *r)
 {
     fd_close(&r->in_w);
-    if (r->outcome == RL_RELAY_OK && !child_wait_until(r, r->deadline))
+    /* Reaped as soon as seen gone: its group is not signalled after that
+     * (nothing is killed on success, as before). */
+    if (r->outcome == RL_RELAY_OK && !child_wait_until(r, r->deadline, 1))
         set_outcome(r, RL_RELAY_TIMEOUT);
-    if (r->outcome == RL_RELAY_OK)
-        child_reap(r);
-    else
+    if (r->outcome != RL_RELAY_OK)
         stop_child(r);
     log_exit(r);
     if (r->outcome == RL_RELAY_OK && !r->hdr.done)
