@@ -152,21 +152,6 @@ static int reply(struct relay *r, int status, const char *message)
     return RL_ERR;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return RL_ERR;
-        p += w;
-        n -= (size_t)w;
-    }
-    return RL_OK;
-}
-
 /* pipe with both ends O_CLOEXEC; the parent's end (index mine) also
  * non-blocking, the child's end stays blocking as CGI scripts expect.
  * pipe2's O_NONBLOCK lands on both ends' open file descriptions, so one
@@ -747,7 +732,7 @@ static long long spool_copy_or_reply(struct relay *r, int fd)
             relay_log(r, RL_LOG_WARN, "request body ended early after %lld bytes", total);
             return reply(r, 400, "request body incomplete");
         }
-        if (write_all(fd, r->io, (size_t)n) != RL_OK) {
+        if (write_full(fd, r->io, (size_t)n) != RL_OK) {
             relay_log(r, RL_LOG_ERROR, "cannot spool the request body: %s", strerror(errno));
             return reply(r, 500, "cannot store the request body");
         }
@@ -1081,7 +1066,7 @@ static int held_add(struct relay *r, const char *p, size_t n)
     if (room == n)
         return RL_OK;
     if ((h->fd < 0 && (h->fd = spool_open()) < 0) ||
-        write_all(h->fd, p + room, n - room) != RL_OK) {
+        write_full(h->fd, p + room, n - room) != RL_OK) {
         err = errno;
         relay_log(r, RL_LOG_ERROR, "cannot hold the answer: %s", strerror(err));
         set_outcome(r, RL_RELAY_INTERNAL);
