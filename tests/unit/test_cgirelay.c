@@ -68,7 +68,7 @@ static int body_pipe(size_t n, int stall_ms, pid_t *writer)
         while (n > 0) {
             size_t k = n < sizeof chunk ? n : sizeof chunk;
 
-            if (write_all(fds[1], chunk, k) != RL_OK)
+            if (write_full(fds[1], chunk, k) != RL_OK)
                 _exit(1);
             n -= k;
         }
