@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "config.h"
+#include "rlconfig.h"
 #include "response.h"
 
 /* Where the request body comes from (FastCGI in stream, or fd 0). */

@@ -14,7 +14,7 @@
 #include <stddef.h>
 
 #include "cidr.h"
-#include "config.h"
+#include "rlconfig.h"
 #include "rl.h"
 
 #define RL_SKIP 1 /* clientkey_build(): the rule does not apply */

@@ -12,7 +12,7 @@
  * Per-request overrides go through a small LRU cache keyed by the bytes of
  * the request's RATELIMIT_* params, so the hot path does not parse.
  */
-#include "config.h"
+#include "rlconfig.h"
 
 #include <limits.h>
 #include <stdarg.h>

@@ -12,7 +12,7 @@
 #ifndef RL_DENYCACHE_H
 #define RL_DENYCACHE_H
 
-#include "config.h"
+#include "rlconfig.h"
 #include "limiter.h"
 
 /*

@@ -13,7 +13,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "config.h"
+#include "rlconfig.h"
 #include "rl.h"
 
 struct redisconn;

@@ -26,7 +26,7 @@
 #include "buf.h"
 #include "cgirelay.h"
 #include "clientkey.h"
-#include "config.h"
+#include "rlconfig.h"
 #include "denycache.h"
 #include "limiter.h"
 #include "listener.h"

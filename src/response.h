@@ -13,7 +13,7 @@
 #include <stddef.h>
 
 #include "buf.h"
-#include "config.h"
+#include "rlconfig.h"
 #include "limiter.h"
 
 struct rl_out {

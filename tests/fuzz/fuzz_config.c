@@ -9,7 +9,7 @@
  * config cache, those after it a request's params for config_for_request().
  * Every value is also fed to config_parse_rules() and
  * config_parse_duration(), so RATELIMIT_RULES and RATELIMIT_WINDOW grammars
- * get inputs of their own. Results are checked against config.h's
+ * get inputs of their own. Results are checked against rlconfig.h's
  * promises; logging goes to a sink that drops it.
  */
 #include <stddef.h>
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "rlrlconfig.h"
 #include "log.h"
 #include "rl.h"
 
@@ -32,7 +32,7 @@ static void drop_log(void *ctx, const char *line, int len)
     (void)len;
 }
 
-/* Check what config.h promises of a parsed configuration. */
+/* Check what rlconfig.h promises of a parsed configuration. */
 static void check_config(const struct rl_config *cfg)
 {
     char summary[1024];

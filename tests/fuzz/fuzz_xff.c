@@ -17,7 +17,7 @@
 
 #include "cidr.h"
 #include "clientkey.h"
-#include "config.h"
+#include "rlconfig.h"
 #include "log.h"
 #include "rl.h"
 

@@ -10,7 +10,7 @@
 
 #include "cidr.h"
 #include "clientkey.h"
-#include "config.h"
+#include "rlconfig.h"
 #include "log.h"
 #include "rl.h"
 #include "testhelp.h"

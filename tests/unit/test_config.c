@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "config.h"
+#include "rlconfig.h"
 #include "limiter.h"
 #include "log.h"
 #include "rl.h"

@@ -11,7 +11,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "config.h"
+#include "rlconfig.h"
 #include "limiter.h"
 #include "log.h"
 #include "redisconn.h"

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "buf.h"
-#include "config.h"
+#include "rlconfig.h"
 #include "limiter.h"
 #include "response.h"
 #include "rl.h"

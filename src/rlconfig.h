@@ -1,5 +1,5 @@
 /*
- * config.h - the configuration: every RATELIMIT_* variable of SPEC.md,
+ * rlconfig.h - the configuration: every RATELIMIT_* variable of SPEC.md,
  * parsed and validated by one declarative table in config.c.
  *
  * The process environment gives the base configuration. A FastCGI request
