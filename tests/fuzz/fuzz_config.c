@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rlrlconfig.h"
+#include "rlconfig.h"
 #include "log.h"
 #include "rl.h"
 
