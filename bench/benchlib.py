@@ -24,6 +24,7 @@ import sys
 VARIANTS = [
     ("a", "lighttpd -> libfcgi hello app (bare)"),
     ("b", "lighttpd + fcgi-ratelimit authorizer -> same hello app"),
+    ("n", "lighttpd + no-op authorizer (always 200, no Redis) -> same hello app"),
     ("c", "lighttpd -> fcgi-ratelimit relaying hello.cgi"),
     ("d", "lighttpd -> fcgiwrap -> hello.cgi"),
     ("e", "lighttpd mod_cgi -> hello.cgi"),
@@ -43,6 +44,10 @@ RATIOS = [
     ("c", "e", 0.90, "the same against lighttpd's own mod_cgi (no limit)"),
     ("b", "f", 10.0, "authorizer against the seed design (Python ASGI app + "
                      "redis.asyncio), both on their allowed path"),
+    ("n", "a", None, "the ceiling of b/a: what lighttpd's authorizer hop alone costs, "
+                     "with an authorizer that does nothing"),
+    ("b", "n", None, "what fcgi-ratelimit costs against that no-op authorizer "
+                     "(1.0 = as cheap as doing nothing)"),
     ("hb", "a", 1.00, "a denied request (authorizer answers 429) against a bare "
                       "allowed request to the hello app: denying must be cheaper than "
                       "serving"),
@@ -281,7 +286,8 @@ def summarize(resdir):
         if n in V and d in V and V[n]["rps"] and V[d]["rps"]:
             val = V[n]["rps"] / V[d]["rps"]
             s["ratios"].append({"name": "%s/%s" % (n if n != "hb" else "h", d),
-                                "value": val, "target": target, "met": val >= target})
+                                "value": val, "target": target,
+                                "met": target is None or val >= target})
     memp = os.path.join(resdir, "memory.txt")
     if os.path.exists(memp):
         with open(memp) as f:
@@ -320,6 +326,9 @@ def tables(s):
     out.append("| ratio | value | target | met | margin |")
     out.append("| --- | ---: | ---: | --- | --- |")
     for r in s["ratios"]:
+        if r["target"] is None:
+            out.append("| %s | %.2f | (reference) | | |" % (r["name"], r["value"]))
+            continue
         margin = r["value"] / r["target"] - 1
         out.append("| %s | %.2f | >= %.2f | %s | %+.0f %% of target |" % (
             r["name"], r["value"], r["target"], "yes" if r["met"] else "**no**", margin * 100))
@@ -394,6 +403,11 @@ side hold much better):
   fcgi-ratelimit as a FastCGI authorizer under the same `fastcgi.server`
   key, so every request pays one more FastCGI round trip (lighttpd ->
   filter) and one Redis round trip (filter -> EVALSHA).
+- **n/a and b/n** (references, no target): (n) is (b) with the hello app
+  itself started as the authorizer, answering a bare `Status: 200` without
+  Redis. n/a is therefore the ceiling of b/a that lighttpd's authorizer hop
+  allows any authorizer at all; b/n is what fcgi-ratelimit costs against an
+  authorizer that does nothing.
 - **c/d >= 1.2**: fcgi-ratelimit relaying a legacy CGI script *with* a Redis
   check per request, against fcgiwrap (what sites run today) relaying the
   same script with *no* limit at all.

@@ -39,8 +39,7 @@ void buf_reset(struct buf *b)
         b->ptr[0] = '\0';
 }
 
-/* Make room for need more bytes plus the NUL. */
-static int buf_reserve(struct buf *b, size_t need)
+int buf_reserve(struct buf *b, size_t need)
 {
     size_t want, cap;
 
@@ -78,18 +77,44 @@ int buf_puts(struct buf *b, const char *s)
 int buf_printf(struct buf *b, const char *fmt, ...)
 {
     va_list ap;
+    size_t room = b->cap > b->len ? b->cap - b->len : 0;
     int n;
 
+    /* One pass when the output fits the room already there (the usual
+     * case); otherwise measure, grow and format again. */
     va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
+    n = vsnprintf(room > 0 ? b->ptr + b->len : NULL, room, fmt, ap);
     va_end(ap);
-    if (n < 0 || buf_reserve(b, (size_t)n) != RL_OK)
+    if (n < 0)
         return RL_ERR;
-    va_start(ap, fmt);
-    (void)vsnprintf(b->ptr + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    if ((size_t)n >= room) {
+        if (buf_reserve(b, (size_t)n) != RL_OK) {
+            if (b->ptr != NULL)
+                b->ptr[b->len] = '\0'; /* undo the partial output */
+            return RL_ERR;
+        }
+        va_start(ap, fmt);
+        (void)vsnprintf(b->ptr + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     b->len += (size_t)n;
     return RL_OK;
+}
+
+int buf_append_ll(struct buf *b, long long v)
+{
+    char tmp[24]; /* 19 digits, a sign */
+    char *p = tmp + sizeof(tmp);
+    /* Negate in unsigned arithmetic: -LLONG_MIN overflows a long long. */
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        *--p = '-';
+    return buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
 }
 
 void buf_consume(struct buf *b, size_t n)

@@ -28,6 +28,10 @@ void buf_reset(struct buf *b);
 int buf_append(struct buf *b, const void *p, size_t n);
 /* Append a C string. */
 int buf_puts(struct buf *b, const char *s);
+/* Make room for need more bytes (and the NUL) up front. RL_ERR past max. */
+int buf_reserve(struct buf *b, size_t need);
+/* Append v in decimal, without printf. */
+int buf_append_ll(struct buf *b, long long v);
 /* Append printf output. RL_ERR when it would pass max. */
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Drop the first n bytes (n <= len), moving the rest to the front. */

@@ -184,22 +184,27 @@ void clientkey_resolve(const struct rl_config *cfg, char *const *params, struct 
     client_format(cfg, out);
 }
 
-/* SHA-256 of tag (with its NUL) then value, as hex into hex[65]. */
+/*
+ * SHA-256 of tag (with its NUL) then value, as hex into hex[65]. The digest
+ * (fetched once: an implicit fetch per request costs more than hashing a
+ * short key) and the context are kept for the life of the worker, which
+ * serves one request at a time; they are deliberately never freed.
+ */
 static int hash_identity(const char *tag, const char *value, char hex[RL_SHA256_HEX_LEN + 1])
 {
+    static EVP_MD *md;
+    static EVP_MD_CTX *ctx;
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned int dlen = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok;
 
-    if (ctx == NULL)
+    if (md == NULL && (md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
         return RL_ERR;
-    ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-         EVP_DigestUpdate(ctx, tag, strlen(tag) + 1) == 1 &&
-         EVP_DigestUpdate(ctx, value, strlen(value)) == 1 &&
-         EVP_DigestFinal_ex(ctx, d, &dlen) == 1 && dlen == 32;
-    EVP_MD_CTX_free(ctx);
-    if (!ok)
+    if (ctx == NULL && (ctx = EVP_MD_CTX_new()) == NULL)
+        return RL_ERR;
+    if (EVP_DigestInit_ex(ctx, md, NULL) != 1 ||
+        EVP_DigestUpdate(ctx, tag, strlen(tag) + 1) != 1 ||
+        EVP_DigestUpdate(ctx, value, strlen(value)) != 1 ||
+        EVP_DigestFinal_ex(ctx, d, &dlen) != 1 || dlen != 32)
         return RL_ERR;
     hex_encode(d, dlen, hex);
     return RL_OK;

@@ -3,21 +3,27 @@
  *
  * Every answer is formatted completely into one capped buffer and handed to
  * the sink in a single write, so a peer never sees half a header block and
- * a failed write leaves nothing to undo. JSON bodies come from json-c only;
- * names and messages are escaped by it, never by us. RateLimit-Policy and
+ * a failed write leaves nothing to undo. Every JSON string is made by
+ * json-c: names and messages are escaped by it, never by us. The denial,
+ * the hot path, is assembled from a constant frame, json-c's rendering of
+ * the policy name (remembered per name) and integers, without printf or a
+ * json-c object per request. RateLimit-Policy and
  * RateLimit follow draft-ietf-httpapi-ratelimit-headers-11 (Structured
  * Field lists, RFC 9651); all times are delta-seconds, never epochs.
  */
 #include "response.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
 
 #include "cgiheader.h"
 #include "rl.h"
+#include "util.h"
 
 #define RESP_MAX (16 * 1024) /* any answer of ours is far smaller */
+#define RESP_START 1024      /* room reserved up front: one allocation */
 
 int out_write(struct rl_out *o, const void *p, size_t n)
 {
@@ -124,19 +130,27 @@ static long long clamp0(long long v)
  */
 static int append_sf_string(struct buf *b, const char *name)
 {
-    const unsigned char *p;
+    const unsigned char *p = (const unsigned char *)name;
 
     if (buf_append(b, "\"", 1) != RL_OK)
         return RL_ERR;
-    for (p = (const unsigned char *)name; *p != '\0'; p++) {
-        char c = (char)*p;
+    while (*p != '\0') {
+        const unsigned char *run = p;
 
-        if (*p < 0x20 || *p > 0x7e)
-            c = '_';
-        if ((c == '"' || c == '\\') && buf_append(b, "\\", 1) != RL_OK)
+        /* The usual name is one run of plain characters: one append. */
+        while (*p >= 0x20 && *p <= 0x7e && *p != '"' && *p != '\\')
+            p++;
+        if (p > run && buf_append(b, run, (size_t)(p - run)) != RL_OK)
             return RL_ERR;
-        if (buf_append(b, &c, 1) != RL_OK)
+        if (*p == '\0')
+            break;
+        if (*p == '"' || *p == '\\') {
+            if (buf_append(b, "\\", 1) != RL_OK || buf_append(b, p, 1) != RL_OK)
+                return RL_ERR;
+        } else if (buf_append(b, "_", 1) != RL_OK) {
             return RL_ERR;
+        }
+        p++;
     }
     return buf_append(b, "\"", 1);
 }
@@ -155,7 +169,8 @@ static int append_policy(struct buf *b, const struct rl_config *cfg, const struc
         if (!d->r[i].applied)
             continue;
         if ((!first && buf_puts(b, ", ") != RL_OK) || append_sf_string(b, rule->name) != RL_OK ||
-            buf_printf(b, ";q=%lld;w=%lld", rule_quota(rule), window_seconds(rule)) != RL_OK)
+            buf_puts(b, ";q=") != RL_OK || buf_append_ll(b, rule_quota(rule)) != RL_OK ||
+            buf_puts(b, ";w=") != RL_OK || buf_append_ll(b, window_seconds(rule)) != RL_OK)
             return RL_ERR;
         first = 0;
     }
@@ -176,15 +191,18 @@ int response_ratelimit_headers(struct buf *b, const struct rl_config *cfg,
     reset = ceil_seconds(d->r[w].reset_ms);
     if (cfg->headers & RL_HDR_IETF) {
         if (append_policy(b, cfg, d) != RL_OK || buf_puts(b, "RateLimit: ") != RL_OK ||
-            append_sf_string(b, rule->name) != RL_OK ||
-            buf_printf(b, ";r=%lld;t=%lld\r\n", remaining, reset) != RL_OK)
+            append_sf_string(b, rule->name) != RL_OK || buf_puts(b, ";r=") != RL_OK ||
+            buf_append_ll(b, remaining) != RL_OK || buf_puts(b, ";t=") != RL_OK ||
+            buf_append_ll(b, reset) != RL_OK || buf_puts(b, "\r\n") != RL_OK)
             return RL_ERR;
     }
     if (cfg->headers & RL_HDR_X) {
-        if (buf_printf(b,
-                       "X-RateLimit-Limit: %lld\r\nX-RateLimit-Remaining: %lld\r\n"
-                       "X-RateLimit-Reset: %lld\r\n",
-                       rule_quota(rule), remaining, reset) != RL_OK)
+        if (buf_puts(b, "X-RateLimit-Limit: ") != RL_OK ||
+            buf_append_ll(b, rule_quota(rule)) != RL_OK ||
+            buf_puts(b, "\r\nX-RateLimit-Remaining: ") != RL_OK ||
+            buf_append_ll(b, remaining) != RL_OK ||
+            buf_puts(b, "\r\nX-RateLimit-Reset: ") != RL_OK || buf_append_ll(b, reset) != RL_OK ||
+            buf_puts(b, "\r\n") != RL_OK)
             return RL_ERR;
     }
     return RL_OK;
@@ -223,26 +241,58 @@ static size_t deny_rule(const struct rl_config *cfg, const struct rl_decision *d
     return w < 0 ? 0 : (size_t)w;
 }
 
+/*
+ * name as a JSON string, quoted and escaped by json-c, remembered: names
+ * come from the configuration, so a worker meets a handful of them and
+ * renders each once. Borrowed; NULL when json-c fails.
+ */
+static const char *json_name(const char *name)
+{
+    static struct {
+        char *name;
+        char *json;
+    } memo[8];
+    static unsigned next;
+    struct json_object *o;
+    const char *s;
+    unsigned i;
+
+    for (i = 0; i < sizeof(memo) / sizeof(memo[0]); i++) {
+        if (memo[i].name != NULL && strcmp(memo[i].name, name) == 0)
+            return memo[i].json;
+    }
+    o = json_object_new_string(name);
+    s = o != NULL ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                          JSON_C_TO_STRING_NOSLASHESCAPE)
+                  : NULL;
+    if (s == NULL) {
+        json_object_put(o);
+        return NULL;
+    }
+    i = next++ % (sizeof(memo) / sizeof(memo[0]));
+    free(memo[i].name);
+    free(memo[i].json);
+    memo[i].name = xstrdup(name);
+    memo[i].json = xstrdup(s);
+    json_object_put(o);
+    return memo[i].json;
+}
+
+/* SPEC's fields in SPEC's order; remaining is 0 in every denial. */
 int response_deny_body(struct buf *b, const struct rl_config *cfg, const struct rl_decision *d)
 {
-    struct json_object *obj = json_object_new_object();
-    const struct rl_rule *rule;
     long long ttl;
-    int r = RL_ERR;
+    const struct rl_rule *rule = &cfg->rules[deny_rule(cfg, d, &ttl)];
+    const char *name = json_name(rule->name);
 
-    if (obj == NULL)
+    if (name == NULL || buf_puts(b, "{\"message\":\"call limit reached\",\"policy\":") != RL_OK ||
+        buf_puts(b, name) != RL_OK || buf_puts(b, ",\"limit\":") != RL_OK ||
+        buf_append_ll(b, rule_quota(rule)) != RL_OK ||
+        buf_puts(b, ",\"remaining\":0,\"window\":") != RL_OK ||
+        buf_append_ll(b, window_seconds(rule)) != RL_OK || buf_puts(b, ",\"ttl\":") != RL_OK ||
+        buf_append_ll(b, ttl) != RL_OK || buf_puts(b, "}") != RL_OK)
         return RL_ERR;
-    rule = &cfg->rules[deny_rule(cfg, d, &ttl)];
-    /* SPEC's field order; json-c keeps insertion order. */
-    if (json_add(obj, "message", json_object_new_string("call limit reached")) == RL_OK &&
-        json_add(obj, "policy", json_object_new_string(rule->name)) == RL_OK &&
-        json_add(obj, "limit", json_object_new_int64(rule_quota(rule))) == RL_OK &&
-        json_add(obj, "remaining", json_object_new_int64(0)) == RL_OK &&
-        json_add(obj, "window", json_object_new_int64(window_seconds(rule))) == RL_OK &&
-        json_add(obj, "ttl", json_object_new_int64(ttl)) == RL_OK)
-        r = json_append(b, obj);
-    json_object_put(obj);
-    return r;
+    return RL_OK;
 }
 
 /* "Status: N Reason\r\n"; a status outside 100..599 is a bug: say 500. */
@@ -250,7 +300,10 @@ static int append_status(struct buf *b, int status)
 {
     if (status < 100 || status > 599)
         status = 500;
-    return buf_printf(b, "Status: %d %s\r\n", status, response_reason(status));
+    if (buf_puts(b, "Status: ") != RL_OK || buf_append_ll(b, status) != RL_OK ||
+        buf_puts(b, " ") != RL_OK || buf_puts(b, response_reason(status)) != RL_OK)
+        return RL_ERR;
+    return buf_puts(b, "\r\n");
 }
 
 /* Write b as the complete answer (headers and body) in one write. */
@@ -274,11 +327,10 @@ int response_deny(struct rl_out *o, const struct rl_config *cfg, const struct rl
     (void)deny_rule(cfg, d, &ttl);
     buf_init(&b, RESP_MAX);
     /* Status first (SPEC); 429 must not be cached (RFC 6585 section 4). */
-    if (append_status(&b, status) != RL_OK ||
-        buf_printf(&b,
-                   "Content-Type: application/json\r\nCache-Control: no-store\r\n"
-                   "Retry-After: %lld\r\n",
-                   ttl) != RL_OK ||
+    if (buf_reserve(&b, RESP_START) != RL_OK || append_status(&b, status) != RL_OK ||
+        buf_puts(&b, "Content-Type: application/json\r\nCache-Control: no-store\r\n"
+                     "Retry-After: ") != RL_OK ||
+        buf_append_ll(&b, ttl) != RL_OK || buf_puts(&b, "\r\n") != RL_OK ||
         response_ratelimit_headers(&b, cfg, d) != RL_OK || buf_puts(&b, "\r\n") != RL_OK ||
         response_deny_body(&b, cfg, d) != RL_OK || buf_puts(&b, "\n") != RL_OK) {
         buf_free(&b);
@@ -338,13 +390,14 @@ int response_authorizer_allow(struct rl_out *o, const struct rl_config *cfg,
     if (o->headers_sent)
         return RL_ERR;
     buf_init(&b, RESP_MAX);
-    if (buf_puts(&b, "Status: 200 OK\r\n") != RL_OK ||
-        (w >= 0 && buf_printf(&b,
-                              "Variable-RATELIMIT_LIMIT: %lld\r\n"
-                              "Variable-RATELIMIT_REMAINING: %lld\r\n"
-                              "Variable-RATELIMIT_RESET: %lld\r\n",
-                              rule_quota(&cfg->rules[w]), clamp0(d->r[w].remaining),
-                              ceil_seconds(d->r[w].reset_ms)) != RL_OK) ||
+    if (buf_reserve(&b, RESP_START) != RL_OK || buf_puts(&b, "Status: 200 OK\r\n") != RL_OK ||
+        (w >= 0 && (buf_puts(&b, "Variable-RATELIMIT_LIMIT: ") != RL_OK ||
+                    buf_append_ll(&b, rule_quota(&cfg->rules[w])) != RL_OK ||
+                    buf_puts(&b, "\r\nVariable-RATELIMIT_REMAINING: ") != RL_OK ||
+                    buf_append_ll(&b, clamp0(d->r[w].remaining)) != RL_OK ||
+                    buf_puts(&b, "\r\nVariable-RATELIMIT_RESET: ") != RL_OK ||
+                    buf_append_ll(&b, ceil_seconds(d->r[w].reset_ms)) != RL_OK ||
+                    buf_puts(&b, "\r\n") != RL_OK)) ||
         buf_puts(&b, "\r\n") != RL_OK) {
         buf_free(&b);
         return RL_ERR;

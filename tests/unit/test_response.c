@@ -316,6 +316,39 @@ static void test_failing_sink(void)
     buf_free(&m.b);
 }
 
+/* Names no configuration accepts, to show the escaping is still right:
+ * sf-string in the headers, json-c in the body; and more names than the
+ * body's memo of rendered names holds. */
+static void test_odd_names(void)
+{
+    static const char *const names[] = {"n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8",
+                                        "n9", "n0"};
+    struct rl_config cfg;
+    struct rl_decision d;
+    struct buf b;
+    char want[128];
+    int ok = 1;
+
+    spec_example(&cfg, &d);
+    set_rule(&cfg.rules[0], "a\"b\\c\x01/", 5, 60000, RL_ALGO_FIXED_WINDOW, 5);
+    buf_init(&b, 4096);
+    test_cond("odd name: sf-string",
+              response_ratelimit_headers(&b, &cfg, &d) == RL_OK &&
+                  strstr(b.ptr, "RateLimit: \"a\\\"b\\\\c_/\";r=0;t=42\r\n") != NULL);
+    buf_reset(&b);
+    test_cond("odd name: json",
+              response_deny_body(&b, &cfg, &d) == RL_OK &&
+                  strstr(b.ptr, "\"policy\":\"a\\\"b\\\\c\\u0001/\",") != NULL);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        set_rule(&cfg.rules[0], names[i], 5, 60000, RL_ALGO_FIXED_WINDOW, 5);
+        buf_reset(&b);
+        snprintf(want, sizeof(want), "\"policy\":\"%s\",", names[i]);
+        ok = ok && response_deny_body(&b, &cfg, &d) == RL_OK && strstr(b.ptr, want) != NULL;
+    }
+    test_cond("json names past the memo", ok);
+    buf_free(&b);
+}
+
 static void test_reason(void)
 {
     test_cond("reason 200", strcmp(response_reason(200), "OK") == 0);
@@ -338,6 +371,7 @@ int main(void)
     test_authorizer();
     test_error();
     test_failing_sink();
+    test_odd_names();
     test_reason();
     return test_report();
 }

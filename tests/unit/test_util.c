@@ -54,6 +54,24 @@ static void test_buf(void)
     buf_free(&b);
     buf_free(NULL);
     test_cond("buf free twice and NULL", b.ptr == NULL);
+
+    buf_init(&b, 4096);
+    test_cond("buf printf grows", buf_printf(&b, "%0100d", 7) == RL_OK && b.len == 100 &&
+                                      b.ptr[99] == '7' && b.ptr[100] == '\0');
+    test_cond("buf printf in place", buf_printf(&b, "<%s>", "x") == RL_OK && b.len == 103 &&
+                                         strcmp(b.ptr + 100, "<x>") == 0);
+    buf_reset(&b);
+    test_cond("buf reserve", buf_reserve(&b, 2000) == RL_OK && b.cap > 2000 && b.len == 0);
+    test_cond("buf reserve past max", buf_reserve(&b, 4097) == RL_ERR);
+    test_cond("buf ll", buf_append_ll(&b, 0) == RL_OK && buf_append_ll(&b, -42) == RL_OK &&
+                            buf_append_ll(&b, 9223372036854775807LL) == RL_OK &&
+                            buf_append_ll(&b, -9223372036854775807LL - 1) == RL_OK &&
+                            strcmp(buf_str(&b), "0-429223372036854775807-9223372036854775808") == 0);
+    buf_free(&b);
+    buf_init(&b, 3);
+    test_cond("buf ll cap", buf_append_ll(&b, 1234) == RL_ERR && b.len == 0 &&
+                                buf_append_ll(&b, 123) == RL_OK && strcmp(buf_str(&b), "123") == 0);
+    buf_free(&b);
 }
 
 static void test_hash(void)
