@@ -709,8 +709,10 @@ static int spool_open(void)
     return fd;
 }
 
-/* Copy the body into fd until EOF; the count, or -1 (answered). */
-static long long spool_copy_or_reply(struct relay *r, int fd)
+/* Copy the body into *fd until EOF, opening the spool file at the first
+ * byte (a GET has none: no file then, *fd stays -1); the count, or -1
+ * (answered). */
+static long long spool_copy_or_reply(struct relay *r, int *fd)
 {
     const struct rl_body_src *b = r->req->body;
     /* Receiving the body is not the script's run time: its own deadline. */
@@ -732,7 +734,11 @@ static long long spool_copy_or_reply(struct relay *r, int fd)
             relay_log(r, RL_LOG_WARN, "request body ended early after %lld bytes", total);
             return reply(r, 400, "request body incomplete");
         }
-        if (write_full(fd, r->io, (size_t)n) != RL_OK) {
+        if (*fd < 0 && (*fd = spool_open()) < 0) {
+            relay_log(r, RL_LOG_ERROR, "cannot create a spool file: %s", strerror(errno));
+            return reply(r, 500, "cannot store the request body");
+        }
+        if (write_full(*fd, r->io, (size_t)n) != RL_OK) {
             relay_log(r, RL_LOG_ERROR, "cannot spool the request body: %s", strerror(errno));
             return reply(r, 500, "cannot store the request body");
         }
@@ -741,18 +747,17 @@ static long long spool_copy_or_reply(struct relay *r, int fd)
 }
 
 /* No CONTENT_LENGTH (a chunked body): spool it so that the script gets an
- * exact one (RFC 3875 4.1.2). Sets r->stdin_fd; returns the count or -1. */
+ * exact one (RFC 3875 4.1.2). Sets r->stdin_fd when there was a body;
+ * returns the count or -1. */
 static long long spool_body_or_reply(struct relay *r)
 {
     long long total;
 
-    if ((r->stdin_fd = spool_open()) < 0) {
-        relay_log(r, RL_LOG_ERROR, "cannot create a spool file: %s", strerror(errno));
-        return reply(r, 500, "cannot store the request body");
-    }
-    if ((total = spool_copy_or_reply(r, r->stdin_fd)) < 0)
+    if ((total = spool_copy_or_reply(r, &r->stdin_fd)) < 0)
         return -1;
     r->body_eof = 1;
+    if (total == 0)
+        return 0;
     if (lseek(r->stdin_fd, 0, SEEK_SET) < 0) {
         relay_log(r, RL_LOG_ERROR, "cannot rewind the spool file: %s", strerror(errno));
         return reply(r, 500, "cannot store the request body");
@@ -780,11 +785,12 @@ static int prepare_body_or_reply(struct relay *r, long long *content_length)
     } else if (cl < 0) {
         if ((*content_length = spool_body_or_reply(r)) < 0)
             return RL_ERR;
-        /* No body at all (a GET through mod_proxy_fcgi): do not invent a
-         * CONTENT_LENGTH (RFC 3875 4.1.2: set iff there is a body). */
-        if (*content_length == 0)
-            *content_length = -1;
-        return RL_OK;
+        if (*content_length > 0)
+            return RL_OK;
+        /* No body at all (a GET through lighttpd or mod_proxy_fcgi): do
+         * not invent a CONTENT_LENGTH (RFC 3875 4.1.2: set iff there is a
+         * body); stdin is /dev/null as below. */
+        *content_length = -1;
     } else if (cl > 0) {
         r->pipe_body = 1;
         r->to_child = cl;
