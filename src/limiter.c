@@ -2,45 +2,51 @@
  * limiter.c - the algorithm table, the EVALSHA call and the strict decoding
  * of the script's reply into a struct rl_decision.
  *
- * Every algorithm is a file of src/lua/ that registers itself in the one
- * script the Makefile embeds as limiter_lua (see src/lua/prelude.lua for
- * KEYS, ARGV and the reply); here each one is a row of algo_table mapping
- * its configuration name to the id the script dispatches on. The hot path
- * allocates nothing: the argument vector and its numbers live on the stack.
+ * Every algorithm is a file of src/lua/ that registers itself in the
+ * scripts the Makefile embeds (see src/lua/prelude.lua for KEYS, ARGV and
+ * the reply): limiter_lua with all of them, and limiter_lua_<algorithm>
+ * with one. Here each is a row of algo_table mapping its configuration
+ * name to the id the script dispatches on and to its own script. A request
+ * whose rules share one algorithm runs that algorithm's script, the
+ * cheapest for Redis (it re-creates every function of a script per call);
+ * mixed rules run the full one. The hot path allocates nothing and skips
+ * hiredis' printf formatting: the EVALSHA request is written in RESP
+ * straight into a buffer on the stack (struct redisconn_cmd).
  * limiter_decode() does no I/O so that tests feed it canned RESP replies.
  */
 #include "limiter.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include "log.h"
+#include "lua_algos.h"
 #include "lua_scripts.h"
 #include "redisconn.h"
 #include "util.h"
 
-/* One row per algorithm; id is the enum rl_algo value the script expects
- * in ARGV (its ALGO[id] table). */
+/* One row per algorithm, in enum rl_algo order: id is the value the
+ * script expects in ARGV (its ALGO[id] table), lua the script holding this
+ * algorithm alone. */
 struct algo_row {
     const char *name;
     int id;
+    const char *lua;
 };
 
 static const struct algo_row algo_table[] = {
-    {"fixed-window", RL_ALGO_FIXED_WINDOW},
-    {"sliding-log", RL_ALGO_SLIDING_LOG},
-    {"sliding-window", RL_ALGO_SLIDING_WINDOW},
-    {"token-bucket", RL_ALGO_TOKEN_BUCKET},
+    {"fixed-window", RL_ALGO_FIXED_WINDOW, limiter_lua_fixed_window},
+    {"sliding-log", RL_ALGO_SLIDING_LOG, limiter_lua_sliding_log},
+    {"sliding-window", RL_ALGO_SLIDING_WINDOW, limiter_lua_sliding_window},
+    {"token-bucket", RL_ALGO_TOKEN_BUCKET, limiter_lua_token_bucket},
 };
 
 #define ALGO_ROWS (sizeof(algo_table) / sizeof(algo_table[0]))
+/* The script index of the all-algorithm script, after the rows'. */
+#define SCRIPT_ALL ALGO_ROWS
 
 /* Values per rule in ARGV and in the reply (after allowed_all). */
 #define ARGS_PER_RULE 4
 #define REPLY_PER_RULE 4
-/* "numkeys", the keys, the numbers. */
-#define MAX_ARGC (1 + RL_MAX_RULES + ARGS_PER_RULE * RL_MAX_RULES)
-#define NUM_MAX 24 /* a long long in decimal, sign and NUL */
 
 int limiter_algo_parse(const char *name, size_t len)
 {
@@ -66,6 +72,23 @@ const char *limiter_algo_name(int algo)
     return "unknown";
 }
 
+/* Script i (a row's, or SCRIPT_ALL) and its SHA-1, computed once. */
+static const char *script_at(size_t i, const char **sha)
+{
+    static char shas[ALGO_ROWS + 1][RL_SHA1_HEX_LEN + 1];
+    const char *lua = i < ALGO_ROWS ? algo_table[i].lua : limiter_lua;
+
+    /* Workers are single-threaded: computing it on first use is enough.
+     * On failure (libcrypto OOM) the empty name makes SCRIPT LOAD's check
+     * fail, so Redis errors are reported rather than a wrong script run. */
+    if (shas[i][0] == '\0' && sha1_hex(lua, strlen(lua), shas[i]) != RL_OK) {
+        rl_log(RL_LOG_ERROR, "cannot compute the SHA-1 of the limiter script");
+        shas[i][0] = '\0';
+    }
+    *sha = shas[i];
+    return lua;
+}
+
 const char *limiter_script(void)
 {
     return limiter_lua;
@@ -73,16 +96,32 @@ const char *limiter_script(void)
 
 const char *limiter_script_sha(void)
 {
-    static char sha[RL_SHA1_HEX_LEN + 1];
+    const char *sha;
 
-    /* Workers are single-threaded: computing it on first use is enough.
-     * On failure (libcrypto OOM) the empty name makes SCRIPT LOAD's check
-     * fail, so Redis errors are reported rather than a wrong script run. */
-    if (sha[0] == '\0' && sha1_hex(limiter_lua, strlen(limiter_lua), sha) != RL_OK) {
-        rl_log(RL_LOG_ERROR, "cannot compute the SHA-1 of the limiter script");
-        sha[0] = '\0';
-    }
+    (void)script_at(SCRIPT_ALL, &sha);
     return sha;
+}
+
+const char *limiter_pick_script(const struct rl_config *cfg, const char *const *keys,
+                                const char **sha)
+{
+    size_t i, pick = SCRIPT_ALL;
+    int algo = -1;
+
+    for (i = 0; i < cfg->nrules && i < RL_MAX_RULES; i++) {
+        if (keys[i] == NULL)
+            continue;
+        if (algo != -1 && cfg->rules[i].algo != algo) {
+            algo = -1;
+            break;
+        }
+        algo = cfg->rules[i].algo;
+    }
+    /* The rows are in id order; an id out of range takes the full script,
+     * whose dispatcher refuses it with an error reply. */
+    if (algo >= 0 && (size_t)algo < ALGO_ROWS && algo_table[algo].id == algo)
+        pick = (size_t)algo;
+    return script_at(pick, sha);
 }
 
 long long limiter_ttl_seconds(long long ms)
@@ -95,53 +134,33 @@ long long limiter_ttl_seconds(long long ms)
 
 /* ------------------------------------------------------------ the call */
 
-/* The argument vector of one EVALSHA, on the caller's stack. */
-struct eval_args {
-    int argc;
-    int nnum;
-    const char *argv[MAX_ARGC];
-    size_t len[MAX_ARGC];
-    char num[1 + ARGS_PER_RULE * RL_MAX_RULES][NUM_MAX];
-};
-
-static void args_add(struct eval_args *a, const char *s, size_t len)
-{
-    a->argv[a->argc] = s;
-    a->len[a->argc] = len;
-    a->argc++;
-}
-
-static void args_add_num(struct eval_args *a, long long v)
-{
-    char *p = a->num[a->nnum++];
-    int n = snprintf(p, NUM_MAX, "%lld", v);
-
-    /* NUM_MAX holds any long long: n is never negative nor truncated. */
-    args_add(a, p, (size_t)n);
-}
-
-/* numkeys, the keys of the applied rules, then their 4 numbers each. */
-static void args_build(struct eval_args *a, const struct rl_config *cfg, const char *const *keys,
-                       size_t napplied)
+/* EVALSHA sha numkeys, the keys of the applied rules, then their 4
+ * numbers each, in RESP into *cmd. RL_ERR when it does not fit (a key
+ * longer than RL_KEY_MAX). */
+static int cmd_build(struct redisconn_cmd *cmd, const char *sha, const struct rl_config *cfg,
+                     const char *const *keys, size_t napplied)
 {
     size_t i;
 
-    a->argc = a->nnum = 0;
-    args_add_num(a, (long long)napplied);
+    redisconn_cmd_init(cmd, (int)(3 + napplied * (1 + ARGS_PER_RULE)));
+    redisconn_cmd_str(cmd, "EVALSHA", 7);
+    redisconn_cmd_str(cmd, sha, strlen(sha));
+    redisconn_cmd_ll(cmd, (long long)napplied);
     for (i = 0; i < cfg->nrules; i++) {
         if (keys[i] != NULL)
-            args_add(a, keys[i], strlen(keys[i]));
+            redisconn_cmd_str(cmd, keys[i], strlen(keys[i]));
     }
     for (i = 0; i < cfg->nrules; i++) {
         const struct rl_rule *r = &cfg->rules[i];
 
         if (keys[i] == NULL)
             continue;
-        args_add_num(a, r->algo);
-        args_add_num(a, r->limit);
-        args_add_num(a, r->window_ms);
-        args_add_num(a, r->burst > 0 ? r->burst : r->limit);
+        redisconn_cmd_ll(cmd, r->algo);
+        redisconn_cmd_ll(cmd, r->limit);
+        redisconn_cmd_ll(cmd, r->window_ms);
+        redisconn_cmd_ll(cmd, r->burst > 0 ? r->burst : r->limit);
     }
+    return redisconn_cmd_complete(cmd) ? RL_OK : RL_ERR;
 }
 
 /* A decision for rules that were not sent: allowed, quota whole. */
@@ -161,9 +180,10 @@ static void decision_init(struct rl_decision *out, const struct rl_config *cfg)
 int limiter_check(struct redisconn *rc, const struct rl_config *cfg, const char *const *keys,
                   struct rl_decision *out, struct rl_err *err)
 {
-    struct eval_args a;
+    struct redisconn_cmd cmd;
     unsigned char applied[RL_MAX_RULES];
     size_t i, napplied = 0;
+    const char *script, *sha;
     redisReply *reply;
     int ret;
 
@@ -178,9 +198,12 @@ int limiter_check(struct redisconn *rc, const struct rl_config *cfg, const char 
     }
     if (napplied == 0)
         return RL_OK;
-    args_build(&a, cfg, keys, napplied);
-    reply =
-        redisconn_eval(rc, cfg, limiter_script(), limiter_script_sha(), a.argc, a.argv, a.len, err);
+    script = limiter_pick_script(cfg, keys, &sha);
+    if (cmd_build(&cmd, sha, cfg, keys, napplied) != RL_OK) {
+        rl_err_set(err, RL_E_CONFIG, "the EVALSHA request exceeds %d bytes", RL_CMD_MAX);
+        return RL_ERR;
+    }
+    reply = redisconn_eval(rc, cfg, script, sha, &cmd, err);
     if (reply == NULL)
         return RL_ERR;
     ret = limiter_decode(reply, cfg, applied, out, err);

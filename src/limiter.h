@@ -1,10 +1,12 @@
 /*
  * limiter.h - the rate-limit algorithms and the decision they produce.
  *
- * All algorithms live in one Lua script (src/lua/, embedded at build time)
- * so that every rule of a request is checked, and only if all pass
- * committed, in one EVALSHA: one round trip, atomic, Redis time. Adding an
- * algorithm is one .lua file and one row of the table in limiter.c.
+ * The algorithms are Lua (src/lua/, embedded at build time) so that every
+ * rule of a request is checked, and only if all pass committed, in one
+ * EVALSHA: one round trip, atomic, Redis time. Each algorithm has a script
+ * of its own and one script holds them all (for rules that mix them).
+ * Adding an algorithm is one .lua file, one name in Makefile.am's
+ * LUA_ALGOS and one row of the table in limiter.c.
  */
 #ifndef RL_LIMITER_H
 #define RL_LIMITER_H
@@ -40,9 +42,18 @@ struct rl_decision {
 int limiter_algo_parse(const char *name, size_t len);
 const char *limiter_algo_name(int algo);
 
-/* The whole Lua script and its SHA-1 (computed once). Borrowed, static. */
+/* The script with every algorithm and its SHA-1 (computed once): what
+ * --check loads. Borrowed, static. */
 const char *limiter_script(void);
 const char *limiter_script_sha(void);
+
+/*
+ * The script a request for keys (NULL for a rule that does not apply) runs:
+ * the one-algorithm script when every applied rule uses the same algorithm,
+ * else the full one. Sets *sha to its SHA-1. Both borrowed, static.
+ */
+const char *limiter_pick_script(const struct rl_config *cfg, const char *const *keys,
+                                const char **sha);
 
 /*
  * Check the rules of cfg for keys[i] (NULL for a rule that does not apply)

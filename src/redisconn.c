@@ -3,8 +3,11 @@
  *
  * Lifecycle: connected lazily on the first EVALSHA, with the connect and
  * command timeouts of RATELIMIT_REDIS_TIMEOUT_MS, then AUTH, SELECT and
- * SCRIPT LOAD (whose SHA must be ours). A NOSCRIPT reply (Redis restarted,
- * SCRIPT FLUSH, failover) re-loads the script and retries once. A NULL
+ * SCRIPT LOAD of the first request's script (whose SHA must be ours). A
+ * NOSCRIPT reply (another of the limiter's scripts, first used later;
+ * Redis restarted, SCRIPT FLUSH, failover) loads the script and retries
+ * once. The EVALSHA itself is RESP the caller wrote (struct
+ * redisconn_cmd), appended as is: no printf-style formatting. A NULL
  * reply means the context is dead: it is freed and reopened on a later
  * call. A changed target (per-request RATELIMIT_REDIS_URL) reconnects.
  *
@@ -34,7 +37,6 @@
 #define BACKOFF_FIRST_MS 1000LL
 #define BACKOFF_MAX_MS 30000LL
 #define CONNECT_ATTEMPTS 3 /* only a signal (EINTR) makes us try again */
-#define ARGV_STACK 64
 #define SCRIPT_ERR_LOG_MS 60000LL /* at most one such WARN a minute */
 
 struct redisconn {
@@ -350,35 +352,88 @@ static int conn_open(struct redisconn *rc, const struct rl_config *cfg, const ch
     return RL_OK;
 }
 
+/* ------------------------------------------------------------ RESP */
+
+/* Append n bytes, or mark the command overflowed. */
+static void cmd_put(struct redisconn_cmd *cmd, const char *p, size_t n)
+{
+    if (cmd->overflow || n > sizeof(cmd->buf) - cmd->len) {
+        cmd->overflow = 1;
+        return;
+    }
+    memcpy(cmd->buf + cmd->len, p, n);
+    cmd->len += n;
+}
+
+/* Write v in decimal ending just before end; the first digit's address. */
+static char *dec_rev(char *end, unsigned long long v)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return end;
+}
+
+/* Append tag ('*' or '$'), n in decimal and CRLF: a RESP header. */
+static void cmd_put_header(struct redisconn_cmd *cmd, char tag, unsigned long long n)
+{
+    char tmp[24];
+    char *p;
+
+    tmp[22] = '\r';
+    tmp[23] = '\n';
+    p = dec_rev(tmp + 22, n);
+    *--p = tag;
+    cmd_put(cmd, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+void redisconn_cmd_init(struct redisconn_cmd *cmd, int argc)
+{
+    cmd->len = 0;
+    cmd->overflow = argc < 0;
+    cmd->left = argc < 0 ? 0 : argc;
+    cmd_put_header(cmd, '*', (unsigned long long)cmd->left);
+}
+
+void redisconn_cmd_str(struct redisconn_cmd *cmd, const char *s, size_t len)
+{
+    if (cmd->left-- <= 0)
+        cmd->overflow = 1;
+    cmd_put_header(cmd, '$', len);
+    cmd_put(cmd, s, len);
+    cmd_put(cmd, "\r\n", 2);
+}
+
+void redisconn_cmd_ll(struct redisconn_cmd *cmd, long long v)
+{
+    char tmp[24];
+    /* The magnitude through unsigned arithmetic: LLONG_MIN has no positive
+     * long long. */
+    char *p = dec_rev(tmp + sizeof(tmp),
+                      v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+
+    if (v < 0)
+        *--p = '-';
+    redisconn_cmd_str(cmd, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+int redisconn_cmd_complete(const struct redisconn_cmd *cmd)
+{
+    return !cmd->overflow && cmd->left == 0;
+}
+
 /* ------------------------------------------------------------ EVALSHA */
 
-static redisReply *evalsha(redisContext *c, const char *sha, int argc, const char **argv,
-                           const size_t *argvlen)
+/* Send a formatted command and read its reply: redisCommand's blocking
+ * round trip without its formatting. NULL when the context failed. */
+static redisReply *send_cmd(redisContext *c, const struct redisconn_cmd *cmd)
 {
-    const char *sv[ARGV_STACK];
-    size_t sl[ARGV_STACK];
-    const char **v = sv;
-    size_t *l = sl;
-    redisReply *r;
-    int i;
+    void *r = NULL;
 
-    if (argc + 2 > ARGV_STACK) {
-        v = xmalloc(sizeof(*v) * (size_t)(argc + 2));
-        l = xmalloc(sizeof(*l) * (size_t)(argc + 2));
-    }
-    v[0] = "EVALSHA";
-    l[0] = 7;
-    v[1] = sha;
-    l[1] = strlen(sha);
-    for (i = 0; i < argc; i++) {
-        v[i + 2] = argv[i];
-        l[i + 2] = argvlen != NULL ? argvlen[i] : strlen(argv[i]);
-    }
-    r = redisCommandArgv(c, argc + 2, v, l);
-    if (v != sv) {
-        free(v);
-        free(l);
-    }
+    if (redisAppendFormattedCommand(c, cmd->buf, cmd->len) != REDIS_OK ||
+        redisGetReply(c, &r) != REDIS_OK)
+        return NULL;
     return r;
 }
 
@@ -408,18 +463,17 @@ static int error_is_server_state(const redisReply *r)
 
 /* EVALSHA, re-loading the script once on NOSCRIPT. EV_OK with *out, or
  * EV_SCRIPT_ERROR / EV_DOWN with *err. */
-static int eval_reload(redisContext *c, const char *script, const char *sha, int argc,
-                       const char **argv, const size_t *argvlen, redisReply **out,
-                       struct rl_err *err)
+static int eval_reload(redisContext *c, const char *script, const char *sha,
+                       const struct redisconn_cmd *cmd, redisReply **out, struct rl_err *err)
 {
-    redisReply *r = evalsha(c, sha, argc, argv, argvlen);
+    redisReply *r = send_cmd(c, cmd);
     int outcome;
 
     if (r != NULL && error_is(r, "NOSCRIPT")) {
         freeReplyObject(r);
         if (script_load(c, script, sha, err) != RL_OK)
             return EV_DOWN;
-        r = evalsha(c, sha, argc, argv, argvlen);
+        r = send_cmd(c, cmd);
     }
     if (r == NULL) {
         set_ctx_err(err, c, "EVALSHA");
@@ -449,12 +503,15 @@ static void log_script_error(struct redisconn *rc, const struct rl_err *err)
 }
 
 redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, const char *script,
-                           const char *sha, int argc, const char **argv, const size_t *argvlen,
-                           struct rl_err *err)
+                           const char *sha, const struct redisconn_cmd *cmd, struct rl_err *err)
 {
     redisReply *reply = NULL;
     int outcome;
 
+    if (!redisconn_cmd_complete(cmd)) {
+        rl_err_set(err, RL_E_REDIS, "EVALSHA: incomplete request (a bug)");
+        return NULL;
+    }
     target_sync(rc, cfg);
     if (breaker_blocks(rc, err))
         return NULL;
@@ -462,7 +519,7 @@ redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, co
         breaker_fail(rc, cfg, err != NULL ? err->msg : "connect failed");
         return NULL;
     }
-    outcome = eval_reload(rc->ctx, script, sha, argc, argv, argvlen, &reply, err);
+    outcome = eval_reload(rc->ctx, script, sha, cmd, &reply, err);
     if (outcome == EV_DOWN) {
         /* After a timeout a late reply could still arrive: never reuse. */
         redisconn_close(rc);

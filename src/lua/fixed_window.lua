@@ -1,12 +1,14 @@
 --[[
 fixed-window (id 0)
   KEYS[i]: string, the number of requests admitted in the current window.
-  Created by the client's first request with PEXPIRE window_ms, so a window
-  starts at that request (Redis time) and ends when the key expires.
-  Admit when count < limit: INCR, and PEXPIRE when INCR created the key.
-  A denied request neither increments nor extends the window.
-  retry_ms = reset_ms = PTTL. A key without TTL (another client's
-  non-atomic INCR/EXPIRE, a manual SET) gets one: no key blocks forever.
+  Created by the client's first request with SET 1 PX window_ms, so a
+  window starts at that request (Redis time) and ends when the key
+  expires; needs no TIME. Admit when count < limit: INCR (or the SET of a
+  new window). A denied request neither increments nor extends the window.
+  Commands: GET, then PTTL when the key exists, then INCR or SET when
+  admitted. retry_ms = reset_ms = PTTL. A key without TTL (another
+  client's non-atomic INCR/EXPIRE, a manual SET) gets one: no key blocks
+  forever.
 ]]
 
 -- PTTL of an existing key, giving it a TTL of window_ms when it has none.
@@ -19,30 +21,31 @@ local function fw_ttl(key, window_ms)
     return rl_clamp(ttl, 1, ttl)
 end
 
-local function fw_check(key, now, rule)
+-- save: true when the key exists (commit INCRs), false for a new window.
+local function fw_check(key, now, limit, window_ms)
     local v = rl_read(key, 'GET', key)
-    local count = v and tonumber(v)
-    if v and not count then
-        -- Not a number: nothing we wrote; start afresh.
+    if not v then
+        return true, limit - 1, window_ms, 0, false
+    end
+    local count = tonumber(v)
+    if not count then
+        -- Not a number: nothing this algorithm wrote; start afresh.
         redis.call('DEL', key)
-        v = false
+        return true, limit - 1, window_ms, 0, false
     end
-    count = count or 0
-    if count >= rule.limit then
-        local ttl = fw_ttl(key, rule.window_ms)
-        return {allowed = false, remaining = 0, reset_ms = ttl, retry_ms = ttl}
+    local ttl = fw_ttl(key, window_ms)
+    if count >= limit then
+        return false, 0, ttl, ttl, true
     end
-    local reset = rule.window_ms
-    if v then
-        reset = fw_ttl(key, rule.window_ms)
-    end
-    return {allowed = true, remaining = rule.limit - count - 1, reset_ms = reset, retry_ms = 0}
+    return true, limit - count - 1, ttl, 0, true
 end
 
-local function fw_commit(key, now, rule, st)
-    if redis.call('INCR', key) == 1 then
-        redis.call('PEXPIRE', key, rule.window_ms)
+local function fw_commit(key, now, limit, window_ms, burst, exists)
+    if exists then
+        redis.call('INCR', key)
+    else
+        redis.call('SET', key, 1, 'PX', window_ms)
     end
 end
 
-ALGO[0] = {check = fw_check, commit = fw_commit}
+ALGO[0] = {check = fw_check, commit = fw_commit, time = false}

@@ -13,50 +13,49 @@ local function rl_arg(k)
     return v
 end
 
--- The rules of ARGV, or nil and a message.
-local function rl_rules(n)
-    if n < 1 or #ARGV ~= 4 * n then
-        return nil, 'ERR fcgi-ratelimit: expected 4 arguments per key'
+-- Rule i's algorithm and numbers, or nil (then the error reply).
+local function rl_rule(i)
+    local b = 4 * (i - 1)
+    local algo = ALGO[tonumber(ARGV[b + 1])]
+    local limit, window, burst = rl_arg(b + 2), rl_arg(b + 3), rl_arg(b + 4)
+    if algo and limit and window and burst then
+        return algo, limit, window, burst
     end
-    local rules = {}
-    for i = 1, n do
-        local b = 4 * (i - 1)
-        local algo = ALGO[tonumber(ARGV[b + 1])]
-        local rule = {algo = algo, limit = rl_arg(b + 2), window_ms = rl_arg(b + 3),
-                      burst = rl_arg(b + 4)}
-        if not (algo and rule.limit and rule.window_ms and rule.burst) then
-            return nil, string.format('ERR fcgi-ratelimit: bad arguments for key %d', i)
-        end
-        rules[i] = rule
-    end
-    return rules
+    return nil
 end
 
 local function rl_main()
-    local rules, msg = rl_rules(#KEYS)
-    if not rules then
-        return redis.error_reply(msg)
+    local n = #KEYS
+    if n < 1 or #ARGV ~= 4 * n then
+        return redis.error_reply('ERR fcgi-ratelimit: expected 4 arguments per key')
     end
-    local t = redis.call('TIME')
-    local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    local now = {us = us, ms = floor(us / 1000)}
-    local st, all = {}, true
-    for i = 1, #KEYS do
-        st[i] = rules[i].algo.check(KEYS[i], now, rules[i])
-        all = all and st[i].allowed
+    -- st: per rule, what phase 2 needs (algorithm, numbers, what check
+    -- handed to commit), flat, so that ARGV is parsed once (tonumber is a
+    -- strtod) in one table.
+    local reply, st, all, now = {0}, {}, true, nil
+    for i = 1, n do
+        local algo, limit, window, burst = rl_rule(i)
+        if not algo then
+            return redis.error_reply(string.format('ERR fcgi-ratelimit: bad arguments for key %d', i))
+        end
+        if algo.time and not now then
+            local t = redis.call('TIME')
+            now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+        end
+        local ok, remaining, reset, retry, s = algo.check(KEYS[i], now, limit, window, burst)
+        local j = 4 * i - 2
+        reply[j], reply[j + 1], reply[j + 2], reply[j + 3] =
+            ok and 1 or 0, floor(remaining), ceil(reset), ceil(retry)
+        j = 5 * i - 4
+        st[j], st[j + 1], st[j + 2], st[j + 3], st[j + 4] = algo, limit, window, burst, s
+        all = all and ok
     end
     if all then
-        for i = 1, #KEYS do
-            rules[i].algo.commit(KEYS[i], now, rules[i], st[i])
+        reply[1] = 1
+        for i = 1, n do
+            local j = 5 * i - 4
+            st[j].commit(KEYS[i], now, st[j + 1], st[j + 2], st[j + 3], st[j + 4])
         end
-    end
-    local reply = {all and 1 or 0}
-    for i = 1, #KEYS do
-        local s = st[i]
-        reply[#reply + 1] = s.allowed and 1 or 0
-        reply[#reply + 1] = floor(s.remaining)
-        reply[#reply + 1] = ceil(s.reset_ms)
-        reply[#reply + 1] = ceil(s.retry_ms)
     end
     return reply
 end

@@ -1,13 +1,21 @@
 --[[
 fcgi-ratelimit: the limiter script. The Makefile concatenates prelude.lua,
-one file per algorithm and main.lua (last) into one chunk, loaded once with
-SCRIPT LOAD and run with EVALSHA. One call checks every rule of a request
-and, only when all of them admit it, charges all of them: atomic, one round
-trip, and the time is the server's (TIME), never the web server's clock.
+one or more algorithm files and main.lua (last) into one chunk: one script
+per algorithm (what a request whose rules share one algorithm runs) and one
+with all of them (for requests whose rules mix algorithms). Each is loaded
+with SCRIPT LOAD and run with EVALSHA. One call checks every rule of a
+request and, only when all of them admit it, charges all of them: atomic,
+one round trip, and the time is the server's (TIME), never the web
+server's clock.
+
+Redis runs the whole chunk on every call: every local function and table
+below is created anew each time. So the chunks hold only what a call
+needs, the rules travel as plain numbers (no table per rule), and TIME is
+called only when an algorithm of the request needs it.
 
 EVALSHA sha numkeys key [key ...] algo limit window_ms burst [algo limit window_ms burst ...]
   KEYS[i]      the key of the i-th applied rule for this client (one key
-               per rule: a string, a sorted set or a hash, by algorithm)
+               per rule: a string or a sorted set, by algorithm)
   ARGV[4i-3]   algorithm id (enum rl_algo): 0 fixed-window, 1 sliding-log,
                2 sliding-window, 3 token-bucket
   ARGV[4i-2]   limit: requests per window, integer >= 1
@@ -22,19 +30,24 @@ Reply: array of 1 + 4 * numkeys integers
   [4i]         reset_ms: ms until rule i's quota is whole again
   [4i+1]       retry_ms: ms until a request would be admitted (0 when
                allowed, >= 1 when denied)
-Errors: "ERR fcgi-ratelimit: ..." for malformed arguments; errors raised by
-the commands themselves are passed on.
+Errors: "ERR fcgi-ratelimit: ..." for malformed arguments or an algorithm
+this script does not hold; errors raised by the commands themselves are
+passed on.
 
-An algorithm registers ALGO[id] = {check = check, commit = commit}:
-  check(key, now, rule) -> st     reads the state and decides; it must not
-      charge anything (it may repair state: a missing TTL, expired entries,
-      a key of another type)
-  commit(key, now, rule, st)      charges one request; called only when all
-      rules admitted
-  now  = {us = server time in microseconds, ms = floor(us / 1000)}
-  rule = {algo =, limit =, window_ms =, burst =}
-  st   = {allowed = boolean, remaining =, reset_ms =, retry_ms = integers,
-          plus whatever commit needs}
+An algorithm registers ALGO[id] = {check = check, commit = commit, time = bool}:
+  check(key, now, limit, window_ms, burst)
+      -> allowed (boolean), remaining, reset_ms, retry_ms, save
+      reads the state and decides; it must not charge anything (it may
+      repair state: a missing TTL, expired entries, a key of another type)
+  commit(key, now, limit, window_ms, burst, save)
+      charges one request; called only when all rules admitted; save is
+      what check returned for it
+  now  server time in microseconds when time is true for any rule of the
+       request, else nil
+The algorithms' keys hold different types or, when two are strings,
+values the others' parsers refuse (fixed-window: an integer,
+sliding-window: "s c p", token-bucket: "@tat"): a rule that changed its
+algorithm finds the old key unusable and starts afresh (rl_read, below).
 All numbers stay below 2^53 for any sane configuration, so Lua's doubles
 hold them exactly; numbers passed to redis.call keep full precision, but
 tostring() does not (%.14g): build strings with string.format.
@@ -44,8 +57,9 @@ local ALGO = {}
 local floor, ceil = math.floor, math.ceil
 
 -- Run a reading command on key. A key that holds another type was left by
--- the algorithm this rule used before RATELIMIT_ALGORITHM changed: discard
--- it (a fresh start) rather than fail with WRONGTYPE until it expires.
+-- the algorithm this rule used before RATELIMIT_ALGORITHM changed (or by an
+-- older version of this script): discard it (a fresh start) rather than
+-- fail with WRONGTYPE until it expires.
 local function rl_read(key, ...)
     local r = redis.pcall(...)
     if type(r) == 'table' and r.err then
@@ -56,22 +70,6 @@ local function rl_read(key, ...)
         r = redis.call(...)
     end
     return r
-end
-
--- Integer division of non-negative integers held in doubles, exact as long
--- as the operands are below 2^53 (the division alone may round up).
-local function rl_floor_div(a, b)
-    local q = floor(a / b)
-    if q * b > a then
-        q = q - 1
-    elseif (q + 1) * b <= a then
-        q = q + 1
-    end
-    return q
-end
-
-local function rl_ceil_div(a, b)
-    return -rl_floor_div(-a, b)
 end
 
 -- Whole milliseconds, rounded up, for a delay in microseconds.

@@ -14,28 +14,27 @@ sliding-log (id 1)
 local function sl_expiry_ms(key, idx, now, w_us, window_ms)
     local e = redis.call('ZRANGE', key, idx, idx, 'WITHSCORES')
     -- A score in the future (the server clock went back) waits one window.
-    return rl_clamp(rl_us_to_ms(tonumber(e[2]) + w_us - now.us), 1, window_ms)
+    return rl_clamp(rl_us_to_ms(tonumber(e[2]) + w_us - now), 1, window_ms)
 end
 
-local function sl_check(key, now, rule)
-    local w_us = rule.window_ms * 1000
-    rl_read(key, 'ZREMRANGEBYSCORE', key, '-inf', now.us - w_us)
+-- save: the entry count, for a unique member.
+local function sl_check(key, now, limit, window_ms)
+    local w_us = window_ms * 1000
+    rl_read(key, 'ZREMRANGEBYSCORE', key, '-inf', now - w_us)
     local n = redis.call('ZCARD', key)
-    if n < rule.limit then
-        return {allowed = true, remaining = rule.limit - n - 1, reset_ms = rule.window_ms,
-                retry_ms = 0, n = n}
+    if n < limit then
+        return true, limit - n - 1, window_ms, 0, n
     end
     -- n >= limit (more after the limit was lowered): once the n - limit + 1
     -- oldest entries expire, limit - 1 remain and a request fits.
-    local retry = sl_expiry_ms(key, n - rule.limit, now, w_us, rule.window_ms)
-    local reset = sl_expiry_ms(key, n - 1, now, w_us, rule.window_ms)
-    return {allowed = false, remaining = 0, reset_ms = rl_clamp(reset, retry, reset),
-            retry_ms = retry, n = n}
+    local retry = sl_expiry_ms(key, n - limit, now, w_us, window_ms)
+    local reset = sl_expiry_ms(key, n - 1, now, w_us, window_ms)
+    return false, 0, rl_clamp(reset, retry, reset), retry, n
 end
 
-local function sl_commit(key, now, rule, st)
-    redis.call('ZADD', key, now.us, string.format('%.0f:%d', now.us, st.n))
-    redis.call('PEXPIRE', key, rule.window_ms)
+local function sl_commit(key, now, limit, window_ms, burst, n)
+    redis.call('ZADD', key, now, string.format('%.0f:%d', now, n))
+    redis.call('PEXPIRE', key, window_ms)
 end
 
-ALGO[1] = {check = sl_check, commit = sl_commit}
+ALGO[1] = {check = sl_check, commit = sl_commit, time = true}

@@ -1,8 +1,10 @@
 --[[
 sliding-window (id 2): the sliding-window counter (Cloudflare's estimate).
-  KEYS[i]: hash {s = start of the current window in ms, aligned to
-  floor(now / window) * window; c = requests admitted in it; p = requests
-  admitted in the window before}. O(1) memory, PEXPIRE 2 * window_ms.
+  KEYS[i]: string "s c p": s = start of the current window in ms, aligned
+  to floor(now / window) * window; c = requests admitted in it; p =
+  requests admitted in the window before. O(1) memory, SET PX 2 * window_ms.
+  Commands: TIME (shared by the rules of a request), GET, and SET when
+  admitted.
   With e = now - s (0 <= e < w), the estimate of the last w ms is
       p * (w - e) / w + c
   and a request is admitted when estimate + 1 <= limit, computed exactly in
@@ -13,11 +15,28 @@ sliding-window (id 2): the sliding-window counter (Cloudflare's estimate).
   reset_ms = until the estimate is 0 (2w - e while c > 0, else w - e).
 ]]
 
--- The state as of now: window start, c, p, e (rolled forward, not written).
+-- Floor of a / b for integers held in doubles (b > 0), exact as long as
+-- they stay below 2^53 in magnitude (the division alone may round up).
+local function rl_floor_div(a, b)
+    local q = floor(a / b)
+    if q * b > a then
+        q = q - 1
+    elseif (q + 1) * b <= a then
+        q = q + 1
+    end
+    return q
+end
+
+-- The state as of now (ms): window start, c, p, e (rolled forward, not
+-- written). A value that is not "s c p" was not written by this algorithm.
 local function sw_state(key, now, w)
-    local start = floor(now.ms / w) * w
-    local v = rl_read(key, 'HMGET', key, 's', 'c', 'p')
-    local s, c, p = tonumber(v[1]), tonumber(v[2]) or 0, tonumber(v[3]) or 0
+    local start = floor(now / w) * w
+    local s, c, p
+    local v = rl_read(key, 'GET', key)
+    if v then
+        s, c, p = string.match(v, '^(%d+) (%d+) (%d+)$')
+    end
+    s, c, p = tonumber(s), tonumber(c) or 0, tonumber(p) or 0
     if s == nil or s < start - w then
         c, p = 0, 0
     elseif s < start then
@@ -25,7 +44,7 @@ local function sw_state(key, now, w)
     end
     -- s > start: the server clock went back (or the window changed); keep
     -- counting in the current window rather than forget the requests.
-    return start, c, p, now.ms - start
+    return start, c, p, now - start
 end
 
 -- ms from now until a request fits, for a denied request.
@@ -40,27 +59,22 @@ local function sw_retry(c, p, e, w, limit)
     return (w - e) + (w - rl_floor_div((limit - 1) * w, c))
 end
 
-local function sw_check(key, now, rule)
-    local w, limit = rule.window_ms, rule.limit
-    local start, c, p, e = sw_state(key, now, w)
+-- save: the "s c p" to store, for commit.
+local function sw_check(key, now, limit, w)
+    local start, c, p, e = sw_state(key, floor(now / 1000), w)
     local avail = limit - c - 1
     local weight = p * (w - e)
-    local st = {start = start, c = c, p = p}
     if avail >= 0 and weight <= avail * w then
-        st.allowed, st.retry_ms = true, 0
-        st.remaining = avail - rl_ceil_div(weight, w)
-        st.reset_ms = 2 * w - e
-    else
-        st.allowed, st.remaining = false, 0
-        st.retry_ms = rl_clamp(sw_retry(c, p, e, w, limit), 1, 2 * w)
-        st.reset_ms = (c > 0) and (2 * w - e) or (w - e)
+        -- remaining = avail - ceil(weight / w)
+        return true, avail + rl_floor_div(-weight, w), 2 * w - e, 0,
+            string.format('%.0f %.0f %.0f', start, c + 1, p)
     end
-    return st
+    local retry = rl_clamp(sw_retry(c, p, e, w, limit), 1, 2 * w)
+    return false, 0, (c > 0) and (2 * w - e) or (w - e), retry, nil
 end
 
-local function sw_commit(key, now, rule, st)
-    redis.call('HSET', key, 's', st.start, 'c', st.c + 1, 'p', st.p)
-    redis.call('PEXPIRE', key, 2 * rule.window_ms)
+local function sw_commit(key, now, limit, w, burst, v)
+    redis.call('SET', key, v, 'PX', 2 * w)
 end
 
-ALGO[2] = {check = sw_check, commit = sw_commit}
+ALGO[2] = {check = sw_check, commit = sw_commit, time = true}

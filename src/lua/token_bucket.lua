@@ -1,38 +1,48 @@
 --[[
 token-bucket (id 3): GCRA, the token bucket as redis-cell computes it.
-  KEYS[i]: hash {tat = theoretical arrival time, server time in us, kept
-  fractional}. Emission interval T = window_ms * 1000 / limit us (one
-  token per T), capacity burst, tolerance tau = burst * T.
+  KEYS[i]: string "@" tat: the theoretical arrival time, server time in
+  us, kept fractional (the "@" tells it from the other algorithms'
+  strings). Emission interval T = window_ms * 1000 / limit us (one token
+  per T), capacity burst, tolerance tau = burst * T.
   new_tat = max(tat, now) + T; admit when new_tat - now <= tau, then store
-  new_tat with PEXPIRE until it no longer matters (new_tat - now).
+  new_tat with SET PX until it no longer matters (new_tat - now).
+  Commands: TIME (shared by the rules of a request), GET, and SET when
+  admitted.
   remaining = floor((tau - (new_tat - now)) / T);
   retry_ms = until new_tat - tau (the next token); reset_ms = until tat
   (a full bucket). A tolerance of min(1 us, T / 2) absorbs the rounding of
   the fractional T in doubles so that exactly burst requests fit at once.
 ]]
 
-local function tb_check(key, now, rule)
-    local T = rule.window_ms * 1000 / rule.limit
-    local tau = rule.burst * T
+-- The stored tat, or nil for none (or a value this algorithm did not write).
+local function tb_tat(key)
+    local v = rl_read(key, 'GET', key)
+    if v and string.byte(v) == 64 then
+        return tonumber(string.sub(v, 2))
+    end
+    return nil
+end
+
+-- save: the new tat, for commit.
+local function tb_check(key, now, limit, window_ms, burst)
+    local T = window_ms * 1000 / limit
+    local tau = burst * T
     local eps = rl_clamp(T / 2, 0, 1)
-    local tat = tonumber(rl_read(key, 'HGET', key, 'tat')) or now.us
     -- Past tat: a full bucket. A tat beyond tau (the server clock went
     -- back) is capped to an empty bucket rather than block for the jump.
-    tat = rl_clamp(tat, now.us, now.us + tau)
-    local ahead = tat + T - now.us
+    local tat = rl_clamp(tb_tat(key) or now, now, now + tau)
+    local ahead = tat + T - now
     if ahead <= tau + eps then
         local rem = floor((tau + eps - ahead) / T)
-        return {allowed = true, remaining = rl_clamp(rem, 0, rule.burst - 1),
-                reset_ms = rl_us_to_ms(ahead), retry_ms = 0, tat = tat + T, ttl = rl_us_to_ms(ahead)}
+        return true, rl_clamp(rem, 0, burst - 1), rl_us_to_ms(ahead), 0, tat + T
     end
     local retry = rl_clamp(rl_us_to_ms(ahead - tau - eps), 1, rl_us_to_ms(ahead))
-    return {allowed = false, remaining = 0, retry_ms = retry,
-            reset_ms = rl_clamp(rl_us_to_ms(tat - now.us), retry, rl_us_to_ms(ahead))}
+    return false, 0, rl_clamp(rl_us_to_ms(tat - now), retry, rl_us_to_ms(ahead)), retry, nil
 end
 
-local function tb_commit(key, now, rule, st)
-    redis.call('HSET', key, 'tat', st.tat)
-    redis.call('PEXPIRE', key, st.ttl)
+local function tb_commit(key, now, limit, window_ms, burst, tat)
+    -- %.17g: the exact double; tat - now >= T > 0 here, so PX >= 1.
+    redis.call('SET', key, string.format('@%.17g', tat), 'PX', rl_us_to_ms(tat - now))
 end
 
-ALGO[3] = {check = tb_check, commit = tb_commit}
+ALGO[3] = {check = tb_check, commit = tb_commit, time = true}

@@ -1,7 +1,8 @@
 /*
  * test_limiter.c - limiter_decode on canned RESP replies (fed through
- * hiredis' reader: no server), the algorithm table, limiter_ttl_seconds,
- * the no-rule shortcut of limiter_check and the circuit breaker of
+ * hiredis' reader: no server), the algorithm table, the choice of script,
+ * limiter_ttl_seconds, the no-rule shortcut of limiter_check, redisconn's
+ * RESP formatter (against hiredis' own) and the circuit breaker of
  * redisconn against a socket that does not exist.
  */
 #include <limits.h>
@@ -269,6 +270,135 @@ static void test_script(void)
                   strcmp(again, sha) == 0 && limiter_script_sha() == sha);
 }
 
+/* The script limiter_pick_script gives cfg and keys holds exactly the
+ * algorithms of want (a bit per id), and its sha is its SHA-1. */
+static int picks(const struct rl_config *cfg, const char *const *keys, unsigned want)
+{
+    char marker[16], again[RL_SHA1_HEX_LEN + 1];
+    const char *sha = NULL;
+    const char *lua = limiter_pick_script(cfg, keys, &sha);
+    int a;
+
+    if (lua == NULL || sha == NULL || strstr(lua, "return rl_main()") == NULL)
+        return 0;
+    for (a = 0; a < RL_ALGO_COUNT; a++) {
+        (void)snprintf(marker, sizeof(marker), "ALGO[%d] =", a);
+        if ((strstr(lua, marker) != NULL) != ((want >> a) & 1))
+            return 0;
+    }
+    return sha1_hex(lua, strlen(lua), again) == RL_OK && strcmp(again, sha) == 0;
+}
+
+static void test_pick_script(void)
+{
+    struct rl_config cfg;
+    const char *keys[3] = {"k0", "k1", "k2"};
+    int a, ok = 1;
+
+    cfg_init(&cfg, 1);
+    for (a = 0; a < RL_ALGO_COUNT; a++) {
+        cfg.rules[0].algo = a;
+        ok = ok && picks(&cfg, keys, 1U << a);
+    }
+    test_cond("one rule: its algorithm's script alone", ok);
+    cfg_init(&cfg, 3);
+    cfg.rules[1].algo = RL_ALGO_TOKEN_BUCKET;
+    test_cond("mixed algorithms: the full script", picks(&cfg, keys, 0xf));
+    keys[1] = NULL;
+    test_cond("a mix only among unapplied rules: one script",
+              picks(&cfg, keys, 1U << RL_ALGO_FIXED_WINDOW));
+    cfg.rules[0].algo = cfg.rules[2].algo = RL_ALGO_SLIDING_WINDOW;
+    test_cond("same algorithm in every applied rule: one script",
+              picks(&cfg, keys, 1U << RL_ALGO_SLIDING_WINDOW));
+    cfg.rules[0].algo = 7;
+    test_cond("unknown algorithm: the full script (which refuses it)", picks(&cfg, keys, 0xf));
+}
+
+/* cmd holds exactly what hiredis' redisFormatCommandArgv makes of argv. */
+static int same_as_hiredis(const struct redisconn_cmd *cmd, int argc, const char **argv,
+                           const size_t *len)
+{
+    char *want = NULL;
+    int n = redisFormatCommandArgv(&want, argc, argv, len);
+    int same = n >= 0 && redisconn_cmd_complete(cmd) && (size_t)n == cmd->len &&
+               memcmp(want, cmd->buf, cmd->len) == 0;
+
+    redisFreeCommand(want);
+    return same;
+}
+
+static void test_cmd_format(void)
+{
+    static struct redisconn_cmd cmd;
+    static char big[RL_CMD_MAX];
+    const char *argv[8] = {"EVALSHA", "0123456789abcdef0123456789abcdef01234567", "1",
+                           "ratelimit:default:ab\r\n\0x", "0", "-42", "9223372036854775807",
+                           "-9223372036854775808"};
+    size_t len[8] = {7, 40, 1, 24, 1, 3, 19, 20};
+    const long long nums[4] = {0, -42, LLONG_MAX, LLONG_MIN};
+    int i, ok = 1;
+
+    redisconn_cmd_init(&cmd, 8);
+    redisconn_cmd_str(&cmd, argv[0], len[0]);
+    redisconn_cmd_str(&cmd, argv[1], len[1]);
+    redisconn_cmd_ll(&cmd, 1);
+    redisconn_cmd_str(&cmd, argv[3], len[3]);
+    for (i = 0; i < 4; i++)
+        redisconn_cmd_ll(&cmd, nums[i]);
+    test_cond("RESP: strings (binary-safe), 0, negatives, LLONG_MAX/MIN as hiredis formats them",
+              same_as_hiredis(&cmd, 8, argv, len));
+    for (i = 0; i < 189 && ok; i++) {
+        /* 2^k - 1, 2^k and -2^k for k = 0..62: every digit count. */
+        long long p = 1LL << (i / 3);
+        long long v = i % 3 == 0 ? p - 1 : i % 3 == 1 ? p : -p;
+        char dec[24];
+
+        redisconn_cmd_init(&cmd, 1);
+        redisconn_cmd_ll(&cmd, v);
+        argv[0] = dec;
+        len[0] = (size_t)snprintf(dec, sizeof(dec), "%lld", v);
+        ok = same_as_hiredis(&cmd, 1, argv, len);
+    }
+    test_cond("RESP: numbers across magnitudes", ok);
+    redisconn_cmd_init(&cmd, 2);
+    redisconn_cmd_str(&cmd, "a", 1);
+    test_cond("RESP: too few arguments is incomplete", !redisconn_cmd_complete(&cmd));
+    redisconn_cmd_str(&cmd, "b", 1);
+    redisconn_cmd_ll(&cmd, 3);
+    test_cond("RESP: too many arguments is incomplete", !redisconn_cmd_complete(&cmd));
+    memset(big, 'x', sizeof(big));
+    redisconn_cmd_init(&cmd, 1);
+    redisconn_cmd_str(&cmd, big, sizeof(big) - 16);
+    test_cond("RESP: just fits", redisconn_cmd_complete(&cmd) && cmd.len <= RL_CMD_MAX);
+    redisconn_cmd_init(&cmd, 1);
+    redisconn_cmd_str(&cmd, big, sizeof(big));
+    test_cond("RESP: too long is incomplete",
+              !redisconn_cmd_complete(&cmd) && cmd.len <= RL_CMD_MAX);
+    redisconn_cmd_init(&cmd, -1);
+    test_cond("RESP: negative argc is incomplete", !redisconn_cmd_complete(&cmd));
+}
+
+/* The longest EVALSHA the limiter can send fits RL_CMD_MAX. */
+static void test_cmd_capacity(void)
+{
+    static struct redisconn_cmd cmd;
+    char key[RL_KEY_MAX + 1];
+    int i;
+
+    memset(key, 'k', RL_KEY_MAX);
+    key[RL_KEY_MAX] = '\0';
+    redisconn_cmd_init(&cmd, 3 + 5 * RL_MAX_RULES);
+    redisconn_cmd_str(&cmd, "EVALSHA", 7);
+    redisconn_cmd_str(&cmd, key, RL_SHA1_HEX_LEN);
+    redisconn_cmd_ll(&cmd, RL_MAX_RULES);
+    for (i = 0; i < RL_MAX_RULES; i++)
+        redisconn_cmd_str(&cmd, key, RL_KEY_MAX);
+    for (i = 0; i < 4 * RL_MAX_RULES; i++)
+        redisconn_cmd_ll(&cmd, LLONG_MIN);
+    test_cond("RL_CMD_MAX holds RL_MAX_RULES keys of RL_KEY_MAX and 4 numbers each",
+              redisconn_cmd_complete(&cmd));
+}
+
 static void test_check_no_rule(void)
 {
     struct rl_config cfg;
@@ -328,6 +458,9 @@ int main(void)
     test_algos();
     test_ttl();
     test_script();
+    test_pick_script();
+    test_cmd_format();
+    test_cmd_capacity();
     test_check_no_rule();
     test_breaker();
     return test_report();
