@@ -87,6 +87,8 @@ static cfg_setter set_redis_url, set_redis_password, set_algorithm, set_key, set
 
 static const struct cfg_enum missing_names[] = {
     {"ip", RL_MISSING_IP}, {"skip", RL_MISSING_SKIP}, {NULL, 0}};
+static const struct cfg_enum store_names[] = {
+    {"keys", RL_STORE_KEYS}, {"buckets", RL_STORE_BUCKETS}, {NULL, 0}};
 static const struct cfg_enum status_names[] = {{"429", 429}, {"503", 503}, {NULL, 0}};
 static const struct cfg_enum fail_names[] = {
     {"open", RL_FAIL_OPEN}, {"closed", RL_FAIL_CLOSED}, {NULL, 0}};
@@ -136,6 +138,7 @@ static const struct cfg_var cfg_vars[] = {
     CUSTOM_VAR("RATELIMIT_NAME", "default", set_name, S_NONE, F_RULE),
     CUSTOM_VAR("RATELIMIT_RULES", NULL, set_rules, S_NONE, 0),
     CUSTOM_VAR("RATELIMIT_PREFIX", "ratelimit:", set_prefix, S_NONE, 0),
+    ENUM_VAR("RATELIMIT_STORE", CFG(store), "keys", store_names),
     ENUM_VAR("RATELIMIT_STATUS", CFG(status), "429", status_names),
     ENUM_VAR("RATELIMIT_FAIL", CFG(fail), "open", fail_names),
     PLAIN_VAR("RATELIMIT_TRUSTED_PROXIES", T_CIDR, CFG(trusted_proxies)),
@@ -872,6 +875,26 @@ static int apply_var(struct cfg_build *b, const struct cfg_var *v, const char *v
     return RL_ERR;
 }
 
+/* RATELIMIT_STORE=buckets has no sliding-log: its state is a set of
+ * timestamps per client, not a number a shared hash field could hold. */
+static int check_store(const struct rl_config *cfg, struct rl_err *err)
+{
+    size_t i;
+
+    if (cfg->store != RL_STORE_BUCKETS)
+        return RL_OK;
+    for (i = 0; i < cfg->nrules; i++) {
+        if (cfg->rules[i].algo == RL_ALGO_SLIDING_LOG) {
+            rl_err_set(err, RL_E_CONFIG,
+                       "RATELIMIT_STORE: 'buckets' does not support sliding-log (rule '%s'): "
+                       "use RATELIMIT_STORE=keys or another algorithm",
+                       cfg->rules[i].name);
+            return RL_ERR;
+        }
+    }
+    return RL_OK;
+}
+
 /* Cross-field rules once every variable is known. */
 static int finish(struct cfg_build *b, struct rl_err *err)
 {
@@ -881,7 +904,7 @@ static int finish(struct cfg_build *b, struct rl_err *err)
         if (config_parse_rules(b->rules, cfg->rules, &cfg->nrules, err) != RL_OK)
             return RL_ERR;
         cfg->from_rules = 1;
-        return RL_OK;
+        return check_store(cfg, err);
     }
     /* RATELIMIT_BURST defaults to RATELIMIT_LIMIT: a full bucket holds
      * one window's worth, the behaviour of the other algorithms. */
@@ -889,7 +912,7 @@ static int finish(struct cfg_build *b, struct rl_err *err)
     cfg->rules[0] = b->single;
     cfg->nrules = 1;
     cfg->from_rules = 0;
-    return RL_OK;
+    return check_store(cfg, err);
 }
 
 /* vals[i] = the value of cfg_vars[i] in envp, the last one winning. */
@@ -1267,6 +1290,8 @@ int config_summary(const struct rl_config *cfg, char *out, size_t outsz)
     out_printf(&o, " prefix=%s status=%d fail=%s headers=%s mode=%s", cfg->prefix, cfg->status,
                enum_name(fail_names, cfg->fail), enum_name(header_names, cfg->headers),
                enum_name(mode_names, cfg->mode));
+    if (cfg->store != RL_STORE_KEYS)
+        out_printf(&o, " store=%s", enum_name(store_names, cfg->store));
     if (cfg->key_missing == RL_MISSING_SKIP)
         out_printf(&o, " key_missing=skip");
     if (cfg->dry_run)

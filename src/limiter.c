@@ -5,11 +5,12 @@
  * Every algorithm is a file of src/lua/ that registers itself in the
  * scripts the Makefile embeds (see src/lua/prelude.lua for KEYS, ARGV and
  * the reply): limiter_lua with all of them, and limiter_lua_<algorithm>
- * with one. Here each is a row of algo_table mapping its configuration
- * name to the id the script dispatches on and to its own script. A request
- * whose rules share one algorithm runs that algorithm's script, the
- * cheapest for Redis (it re-creates every function of a script per call);
- * mixed rules run the full one. The hot path allocates nothing and skips
+ * with one algorithm in one layout (RATELIMIT_STORE). algo_table maps
+ * configuration names to enum rl_algo; script_table maps the id a script
+ * dispatches on (algorithm and layout) to the script holding it alone. A
+ * request whose rules share one id runs that script, the cheapest for
+ * Redis (it re-creates every function of a script per call); mixed rules
+ * run the full one. The hot path allocates nothing and skips
  * hiredis' printf formatting: the EVALSHA request is written in RESP
  * straight into a buffer on the stack (struct redisconn_cmd).
  * limiter_decode() does no I/O so that tests feed it canned RESP replies.
@@ -24,25 +25,45 @@
 #include "redisconn.h"
 #include "util.h"
 
-/* One row per algorithm, in enum rl_algo order: id is the value the
- * script expects in ARGV (its ALGO[id] table), lua the script holding this
- * algorithm alone. */
+/* One row per algorithm: its configuration name and its enum rl_algo. */
 struct algo_row {
     const char *name;
     int id;
-    const char *lua;
 };
 
 static const struct algo_row algo_table[] = {
-    {"fixed-window", RL_ALGO_FIXED_WINDOW, limiter_lua_fixed_window},
-    {"sliding-log", RL_ALGO_SLIDING_LOG, limiter_lua_sliding_log},
-    {"sliding-window", RL_ALGO_SLIDING_WINDOW, limiter_lua_sliding_window},
-    {"token-bucket", RL_ALGO_TOKEN_BUCKET, limiter_lua_token_bucket},
+    {"fixed-window", RL_ALGO_FIXED_WINDOW},
+    {"sliding-log", RL_ALGO_SLIDING_LOG},
+    {"sliding-window", RL_ALGO_SLIDING_WINDOW},
+    {"token-bucket", RL_ALGO_TOKEN_BUCKET},
 };
 
 #define ALGO_ROWS (sizeof(algo_table) / sizeof(algo_table[0]))
+
+/* The id a script dispatches on (its ALGO[id] table, sent in ARGV) for an
+ * algorithm in a layout (enum rl_store): 0-3 keys, 4-7 buckets. */
+#define SCRIPT_ID(algo, store) ((algo) + RL_ALGO_COUNT * (store))
+
+/* One row per script of one algorithm and layout: lua holds it alone.
+ * sliding-log has no buckets layout (config.c refuses it). */
+struct script_row {
+    int id; /* SCRIPT_ID */
+    const char *lua;
+};
+
+static const struct script_row script_table[] = {
+    {SCRIPT_ID(RL_ALGO_FIXED_WINDOW, RL_STORE_KEYS), limiter_lua_fixed_window},
+    {SCRIPT_ID(RL_ALGO_SLIDING_LOG, RL_STORE_KEYS), limiter_lua_sliding_log},
+    {SCRIPT_ID(RL_ALGO_SLIDING_WINDOW, RL_STORE_KEYS), limiter_lua_sliding_window},
+    {SCRIPT_ID(RL_ALGO_TOKEN_BUCKET, RL_STORE_KEYS), limiter_lua_token_bucket},
+    {SCRIPT_ID(RL_ALGO_FIXED_WINDOW, RL_STORE_BUCKETS), limiter_lua_fixed_window_buckets},
+    {SCRIPT_ID(RL_ALGO_SLIDING_WINDOW, RL_STORE_BUCKETS), limiter_lua_sliding_window_buckets},
+    {SCRIPT_ID(RL_ALGO_TOKEN_BUCKET, RL_STORE_BUCKETS), limiter_lua_token_bucket_buckets},
+};
+
+#define SCRIPT_ROWS (sizeof(script_table) / sizeof(script_table[0]))
 /* The script index of the all-algorithm script, after the rows'. */
-#define SCRIPT_ALL ALGO_ROWS
+#define SCRIPT_ALL SCRIPT_ROWS
 
 /* Values per rule in ARGV and in the reply (after allowed_all). */
 #define ARGS_PER_RULE 4
@@ -75,8 +96,8 @@ const char *limiter_algo_name(int algo)
 /* Script i (a row's, or SCRIPT_ALL) and its SHA-1, computed once. */
 static const char *script_at(size_t i, const char **sha)
 {
-    static char shas[ALGO_ROWS + 1][RL_SHA1_HEX_LEN + 1];
-    const char *lua = i < ALGO_ROWS ? algo_table[i].lua : limiter_lua;
+    static char shas[SCRIPT_ROWS + 1][RL_SHA1_HEX_LEN + 1];
+    const char *lua = i < SCRIPT_ROWS ? script_table[i].lua : limiter_lua;
 
     /* Workers are single-threaded: computing it on first use is enough.
      * On failure (libcrypto OOM) the empty name makes SCRIPT LOAD's check
@@ -106,21 +127,23 @@ const char *limiter_pick_script(const struct rl_config *cfg, const char *const *
                                 const char **sha)
 {
     size_t i, pick = SCRIPT_ALL;
-    int algo = -1;
+    int id = -1;
 
     for (i = 0; i < cfg->nrules && i < RL_MAX_RULES; i++) {
         if (keys[i] == NULL)
             continue;
-        if (algo != -1 && cfg->rules[i].algo != algo) {
-            algo = -1;
+        if (id != -1 && SCRIPT_ID(cfg->rules[i].algo, cfg->store) != id) {
+            id = -1;
             break;
         }
-        algo = cfg->rules[i].algo;
+        id = SCRIPT_ID(cfg->rules[i].algo, cfg->store);
     }
-    /* The rows are in id order; an id out of range takes the full script,
-     * whose dispatcher refuses it with an error reply. */
-    if (algo >= 0 && (size_t)algo < ALGO_ROWS && algo_table[algo].id == algo)
-        pick = (size_t)algo;
+    /* An id without a row takes the full script, whose dispatcher refuses
+     * it with an error reply. */
+    for (i = 0; id != -1 && i < SCRIPT_ROWS; i++) {
+        if (script_table[i].id == id)
+            pick = i;
+    }
     return script_at(pick, sha);
 }
 
@@ -155,7 +178,7 @@ static int cmd_build(struct redisconn_cmd *cmd, const char *sha, const struct rl
 
         if (keys[i] == NULL)
             continue;
-        redisconn_cmd_ll(cmd, r->algo);
+        redisconn_cmd_ll(cmd, SCRIPT_ID(r->algo, cfg->store));
         redisconn_cmd_ll(cmd, r->limit);
         redisconn_cmd_ll(cmd, r->window_ms);
         redisconn_cmd_ll(cmd, r->burst > 0 ? r->burst : r->limit);

@@ -59,18 +59,28 @@ local function sw_retry(c, p, e, w, limit)
     return (w - e) + (w - rl_floor_div((limit - 1) * w, c))
 end
 
--- save: the "s c p" to store, for commit.
-local function sw_check(key, now, limit, w)
-    local start, c, p, e = sw_state(key, floor(now / 1000), w)
+-- The decision for counts c (this window, starting at start) and p (the
+-- window before), e ms into this window: allowed, remaining, reset_ms,
+-- retry_ms. Shared with the buckets layout (sliding_window_buckets.lua).
+local function sw_decide(c, p, e, w, limit)
     local avail = limit - c - 1
     local weight = p * (w - e)
     if avail >= 0 and weight <= avail * w then
         -- remaining = avail - ceil(weight / w)
-        return true, avail + rl_floor_div(-weight, w), 2 * w - e, 0,
-            string.format('%.0f %.0f %.0f', start, c + 1, p)
+        return true, avail + rl_floor_div(-weight, w), 2 * w - e, 0
     end
     local retry = rl_clamp(sw_retry(c, p, e, w, limit), 1, 2 * w)
-    return false, 0, (c > 0) and (2 * w - e) or (w - e), retry, nil
+    return false, 0, (c > 0) and (2 * w - e) or (w - e), retry
+end
+
+-- save: the "s c p" to store, for commit.
+local function sw_check(key, now, limit, w)
+    local start, c, p, e = sw_state(key, floor(now / 1000), w)
+    local ok, remaining, reset, retry = sw_decide(c, p, e, w, limit)
+    if ok then
+        return ok, remaining, reset, retry, string.format('%.0f %.0f %.0f', start, c + 1, p)
+    end
+    return ok, remaining, reset, retry, nil
 end
 
 local function sw_commit(key, now, limit, w, burst, v)

@@ -23,14 +23,16 @@ local function tb_tat(key)
     return nil
 end
 
--- save: the new tat, for commit.
-local function tb_check(key, now, limit, window_ms, burst)
+-- GCRA for the stored tat (nil: none) at now (us): allowed, remaining,
+-- reset_ms, retry_ms, and the new tat when allowed. Shared with the
+-- buckets layout (token_bucket_buckets.lua).
+local function tb_decide(tat, now, limit, window_ms, burst)
     local T = window_ms * 1000 / limit
     local tau = burst * T
     local eps = rl_clamp(T / 2, 0, 1)
     -- Past tat: a full bucket. A tat beyond tau (the server clock went
     -- back) is capped to an empty bucket rather than block for the jump.
-    local tat = rl_clamp(tb_tat(key) or now, now, now + tau)
+    tat = rl_clamp(tat or now, now, now + tau)
     local ahead = tat + T - now
     if ahead <= tau + eps then
         local rem = floor((tau + eps - ahead) / T)
@@ -38,6 +40,11 @@ local function tb_check(key, now, limit, window_ms, burst)
     end
     local retry = rl_clamp(rl_us_to_ms(ahead - tau - eps), 1, rl_us_to_ms(ahead))
     return false, 0, rl_clamp(rl_us_to_ms(tat - now), retry, rl_us_to_ms(ahead)), retry, nil
+end
+
+-- save: the new tat, for commit.
+local function tb_check(key, now, limit, window_ms, burst)
+    return tb_decide(tb_tat(key), now, limit, window_ms, burst)
 end
 
 local function tb_commit(key, now, limit, window_ms, burst, tat)

@@ -332,6 +332,36 @@ static void test_enums(void)
     test_cond("log bad", rejects("RATELIMIT_LOG=verbose", NULL));
 }
 
+static void test_store(void)
+{
+    test_cond("store default keys", with(EMPTY_ENV) && cur->store == RL_STORE_KEYS);
+    test_cond("store keys / buckets", with1("RATELIMIT_STORE=keys") &&
+                                          cur->store == RL_STORE_KEYS &&
+                                          with1("RATELIMIT_STORE=buckets") &&
+                                          cur->store == RL_STORE_BUCKETS);
+    test_cond("store empty is the default", with1("RATELIMIT_STORE=") && cur->store == RL_STORE_KEYS);
+    test_cond("store bad", rejects_all(ENV("RATELIMIT_STORE=bucket", "RATELIMIT_STORE=hash",
+                                           "RATELIMIT_STORE=keys ")) &&
+                               rejects("RATELIMIT_STORE=shards", "keys, buckets"));
+    test_cond("buckets with fixed-window, sliding-window, token-bucket",
+              with(ENV("RATELIMIT_STORE=buckets", "RATELIMIT_ALGORITHM=sliding-window")) &&
+                  with(ENV("RATELIMIT_STORE=buckets", "RATELIMIT_ALGORITHM=token-bucket")) &&
+                  with(ENV("RATELIMIT_STORE=buckets",
+                           "RATELIMIT_RULES=a ip 5/1s; b ip 9/1m token-bucket burst=2")) &&
+                  cur->nrules == 2);
+    test_cond("buckets refuse sliding-log, naming the rule",
+              !with(ENV("RATELIMIT_STORE=buckets", "RATELIMIT_ALGORITHM=sliding-log")) &&
+                  cur_err.kind == RL_E_CONFIG &&
+                  strncmp(cur_err.msg, "RATELIMIT_STORE: ", 17) == 0 &&
+                  strstr(cur_err.msg, "sliding-log (rule 'default')") != NULL);
+    test_cond("buckets refuse a sliding-log rule among others",
+              !with(ENV("RATELIMIT_RULES=a ip 5/1s; slow ip 9/1m sliding-log",
+                        "RATELIMIT_STORE=buckets")) &&
+                  strstr(cur_err.msg, "(rule 'slow')") != NULL);
+    test_cond("keys take sliding-log",
+              with(ENV("RATELIMIT_STORE=keys", "RATELIMIT_ALGORITHM=sliding-log")) != NULL);
+}
+
 static void test_strings_lists(void)
 {
     char big[300];
@@ -658,6 +688,9 @@ static void test_summary(void)
                   strstr(line, "rules=a(ip 5/500ms fixed-window),"
                                "b(env:REMOTE_USER 7/3600s token-bucket burst=3)") &&
                   strstr(line, "headers=x") && strstr(line, "dry_run=1"));
+    test_cond("summary store", with1("RATELIMIT_STORE=buckets") &&
+                                   config_summary(cur, line, sizeof(line)) == RL_OK &&
+                                   strstr(line, " store=buckets") != NULL);
     test_cond("summary too small", config_summary(cur, tiny, sizeof(tiny)) == RL_ERR);
     test_cond("summary zero size", config_summary(cur, tiny, 0) == RL_ERR);
 }
@@ -760,6 +793,7 @@ int main(void)
     test_key();
     test_name();
     test_enums();
+    test_store();
     test_strings_lists();
     test_redis_url();
     test_unix_path_len();

@@ -271,7 +271,9 @@ static void test_script(void)
 }
 
 /* The script limiter_pick_script gives cfg and keys holds exactly the
- * algorithms of want (a bit per id), and its sha is its SHA-1. */
+ * algorithms of want (a bit per script id: algorithm + 4 * store), and its
+ * sha is its SHA-1. */
+#define ALL_IDS 0xdfU /* every id but 5: sliding-log has no buckets */
 static int picks(const struct rl_config *cfg, const char *const *keys, unsigned want)
 {
     char marker[16], again[RL_SHA1_HEX_LEN + 1];
@@ -281,7 +283,7 @@ static int picks(const struct rl_config *cfg, const char *const *keys, unsigned 
 
     if (lua == NULL || sha == NULL || strstr(lua, "return rl_main()") == NULL)
         return 0;
-    for (a = 0; a < RL_ALGO_COUNT; a++) {
+    for (a = 0; a < RL_ALGO_COUNT * RL_STORE_COUNT; a++) {
         (void)snprintf(marker, sizeof(marker), "ALGO[%d] =", a);
         if ((strstr(lua, marker) != NULL) != ((want >> a) & 1))
             return 0;
@@ -303,7 +305,7 @@ static void test_pick_script(void)
     test_cond("one rule: its algorithm's script alone", ok);
     cfg_init(&cfg, 3);
     cfg.rules[1].algo = RL_ALGO_TOKEN_BUCKET;
-    test_cond("mixed algorithms: the full script", picks(&cfg, keys, 0xf));
+    test_cond("mixed algorithms: the full script", picks(&cfg, keys, ALL_IDS));
     keys[1] = NULL;
     test_cond("a mix only among unapplied rules: one script",
               picks(&cfg, keys, 1U << RL_ALGO_FIXED_WINDOW));
@@ -311,7 +313,19 @@ static void test_pick_script(void)
     test_cond("same algorithm in every applied rule: one script",
               picks(&cfg, keys, 1U << RL_ALGO_SLIDING_WINDOW));
     cfg.rules[0].algo = 7;
-    test_cond("unknown algorithm: the full script (which refuses it)", picks(&cfg, keys, 0xf));
+    test_cond("unknown algorithm: the full script (which refuses it)", picks(&cfg, keys, ALL_IDS));
+    cfg_init(&cfg, 1);
+    cfg.store = RL_STORE_BUCKETS;
+    test_cond("buckets: fixed-window's own script", picks(&cfg, keys, 1U << 4));
+    cfg.rules[0].algo = RL_ALGO_SLIDING_WINDOW;
+    test_cond("buckets: sliding-window's, with the keys layout's decision",
+              picks(&cfg, keys, 1U << 6 | 1U << 2));
+    cfg.rules[0].algo = RL_ALGO_TOKEN_BUCKET;
+    test_cond("buckets: token-bucket's, with the keys layout's decision",
+              picks(&cfg, keys, 1U << 7 | 1U << 3));
+    cfg.rules[0].algo = RL_ALGO_SLIDING_LOG;
+    test_cond("buckets: sliding-log has none: the full script (which refuses it)",
+              picks(&cfg, keys, ALL_IDS));
 }
 
 /* cmd holds exactly what hiredis' redisFormatCommandArgv makes of argv. */

@@ -1,0 +1,24 @@
+--[[
+fixed-window, buckets layout (id 4; see buckets.lua)
+  Windows aligned to the clock: N = floor(now_ms / window_ms), the window
+  ends at (N + 1) * window_ms, when its hash expires. The field is the
+  number of requests the client was admitted in window N.
+  Commands: TIME, HGET, then HINCRBY when admitted (and PEXPIREAT when it
+  created the field). retry_ms = reset_ms = until the window ends.
+]]
+
+-- save: the hash and the field, for commit.
+local function fwb_check(key, now, limit, window_ms)
+    local ms = floor(now / 1000)
+    local n = floor(ms / window_ms)
+    local base, field = rl_bucket(key)
+    local hash = base .. string.format('%.0f', n)
+    local count = tonumber(rl_read(hash, 'HGET', hash, field)) or 0
+    local reset = rl_clamp((n + 1) * window_ms - ms, 1, window_ms)
+    if count >= limit then
+        return false, 0, reset, reset, nil
+    end
+    return true, limit - count - 1, reset, 0, {hash, field, (n + 1) * window_ms}
+end
+
+ALGO[4] = {check = fwb_check, commit = rl_bucket_incr, time = true}

@@ -1,0 +1,225 @@
+#!/usr/bin/env bats
+# layout.bats - RATELIMIT_STORE=buckets against a real private Redis:
+# exact limits with a ttl, the shape of the shared hashes (PREFIX NAME ":"
+# first 3 hex ":" window index or epoch, field = the other 61 hex), that
+# they expire, the per-request override, and the refusal of sliding-log.
+
+load helpers
+
+TS=${RL_TIME_SCALE:-1}
+if [ -n "${TEST_PREFIX:-}" ] && [ -z "${RL_TIME_SCALE:-}" ]; then
+    TS=10
+fi
+
+setup() {
+    redis_start
+    export RATELIMIT_BACKEND="$FIXTURES/cgi/ok.cgi"
+    export RATELIMIT_STORE=buckets RATELIMIT_LIMIT=3 RATELIMIT_WINDOW=1m
+}
+
+teardown() {
+    fcgi_stop
+    redis_stop
+}
+
+# check_run: the binary's --check with the shell's RATELIMIT_*.
+check_run() {
+    local -a envs
+    mapfile -t envs < <(rl_env)
+    env -i PATH="$PATH" "${envs[@]}" ${TEST_PREFIX:-} "$RL_BIN" --check 2>&1
+}
+
+# ip_hash ADDR: the 64 hex digits of an ip identity (SPEC: sha256("ip\0" ADDR)).
+ip_hash() {
+    printf 'ip\0%s' "$1" | sha256sum | cut -c1-64
+}
+
+# now_ms: Redis' clock in ms.
+now_ms() {
+    rcli TIME | tr '\n' ' ' | awk '{ printf "%.0f", $1 * 1000 + int($2 / 1000) }'
+}
+
+# period_start PERIOD_MS: sleep to just after the start of the next period
+# of the clock (buckets' windows and epochs are aligned to it), so that
+# a test's requests fall within one.
+period_start() {
+    local left=$(($1 - $(now_ms) % $1 + 50))
+    sleep "$(printf '%d.%03d' $((left / 1000)) $((left % 1000)))"
+}
+
+# limit_cycle QUOTA MAXTTL: QUOTA requests admitted with remaining
+# QUOTA-1 .. 0, the next two denied with 1 <= ttl <= MAXTTL = Retry-After.
+limit_cycle() {
+    local quota="$1" maxttl="$2" i ttl
+    for ((i = 1; i <= quota; i++)); do
+        run cgi_run </dev/null
+        assert_equal "$(status_of)" 200
+        assert_output --partial "ok 127.0.0.1"
+        assert_equal "$(header_of X-RateLimit-Remaining)" "$((quota - i))"
+    done
+    for i in 1 2; do
+        run cgi_run </dev/null
+        assert_equal "$(status_of)" 429
+        refute_output --partial "ok 127.0.0.1"
+        ttl=$(json_field ttl)
+        [ "$ttl" -ge 1 ]
+        [ "$ttl" -le "$maxttl" ]
+        assert_equal "$(header_of Retry-After)" "$ttl"
+    done
+}
+
+# bucket_keys [NAME]: the bucket hashes of 127.0.0.1 for rule NAME.
+bucket_keys() {
+    local h
+    h=$(ip_hash 127.0.0.1)
+    rcli --scan --pattern "ratelimit:${1:-default}:${h:0:3}:*" | sort
+}
+
+# assert_bucket KEY PERIOD_MS COUNT: KEY is PREFIX NAME ":" h[0..3) ":" N
+# with N = floor(now / PERIOD_MS) (or the one before, across a boundary),
+# a hash expiring within 2 periods whose only field of ours is h[3..64)
+# holding COUNT (or, with COUNT "tat", a number).
+assert_bucket() {
+    local key="$1" period="$2" count="$3" h n now pttl v
+    h=$(ip_hash 127.0.0.1)
+    now=$(now_ms)
+    n=${key##*:}
+    [[ "$key" =~ ^ratelimit:[a-z-]+:${h:0:3}:[0-9]+$ ]]
+    [ "$n" -eq $((now / period)) ] || [ "$n" -eq $((now / period - 1)) ]
+    assert_equal "$(rcli TYPE "$key")" hash
+    assert_equal "$(rcli OBJECT ENCODING "$key")" listpack
+    assert_equal "$(rcli HKEYS "$key")" "${h:3}"
+    pttl=$(rcli PTTL "$key")
+    [ "$pttl" -gt 0 ]
+    [ "$pttl" -le $((2 * period)) ]
+    v=$(rcli HGET "$key" "${h:3}")
+    if [ "$count" = tat ]; then
+        [[ "$v" =~ ^[0-9.e+]+$ ]]
+    else
+        assert_equal "$v" "$count"
+    fi
+}
+
+# window_cycle ALGO MAXTTL: LIMIT=3 per 3 s window of ALGO from a
+# window's start: limit_cycle 3 MAXTTL, then one bucket hash holding 3.
+# Sets KEYS_NOW.
+window_cycle() {
+    export RATELIMIT_ALGORITHM=$1 RATELIMIT_WINDOW=$((3 * TS))s
+    period_start $((3000 * TS))
+    limit_cycle 3 "$2"
+    KEYS_NOW=$(bucket_keys)
+    assert_equal "$(wc -l <<<"$KEYS_NOW")" 1
+    assert_bucket "$KEYS_NOW" $((3000 * TS)) 3
+}
+
+@test "buckets, fixed-window: LIMIT admitted, then 429 with ttl; one shared hash per window, expiring at its end" {
+    window_cycle fixed-window $((3 * TS))
+    [ "$(rcli PTTL "$KEYS_NOW")" -le $((3000 * TS)) ]
+    assert_equal "$(rcli DBSIZE)" 1
+    # Windows are aligned to the clock: the next one admits again.
+    sleep "$(json_field ttl)"
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 200
+    assert_equal "$(header_of X-RateLimit-Remaining)" 2
+}
+
+@test "buckets, sliding-window: LIMIT admitted, then 429; counts per aligned window, hashes live two windows" {
+    window_cycle sliding-window $((6 * TS))
+    # In the next window the previous one still weighs: no full quota.
+    sleep_to=$(( (${KEYS_NOW##*:} + 1) * 3000 * TS - $(now_ms) + 100 ))
+    sleep "$(printf '%d.%03d' $((sleep_to / 1000)) $((sleep_to % 1000)))"
+    run cgi_run </dev/null
+    [ "$(status_of)" = 429 ] || [ "$(header_of X-RateLimit-Remaining)" -lt 2 ]
+}
+
+@test "buckets, token-bucket: BURST at once, then 429; TAT in the epoch's hash; recovers after ttl" {
+    # Capacity 3, one token per 3 s: tau = 9 s, epochs of 9 s.
+    export RATELIMIT_ALGORITHM=token-bucket RATELIMIT_LIMIT=1 RATELIMIT_WINDOW=$((3 * TS))s RATELIMIT_BURST=3
+    period_start $((9000 * TS))
+    limit_cycle 3 $((3 * TS))
+    keys=$(bucket_keys)
+    [ "$(wc -l <<<"$keys")" -ge 1 ]
+    assert_bucket "$(tail -n1 <<<"$keys")" $((9000 * TS)) tat
+    sleep "$(json_field ttl)"
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 200
+    assert_equal "$(header_of X-RateLimit-Remaining)" 0
+}
+
+@test "buckets: rules mixing algorithms, each in its own hashes; a denial charges none" {
+    export RATELIMIT_RULES="burst ip 2/$((10 * TS))s; tokens ip 10/1m token-bucket burst=5"
+    period_start $((10000 * TS))
+    for want in 200 200 429; do
+        run cgi_run </dev/null
+        assert_equal "$(status_of)" "$want"
+    done
+    assert_equal "$(json_field policy)" burst
+    h=$(ip_hash 127.0.0.1)
+    kb=$(bucket_keys burst)
+    kt=$(bucket_keys tokens)
+    assert_equal "$(rcli HGET "$kb" "${h:3}")" 2
+    # tokens: charged twice (T = 6 s, so the tat is 12 s ahead of the first).
+    [ -n "$(rcli HGET "$kt" "${h:3}")" ]
+    assert_equal "$(rcli DBSIZE)" 2
+}
+
+@test "buckets: many clients share 4096 hashes per window, each a listpack" {
+    export RATELIMIT_LIMIT=100
+    for i in $(seq 1 60); do
+        cgi_run REMOTE_ADDR=10.9.0.$i </dev/null >/dev/null
+    done
+    n=0
+    fields=0
+    for k in $(rcli --scan --pattern 'ratelimit:default:*'); do
+        [[ "$k" =~ ^ratelimit:default:[0-9a-f]{3}:[0-9]+$ ]]
+        assert_equal "$(rcli OBJECT ENCODING "$k")" listpack
+        [ "$(rcli PTTL "$k")" -gt 0 ]
+        fields=$((fields + $(rcli HLEN "$k")))
+        n=$((n + 1))
+    done
+    assert_equal "$fields" 60
+    [ "$n" -le 60 ]
+}
+
+@test "buckets: a per-request RATELIMIT_STORE overrides the process (FastCGI)" {
+    export RATELIMIT_STORE=keys RATELIMIT_WINDOW=$((10 * TS))s
+    fcgi_start 1
+    period_start $((10000 * TS))
+    run fcgi_req </dev/null
+    assert_equal "$(status_of)" 200
+    assert_equal "$(rcli EXISTS "ratelimit:default:$(ip_hash 127.0.0.1)")" 1
+    assert_equal "$(bucket_keys)" ""
+    for want in 200 200 200 429; do
+        run fcgi_req RATELIMIT_STORE=buckets </dev/null
+        assert_equal "$(status_of)" "$want"
+    done
+    assert_bucket "$(bucket_keys)" $((10000 * TS)) 3
+    # The keys layout kept its own count: the one request before.
+    assert_equal "$(rcli GET "ratelimit:default:$(ip_hash 127.0.0.1)")" 1
+}
+
+@test "buckets: sliding-log is refused: --check fails naming it, a request gets 500" {
+    export RATELIMIT_ALGORITHM=sliding-log
+    run check_run
+    assert_equal "$status" 1
+    assert_output --partial "RATELIMIT_STORE"
+    assert_output --partial "sliding-log"
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 500
+    [ -n "$(json_field message)" ]
+    refute_output --partial "ok 127.0.0.1"
+    grep -F RATELIMIT_STORE "$T/stderr" | grep -qF sliding-log
+    assert_equal "$(rcli DBSIZE)" 0
+    # A rule among others too.
+    unset RATELIMIT_ALGORITHM
+    export RATELIMIT_RULES="a ip 5/1m; b ip 5/1m sliding-log"
+    run check_run
+    assert_equal "$status" 1
+    assert_output --partial "rule 'b'"
+}
+
+@test "buckets: --check loads the scripts and names the layout" {
+    run check_run
+    assert_equal "$status" 0
+    assert_output --partial "store=buckets"
+}
