@@ -156,15 +156,18 @@ window_cycle() {
     assert_equal "$(json_field policy)" burst
     h=$(ip_hash 127.0.0.1)
     kb=$(bucket_keys burst)
-    kt=$(bucket_keys tokens)
+    # tokens: epochs of 30 s; the two charges may straddle two of them.
+    kt=$(bucket_keys tokens | tail -n1)
     assert_equal "$(rcli HGET "$kb" "${h:3}")" 2
-    # tokens: charged twice (T = 6 s, so the tat is 12 s ahead of the first).
     [ -n "$(rcli HGET "$kt" "${h:3}")" ]
-    assert_equal "$(rcli DBSIZE)" 2
+    [ "$(rcli DBSIZE)" -ge 2 ]
+    [ "$(rcli DBSIZE)" -le 3 ]
 }
 
 @test "buckets: many clients share 4096 hashes per window, each a listpack" {
-    export RATELIMIT_LIMIT=100
+    # sliding-window: hashes live two windows, so none expires during the
+    # test even when it crosses a window's end.
+    export RATELIMIT_LIMIT=100 RATELIMIT_WINDOW=1h RATELIMIT_ALGORITHM=sliding-window
     for i in $(seq 1 60); do
         cgi_run REMOTE_ADDR=10.9.0.$i </dev/null >/dev/null
     done
