@@ -36,7 +36,9 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
 static uint64_t entry_hash(const struct rl_config *cfg, const char *const *keys)
 {
     uint64_t h = 14695981039346656037ULL;
+    int store = cfg->store; /* the same key under another layout is another count */
 
+    h = fnv(h, &store, sizeof(store));
     for (size_t i = 0; i < cfg->nrules; i++) {
         const struct rl_rule *r = &cfg->rules[i];
         long long params[4] = {r->limit, r->window_ms, r->algo, r->burst};

@@ -6,8 +6,9 @@
  * until then Redis would deny too (only admitted requests change a
  * client's state), and the answer's ttl and reset are the remembered ones
  * minus the time elapsed, so the headers stay exact. The entry is keyed by
- * the request's Redis keys and every rule's parameters, so two locations
- * with different limits never share an entry.
+ * the request's Redis keys, the layout (RATELIMIT_STORE) and every rule's
+ * parameters, so two locations with different limits or layouts never
+ * share an entry.
  */
 #ifndef RL_DENYCACHE_H
 #define RL_DENYCACHE_H

@@ -11,12 +11,7 @@
 
 load helpers
 
-# Windows are N * TS seconds: TS is 1, or RL_TIME_SCALE, or 10 under a
-# TEST_PREFIX (valgrind makes one run take a second or more).
-TS=${RL_TIME_SCALE:-1}
-if [ -n "${TEST_PREFIX:-}" ] && [ -z "${RL_TIME_SCALE:-}" ]; then
-    TS=10
-fi
+# Windows are N * TS seconds (TS: see helpers.bash).
 
 setup() {
     redis_start

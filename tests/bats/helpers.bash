@@ -194,3 +194,11 @@ zombies_of() {
 fd_count() {
     ls "/proc/$1/fd" | wc -l
 }
+
+# Time-based tests size their windows as N * TS seconds: TS is 1, or
+# RL_TIME_SCALE, or 10 under a TEST_PREFIX (valgrind makes one run take a
+# second or more).
+TS=${RL_TIME_SCALE:-1}
+if [ -n "${TEST_PREFIX:-}" ] && [ -z "${RL_TIME_SCALE:-}" ]; then
+    TS=10
+fi

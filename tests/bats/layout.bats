@@ -6,11 +6,6 @@
 
 load helpers
 
-TS=${RL_TIME_SCALE:-1}
-if [ -n "${TEST_PREFIX:-}" ] && [ -z "${RL_TIME_SCALE:-}" ]; then
-    TS=10
-fi
-
 setup() {
     redis_start
     export RATELIMIT_BACKEND="$FIXTURES/cgi/ok.cgi"
@@ -199,6 +194,10 @@ window_cycle() {
     assert_bucket "$(bucket_keys)" $((10000 * TS)) 3
     # The keys layout kept its own count: the one request before.
     assert_equal "$(rcli GET "ratelimit:default:$(ip_hash 127.0.0.1)")" 1
+    # The worker's memory of the buckets denial is not one for keys.
+    run fcgi_req </dev/null
+    assert_equal "$(status_of)" 200
+    assert_equal "$(rcli GET "ratelimit:default:$(ip_hash 127.0.0.1)")" 2
 }
 
 @test "buckets: sliding-log is refused: --check fails naming it, a request gets 500" {
