@@ -347,17 +347,21 @@ def tables(s):
                               if c >= 0.0005)))
         out.append("")
     if s["memory"]:
-        out.append("| algorithm | clients | Redis keys | used_memory before | after | "
-                   "bytes per client | MEMORY USAGE of one key | type, encoding | target <= 100 |")
+        out.append("| algorithm / RATELIMIT_STORE | clients | Redis keys | used_memory before | "
+                   "after | bytes per client | MEMORY USAGE of one key | type, encoding | "
+                   "target <= 100 |")
         out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
-        for algo in ("fixed-window", "sliding-log", "sliding-window", "token-bucket"):
+        for algo in ("fixed-window", "sliding-log", "sliding-window", "token-bucket",
+                     "fixed-window/buckets", "sliding-window/buckets", "token-bucket/buckets"):
             if algo in s["memory"]:
                 m = s["memory"][algo]
                 tgt = "n/a (at most LIMIT entries)" if algo == "sliding-log" else \
                     ("yes" if m["per_client"] <= 100 else "**no** (%+.0f %%)" % (
                         (m["per_client"] / 100 - 1) * 100))
+                name = algo.replace("/buckets", " / buckets") if "/" in algo \
+                    else algo + " / keys"
                 out.append("| %s | %d | %d | %d | %d | %.1f | %s | %s | %s |" % (
-                    algo, m["clients"], m["keys"], m["before"], m["after"],
+                    name, m["clients"], m["keys"], m["before"], m["after"],
                     m["per_client"], m["usage"], m["type"], tgt))
         out.append("")
     cpu_rows = [(v, V[v]["cpu_us"]) for v, _ in VARIANTS if v in V and V[v].get("cpu_us")]
@@ -427,7 +431,10 @@ side hold much better):
   sliding-window and token-bucket: 100 000 distinct clients, each with one
   request, sent straight to the limiter script with EVALSHA through
   `redis-cli --pipe` (same script text and key format
-  `PREFIX NAME ":" 64-hex` as the binary), `used_memory` before and after.
+  `PREFIX NAME ":" 64-hex` as the binary), `used_memory` before and after,
+  for both layouts: `RATELIMIT_STORE=keys` (the default, SPEC's one key
+  per client and rule) and `RATELIMIT_STORE=buckets` (clients share 4096
+  small hashes per rule and window; "Redis keys" counts the hashes).
 - (g) nginx `limit_req` is the in-process ceiling: its counters live in one
   nginx's shared memory and are not shared across web servers.
 """
