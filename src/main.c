@@ -159,6 +159,31 @@ static int fcgx_buffered(void *ctx)
     return d != NULL && d->buff_stop - s->stop > d->padding_len;
 }
 
+/*
+ * 1 when the request has been read to its end: the end-of-body record has
+ * been seen, or it is the next thing, whole, in libfcgi's buffer (it is
+ * then consumed, without a read). With nothing left unread a plain close
+ * sends no reset, so libfcgi's lingering close (shutdown, poll until the
+ * server closes its end, read, close) can be skipped.
+ */
+static int fcgx_request_read(FCGX_Stream *s)
+{
+    const struct fcgx_stream_data_head *d = s->data;
+    const unsigned char *h;
+
+    if (FCGX_HasSeenEOF(s))
+        return 1;
+    if (d == NULL || s->isClosed || s->rdNext != s->stop || d->buff_stop - s->stop < d->padding_len)
+        return 0;
+    h = s->stop + d->padding_len;
+    /* FCGI_Header: version, type, requestId (2), contentLength (2),
+     * paddingLength, reserved. An empty FCGI_STDIN, padding and all. */
+    if (d->buff_stop - h < FCGI_HEADER_LEN || h[1] != FCGI_STDIN || h[4] != 0 || h[5] != 0 ||
+        d->buff_stop - h < FCGI_HEADER_LEN + h[6])
+        return 0;
+    return FCGX_GetChar(s) == EOF && FCGX_HasSeenEOF(s) && FCGX_GetError(s) == 0;
+}
+
 /* Read what is there: what libfcgi buffered, or (after poll said the
  * socket is readable) one fill of its buffer. FCGX_GetStr itself would
  * block until it has all n bytes. */
@@ -411,6 +436,9 @@ static int fastcgi_loop(int listen_fd, void *ctx)
         log_set_sink(fcgx_log, r.err);
         handle_request(app, &rq);
         request_reset(&rq);
+        /* Detached, libfcgi closes without lingering (see above). */
+        if (fcgx_request_read(r.in))
+            (void)FCGX_Detach(&r);
         FCGX_Finish_r(&r);
     }
     FCGX_Free(&r, 1);
