@@ -202,3 +202,15 @@ TS=${RL_TIME_SCALE:-1}
 if [ -n "${TEST_PREFIX:-}" ] && [ -z "${RL_TIME_SCALE:-}" ]; then
     TS=10
 fi
+
+# assert_denied MAXTTL: $output is a 429 from the filter (the script did
+# not run) with 1 <= ttl <= MAXTTL and Retry-After equal to it. Sets ttl
+# (the caller's local, if it has one).
+assert_denied() {
+    assert_equal "$(status_of)" 429
+    refute_output --partial "ok 127.0.0.1"
+    ttl=$(json_field ttl)
+    [ "$ttl" -ge 1 ]
+    [ "$ttl" -le "$1" ]
+    assert_equal "$(header_of Retry-After)" "$ttl"
+}
