@@ -15,10 +15,10 @@
  * body before it reads any answer, so a blocking write there would
  * deadlock against a script that prints before it reads. Buffers have
  * fixed sizes, so memory stays bounded whatever the sizes of body and
- * answer. libfcgi installs its handlers without SA_RESTART, so
- * every syscall here retries on EINTR. SIGPIPE must not be SIG_DFL in the
- * caller (libfcgi and main.c install a no-op handler): a script that exits
- * without reading its body then gives EPIPE, not our death.
+ * answer. Every syscall here retries on EINTR (poll() is never restarted,
+ * whatever SA_RESTART says). SIGPIPE must not be SIG_DFL in the caller
+ * (main.c ignores it): a script that exits without reading its body then
+ * gives EPIPE, not our death.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -876,9 +876,9 @@ static int spawn_child_or_reply(struct relay *r)
         goto fail;
     if ((err = posix_spawnattr_init(&at)) != 0)
         goto fail;
-    /* Own process group (kill(-pid) reaches its children too); libfcgi's
-     * SIGPIPE/SIGTERM/SIGUSR1 handlers and our SIGCHLD back to SIG_DFL,
-     * nothing blocked. */
+    /* Own process group (kill(-pid) reaches its children too); every
+     * signal back to SIG_DFL (our ignored SIGPIPE and SIGTERM/SIGINT/SIGUSR1
+     * handlers), nothing blocked. */
     if ((err = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
                                                  POSIX_SPAWN_SETSIGMASK)) != 0 ||
         (err = posix_spawnattr_setpgroup(&at, 0)) != 0 ||
@@ -970,7 +970,7 @@ static void child_exec(const struct relay *r, int ep)
     int sig;
 
     (void)setpgid(0, 0);
-    /* libfcgi's SIGPIPE/SIGTERM/SIGUSR1 handlers, our SIGCHLD: a script
+    /* Our ignored SIGPIPE and SIGTERM/SIGINT/SIGUSR1 handlers: a script
      * must start with default dispositions and nothing blocked. */
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_DFL;

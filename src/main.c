@@ -81,8 +81,13 @@ static void install_signals(void)
     sa.sa_flags = SA_RESTART;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    /* A client that goes away must be an EPIPE, never our death. libfcgi
-     * installs its own no-op handler too; the relay resets it for scripts. */
+    /* libfcgi's SIGUSR1 means "stop after this request", as SIGTERM. */
+    sigaction(SIGUSR1, &sa, NULL);
+    /* A client that goes away must be an EPIPE, never our death. libfcgi's
+     * own no-op SIGPIPE handler has no SA_RESTART: a stray SIGPIPE would
+     * make its blocking read of the request fail with EINTR, and the
+     * request be dropped. Ignored, the signal is discarded instead. The
+     * relay resets every disposition for scripts. */
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
 }
@@ -122,9 +127,19 @@ static int fcgx_flush(void *ctx)
     return FCGX_FFlush(ctx) == 0 ? RL_OK : RL_ERR;
 }
 
+/* A log line goes to the request's FCGI_STDERR (the web server's log).
+ * Once the connection has failed (the server went away, or it broke off
+ * the body) nothing sent there arrives: the process' stderr then, which
+ * lighttpd and mod_fcgid also put in their error log. */
 static void fcgx_log(void *ctx, const char *line, int len)
 {
-    (void)FCGX_PutStr(line, len, ctx);
+    FCGX_Request *r = ctx;
+
+    if (FCGX_GetError(r->in) != 0 || FCGX_GetError(r->out) != 0 ||
+        FCGX_PutStr(line, len, r->err) != len) {
+        ssize_t w = write(STDERR_FILENO, line, (size_t)len);
+        (void)w;
+    }
 }
 
 static void fcgx_errlog(void *ctx, const char *p, size_t n)
@@ -433,7 +448,7 @@ static int fastcgi_loop(int listen_fd, void *ctx)
         rq.body.buffered = fcgx_buffered;
         rq.body.fd = rq.authorizer ? -1 : r.ipcFd;
         rq.body.ctx = r.in;
-        log_set_sink(fcgx_log, r.err);
+        log_set_sink(fcgx_log, &r);
         handle_request(app, &rq);
         request_reset(&rq);
         /* Detached, libfcgi closes without lingering (see above). */
@@ -613,11 +628,13 @@ int main(int argc, char **argv)
     }
     if (app.cc == NULL && !cli.check)
         rl_log(RL_LOG_ERROR, "invalid configuration: %s", app.cfg_err.msg);
-    install_signals();
     if (FCGX_Init() != 0) {
         rl_log(RL_LOG_ERROR, "FCGX_Init failed");
         return 1;
     }
+    /* After FCGX_Init, which installs its SIGPIPE, SIGTERM and SIGUSR1
+     * handlers (without SA_RESTART) whatever was there before. */
+    install_signals();
     if (cli.check)
         rc = cmd_check(&app);
     else if (cli.listen != NULL)

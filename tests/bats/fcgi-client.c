@@ -3,7 +3,7 @@
  * of lighttpd's tests/fcgi-responder.c, because cgi-fcgi can neither send an
  * AUTHORIZER request nor a body without CONTENT_LENGTH.
  *
- *   env -i NAME=VALUE... fcgi-client [-a] [-n] [-c BYTES] SOCKET < body
+ *   env -i NAME=VALUE... fcgi-client [-a] [-b] [-n] [-c BYTES] SOCKET < body
  *
  * Params are the client's environment (like cgi-fcgi). The body is stdin to
  * EOF, sent while the answer is read (one poll loop, so large bodies in
@@ -11,7 +11,8 @@
  * to stderr; the exit code is the app's appStatus. SOCKET is a unix path or
  * HOST:PORT. -a: AUTHORIZER role. -n: send no FCGI_STDIN at all (as Apache's
  * mod_authnz_fcgi does). -c BYTES: hang up after BYTES of answer (a client
- * that goes away).
+ * that goes away). -b: hang up once stdin is sent, without the end-of-body
+ * record (a web server whose client broke off an upload).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -176,15 +177,17 @@ static void write_all(int fd, const unsigned char *p, size_t n)
 
 int main(int argc, char **argv)
 {
-    int role = 1, no_stdin = 0, opt, fd, in_open = 1, app_status = 0;
+    int role = 1, no_stdin = 0, cut_body = 0, opt, fd, in_open = 1, app_status = 0;
     long long hangup_after = -1, got = 0;
     unsigned char begin[8] = {0, 1, 0, 0, 0, 0, 0, 0};
     unsigned char ibuf[65536 + 8];
     size_t ilen = 0;
 
-    while ((opt = getopt(argc, argv, "anc:")) != -1) {
+    while ((opt = getopt(argc, argv, "abnc:")) != -1) {
         if (opt == 'a')
             role = 2;
+        else if (opt == 'b')
+            cut_body = 1;
         else if (opt == 'n')
             no_stdin = 1;
         else if (opt == 'c')
@@ -193,7 +196,7 @@ int main(int argc, char **argv)
             return 2;
     }
     if (optind != argc - 1) {
-        fprintf(stderr, "usage: fcgi-client [-a] [-n] [-c BYTES] SOCKET < body\n");
+        fprintf(stderr, "usage: fcgi-client [-a] [-b] [-n] [-c BYTES] SOCKET < body\n");
         return 2;
     }
     fd = connect_to(argv[optind]);
@@ -207,6 +210,11 @@ int main(int argc, char **argv)
         struct pollfd p[2] = {{fd, POLLIN | (olen ? POLLOUT : 0), 0}, {0, POLLIN, 0}};
         int np = (in_open && olen < 262144) ? 2 : 1;
 
+        if (cut_body && !in_open && olen == 0) {
+            close(fd);
+            return 0;
+        }
+
         if (poll(p, (nfds_t)np, -1) < 0) {
             if (errno == EINTR)
                 continue;
@@ -218,7 +226,9 @@ int main(int argc, char **argv)
 
             if (r < 0 && errno == EINTR)
                 continue;
-            if (r <= 0) {
+            if (r <= 0 && cut_body) {
+                in_open = 0; /* no end-of-body record: hang up once sent */
+            } else if (r <= 0) {
                 record(REC_STDIN, NULL, 0);
                 in_open = 0;
             } else {

@@ -19,13 +19,21 @@ rl_tmp() {
     export T
 }
 
-# wait_for PATH|PORT [tries]: until a unix socket exists or a TCP port on
+# listening PATH: a socket is bound to PATH and listening (its line in
+# /proc/net/unix has __SO_ACCEPTCON, flags 00010000). A socket file alone
+# is not enough: it exists between bind() and listen(), and a stale one
+# (left by a killed server) exists with nobody behind it.
+listening() {
+    awk -v p="$1" '$8 == p && $4 == "00010000" { f = 1 } END { exit !f }' /proc/net/unix
+}
+
+# wait_for PATH|PORT [tries]: until a unix socket listens or a TCP port on
 # 127.0.0.1 accepts (tries x 0.05 s; default 200 = 10 s).
 wait_for() {
     local what="$1" tries="${2:-200}" i
     for ((i = 0; i < tries; i++)); do
         if [[ "$what" == /* ]]; then
-            [ -S "$what" ] && return 0
+            [ -S "$what" ] && listening "$what" && return 0
         else
             (exec 3<>"/dev/tcp/127.0.0.1/$what") 2>/dev/null && return 0
         fi

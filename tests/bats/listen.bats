@@ -195,12 +195,17 @@ free_tcp_port() {
 }
 
 @test "--listen replaces a stale socket file but never a live socket or a file" {
-    local first
-    # stale: a socket file nobody listens on (left by a killed run)
+    local first w
+    # stale: a socket file nobody listens on (left by a killed run); the
+    # worker must be gone too, or it still holds the socket open
     listen_start "unix:$T/l.sock" --workers 1
-    kill -9 "$LPID" $(workers)
+    wait_workers 1
+    w=$(workers)
+    kill -9 "$LPID" $w
     wait "$LPID" 2>/dev/null || true
+    wait_gone_pid "$w"
     [ -S "$T/l.sock" ]
+    ! listening "$T/l.sock"
     listen_start "unix:$T/l.sock" --workers 1
     ok_request "$T/l.sock"
     # live: a second instance on the same path refuses and leaves it alone

@@ -417,15 +417,42 @@ outage_run() {
     assert_equal "$rc" 0
 }
 
-@test "EINTR: a storm of no-op signals during an 8 MB POST both ways leaves the answer intact" {
-    local pid storm want got
+@test "a body the web server breaks off: one line in the worker's stderr, the script gone, the worker serves on" {
+    redis_start
+    worker_start "$T/w.sock"
+    head -c 100000 /dev/zero >"$T/part"
+    # 100 000 of 1 000 000 bytes, then the connection closes: nothing sent
+    # on it any more reaches the web server, so the line must go to the
+    # process' stderr, which lighttpd and mod_fcgid put in their log too
+    env -i "${CGI_BASE[@]}" SCRIPT_FILENAME="$CGI/echo-sha.sh" REQUEST_METHOD=POST \
+        CONTENT_LENGTH=1000000 timeout 60 "$RL_FCGI_CLIENT" -b "$FCGI_SOCK" <"$T/part" \
+        >/dev/null 2>&1 || true
+    for _ in $(seq 100); do
+        grep -q "request body" "$T/worker.log" && break
+        sleep 0.1
+    done
+    run grep "request body" "$T/worker.log"
+    assert_output --regexp "cgi $CGI/echo-sha.sh \(client 127\.0\.0\.1\): request body failed mid-way"
+    assert_equal "${#lines[@]}" 1
+    [ -z "$(children_of "$W_PID")" ]
+    run req SCRIPT_FILENAME="$CGI/ok.cgi" </dev/null
+    assert_output --partial "ok 127.0.0.1"
+    kill -0 "$W_PID"
+}
+
+@test "EINTR: a storm of SIGPIPEs during an 8 MB POST both ways leaves the answer intact" {
+    local pid storm want got ign
     redis_start
     fcgi_start 1
     pid=$(fcgi_pids)
     head -c 8388608 /dev/urandom >"$T/body"
     want=$(sha256sum "$T/body" | cut -d' ' -f1)
-    # libfcgi's SIGPIPE handler is a no-op installed without SA_RESTART:
-    # every delivery interrupts whatever blocking call the worker is in.
+    # FCGX_Init installs a no-op SIGPIPE handler without SA_RESTART: each
+    # delivery made libfcgi's blocking read of the body fail with EINTR and
+    # the request was dropped. The worker must ignore SIGPIPE (bit 13 of
+    # SigIgn), after FCGX_Init.
+    ign=$(sed -n 's/^SigIgn:[[:space:]]*//p' "/proc/$pid/status")
+    [ $(((0x$ign >> 12) & 1)) -eq 1 ]
     (while kill -PIPE "$pid" 2>/dev/null; do sleep 0.001; done) &
     storm=$!
     run req SCRIPT_FILENAME="$CGI/echo-sha.sh" REQUEST_METHOD=POST CONTENT_LENGTH=8388608 <"$T/body"
