@@ -5,8 +5,10 @@
 
 deps_build="gcc make autoconf automake pkg-config libfcgi-dev libhiredis-dev libjson-c-dev libssl-dev"
 deps_demo="$deps_build redis-server redis-tools lighttpd curl jq"
-# clang + libclang-rt-14-dev: make fuzz (libFuzzer); valgrind: make check-valgrind.
-deps_test="$deps_demo libfcgi-bin apache2 libapache2-mod-fcgid bats bats-assert bats-support spawn-fcgi clang libclang-rt-14-dev valgrind"
+# clang + libclang-rt-14-dev: make fuzz (libFuzzer) and the clang build;
+# valgrind: make check-valgrind; cppcheck, clang-format, clang-tools
+# (scan-build): scripts/lint.
+deps_test="$deps_demo libfcgi-bin apache2 libapache2-mod-fcgid bats bats-assert bats-support spawn-fcgi clang libclang-rt-14-dev valgrind cppcheck clang-format clang-tools"
 deps_bench="$deps_test wrk fcgiwrap nginx gnuplot-nox python3-fastapi python3-uvicorn python3-redis"
 
 deps_missing() {

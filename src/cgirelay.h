@@ -28,10 +28,10 @@ struct rl_body_src {
 };
 
 struct rl_relay_req {
-    char *const *params;          /* the request's CGI variables (borrowed) */
-    const struct rl_config *cfg;  /* borrowed */
-    struct rl_body_src *body;     /* borrowed */
-    struct rl_out *out;           /* the answer (borrowed) */
+    char *const *params;         /* the request's CGI variables (borrowed) */
+    const struct rl_config *cfg; /* borrowed */
+    struct rl_body_src *body;    /* borrowed */
+    struct rl_out *out;          /* the answer (borrowed) */
     /* Script stderr, one chunk at a time, to the web server's log. */
     void (*errlog)(void *ctx, const char *p, size_t n);
     void *errlog_ctx;

@@ -201,8 +201,7 @@ static int hash_identity(const char *tag, const char *value, char hex[RL_SHA256_
         return RL_ERR;
     if (ctx == NULL && (ctx = EVP_MD_CTX_new()) == NULL)
         return RL_ERR;
-    if (EVP_DigestInit_ex(ctx, md, NULL) != 1 ||
-        EVP_DigestUpdate(ctx, tag, strlen(tag) + 1) != 1 ||
+    if (EVP_DigestInit_ex(ctx, md, NULL) != 1 || EVP_DigestUpdate(ctx, tag, strlen(tag) + 1) != 1 ||
         EVP_DigestUpdate(ctx, value, strlen(value)) != 1 ||
         EVP_DigestFinal_ex(ctx, d, &dlen) != 1 || dlen != 32)
         return RL_ERR;

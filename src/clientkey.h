@@ -43,8 +43,8 @@ void clientkey_resolve(const struct rl_config *cfg, char *const *params, struct 
  * key: the hash input is "ip\0ADDR", "header\0VALUE" or "env\0VALUE".
  */
 int clientkey_build(const struct rl_config *cfg, const struct rl_rule *rule,
-                    const struct rl_client *client, char *const *params, char *key,
-                    size_t keysz, struct rl_err *err);
+                    const struct rl_client *client, char *const *params, char *key, size_t keysz,
+                    struct rl_err *err);
 
 /*
  * Walk an X-Forwarded-For value from the right and return in *out the

@@ -21,15 +21,15 @@
 struct redisconn;
 
 struct rl_rule_result {
-    int applied;          /* 0 when the rule was skipped (no key) */
-    int allowed;          /* this rule alone admits the request */
-    long long remaining;  /* requests left after this one (0 when denied) */
-    long long reset_ms;   /* until the quota is whole again (RateLimit t) */
-    long long retry_ms;   /* until a request would be admitted; 0 if allowed */
+    int applied;         /* 0 when the rule was skipped (no key) */
+    int allowed;         /* this rule alone admits the request */
+    long long remaining; /* requests left after this one (0 when denied) */
+    long long reset_ms;  /* until the quota is whole again (RateLimit t) */
+    long long retry_ms;  /* until a request would be admitted; 0 if allowed */
 };
 
 struct rl_decision {
-    int allowed;  /* every applied rule admits (the request was charged) */
+    int allowed; /* every applied rule admits (the request was charged) */
     size_t nrules;
     struct rl_rule_result r[RL_MAX_RULES];
     /* The rule the headers and JSON describe: on a denial the violated rule

@@ -48,12 +48,12 @@ struct rl_app {
 
 /* One request, whatever role it came in. */
 struct rl_request {
-    char *const *params;     /* borrowed: FCGX envp or environ */
-    int authorizer;          /* FastCGI role AUTHORIZER */
+    char *const *params; /* borrowed: FCGX envp or environ */
+    int authorizer;      /* FastCGI role AUTHORIZER */
     struct rl_out out;
     struct rl_body_src body;
-    FCGX_Request *fcgx;      /* NULL in plain CGI */
-    struct buf headers;      /* rate-limit header lines for an allowed answer */
+    FCGX_Request *fcgx; /* NULL in plain CGI */
+    struct buf headers; /* rate-limit header lines for an allowed answer */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -283,14 +283,14 @@ static int denied_or_reply(struct rl_request *rq, const struct rl_config *cfg,
 
 /* Build every rule's key; RL_ERR (already answered 500) on failure. */
 static int build_keys_or_reply(struct rl_request *rq, const struct rl_config *cfg,
-                               const struct rl_client *client,
-                               char keys[][RL_KEY_MAX], const char **keyp)
+                               const struct rl_client *client, char keys[][RL_KEY_MAX],
+                               const char **keyp)
 {
     struct rl_err err;
 
     for (size_t i = 0; i < cfg->nrules; i++) {
-        int rc = clientkey_build(cfg, &cfg->rules[i], client, rq->params, keys[i],
-                                 RL_KEY_MAX, &err);
+        int rc =
+            clientkey_build(cfg, &cfg->rules[i], client, rq->params, keys[i], RL_KEY_MAX, &err);
 
         if (rc == RL_ERR) {
             rl_log(RL_LOG_ERROR, "client %s: rule %s: %s", client->text, cfg->rules[i].name,
@@ -538,12 +538,13 @@ struct rl_cli {
 /* Parse argv into *cli; exits for --help/--version and usage errors. */
 static void parse_cli(int argc, char **argv, struct rl_cli *cli, struct rl_app *app)
 {
-    static const struct option opts[] = {
-        {"check", no_argument, NULL, 'c'},      {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},    {"listen", required_argument, NULL, 'l'},
-        {"workers", required_argument, NULL, 'w'},
-        {"socket-mode", required_argument, NULL, 'm'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"check", no_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {"listen", required_argument, NULL, 'l'},
+                                         {"workers", required_argument, NULL, 'w'},
+                                         {"socket-mode", required_argument, NULL, 'm'},
+                                         {NULL, 0, NULL, 0}};
     int c;
 
     cli->workers = 2;

@@ -36,7 +36,7 @@
 
 #define BACKOFF_FIRST_MS 1000LL
 #define BACKOFF_MAX_MS 30000LL
-#define CONNECT_ATTEMPTS 3 /* only a signal (EINTR) makes us try again */
+#define CONNECT_ATTEMPTS 3        /* only a signal (EINTR) makes us try again */
 #define SCRIPT_ERR_LOG_MS 60000LL /* at most one such WARN a minute */
 
 struct redisconn {
@@ -410,8 +410,8 @@ void redisconn_cmd_ll(struct redisconn_cmd *cmd, long long v)
     char tmp[24];
     /* The magnitude through unsigned arithmetic: LLONG_MIN has no positive
      * long long. */
-    char *p = dec_rev(tmp + sizeof(tmp),
-                      v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+    char *p =
+        dec_rev(tmp + sizeof(tmp), v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
 
     if (v < 0)
         *--p = '-';

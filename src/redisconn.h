@@ -31,9 +31,9 @@ struct redisconn;
 #define RL_CMD_MAX 4096
 
 struct redisconn_cmd {
-    size_t len;    /* bytes used in buf */
-    int left;      /* arguments still to add */
-    int overflow;  /* 1 once something did not fit */
+    size_t len;   /* bytes used in buf */
+    int left;     /* arguments still to add */
+    int overflow; /* 1 once something did not fit */
     char buf[RL_CMD_MAX];
 };
 
@@ -56,11 +56,10 @@ void redisconn_free(struct redisconn *rc);
  * and return its reply. Connects first when needed (to cfg->redis; a
  * changed target reconnects) and loads script with SCRIPT LOAD on every new
  * connection; on a NOSCRIPT reply (another script than the connection's
- * first, a Redis restart, SCRIPT FLUSH) loads script and retries once. While the circuit breaker is open
- * (after a failure: 1 s, doubling to 30 s, one probe per period) it fails at
- * once without network I/O.
- * Returns the reply (caller owns: freeReplyObject) or NULL with *err
- * (kind RL_E_REDIS). An error reply from the script itself is also NULL.
+ * first, a Redis restart, SCRIPT FLUSH) loads script and retries once. While the circuit breaker is
+ * open (after a failure: 1 s, doubling to 30 s, one probe per period) it fails at once without
+ * network I/O. Returns the reply (caller owns: freeReplyObject) or NULL with *err (kind
+ * RL_E_REDIS). An error reply from the script itself is also NULL.
  */
 redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, const char *script,
                            const char *sha, const struct redisconn_cmd *cmd, struct rl_err *err);

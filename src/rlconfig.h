@@ -76,22 +76,22 @@ struct rl_config {
     size_t nrules;  /* >= 1 */
     int from_rules; /* 1 when RATELIMIT_RULES defined the rules */
 
-    int key_missing;               /* enum rl_missing */
+    int key_missing; /* enum rl_missing */
     char prefix[RL_PREFIX_MAX + 1];
-    int store;                     /* enum rl_store */
-    int status;                    /* 429 or 503 */
-    int fail;                      /* enum rl_fail */
+    int store;  /* enum rl_store */
+    int status; /* 429 or 503 */
+    int fail;   /* enum rl_fail */
     struct rl_cidr_list trusted_proxies;
-    int ipv6_prefix;               /* 1..128 */
+    int ipv6_prefix; /* 1..128 */
     struct rl_cidr_list allow, deny;
     int dry_run;
-    int headers;                   /* RL_HDR_* flags */
+    int headers; /* RL_HDR_* flags */
 
     char *backend;     /* owned, NULL when unset */
     char *script_root; /* owned, NULL when unset */
     long long backend_timeout_ms;
-    int mode;          /* enum rl_mode */
-    int log_level;     /* enum rl_log_level */
+    int mode;      /* enum rl_mode */
+    int log_level; /* enum rl_log_level */
 };
 
 /*

@@ -103,8 +103,8 @@ static void out_add(const void *p, size_t n)
 
 static void record(int type, const void *p, size_t n)
 {
-    unsigned char h[8] = {1, (unsigned char)type, 0, 1, (unsigned char)(n >> 8),
-                          (unsigned char)(n & 0xff), 0, 0};
+    unsigned char h[8] = {
+        1, (unsigned char)type, 0, 1, (unsigned char)(n >> 8), (unsigned char)(n & 0xff), 0, 0};
 
     out_add(h, 8);
     if (n > 0)

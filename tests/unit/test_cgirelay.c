@@ -59,6 +59,7 @@ static int body_pipe(size_t n, int stall_ms, pid_t *writer)
     static char chunk[65536];
     int fds[2];
 
+    *writer = -1;
     if (pipe(fds) < 0)
         return -1;
     *writer = fork();

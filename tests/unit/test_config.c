@@ -335,11 +335,11 @@ static void test_enums(void)
 static void test_store(void)
 {
     test_cond("store default keys", with(EMPTY_ENV) && cur->store == RL_STORE_KEYS);
-    test_cond("store keys / buckets", with1("RATELIMIT_STORE=keys") &&
-                                          cur->store == RL_STORE_KEYS &&
-                                          with1("RATELIMIT_STORE=buckets") &&
-                                          cur->store == RL_STORE_BUCKETS);
-    test_cond("store empty is the default", with1("RATELIMIT_STORE=") && cur->store == RL_STORE_KEYS);
+    test_cond("store keys / buckets",
+              with1("RATELIMIT_STORE=keys") && cur->store == RL_STORE_KEYS &&
+                  with1("RATELIMIT_STORE=buckets") && cur->store == RL_STORE_BUCKETS);
+    test_cond("store empty is the default",
+              with1("RATELIMIT_STORE=") && cur->store == RL_STORE_KEYS);
     test_cond("store bad", rejects_all(ENV("RATELIMIT_STORE=bucket", "RATELIMIT_STORE=hash",
                                            "RATELIMIT_STORE=keys ")) &&
                                rejects("RATELIMIT_STORE=shards", "keys, buckets"));
@@ -733,10 +733,10 @@ static void test_cache(void)
     test_cond("other override", b != NULL && b != a && b != base && b->rules[0].limit == 6 &&
                                     b->fail == RL_FAIL_CLOSED);
     c = req(cc, ENV("RATELIMIT_LIMIT=5", "RATELIMIT_FAIL=closed"), &err);
-    test_cond("superset is another set",
-              c != NULL && c != a && c->fail == RL_FAIL_CLOSED && a->fail == RL_FAIL_OPEN);
+    test_cond("superset is another set", a != NULL && c != NULL && c != a &&
+                                             c->fail == RL_FAIL_CLOSED && a->fail == RL_FAIL_OPEN);
     test_cond("first still cached",
-              req(cc, ENV("RATELIMIT_LIMIT=5"), &err) == a && a->rules[0].limit == 5);
+              a != NULL && req(cc, ENV("RATELIMIT_LIMIT=5"), &err) == a && a->rules[0].limit == 5);
     test_cond("empty override is default",
               (c = req(cc, ENV("RATELIMIT_LIMIT="), &err)) != NULL && c->rules[0].limit == 60);
     rl_err_clear(&err);

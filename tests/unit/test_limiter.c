@@ -345,8 +345,13 @@ static void test_cmd_format(void)
 {
     static struct redisconn_cmd cmd;
     static char big[RL_CMD_MAX];
-    const char *argv[8] = {"EVALSHA", "0123456789abcdef0123456789abcdef01234567", "1",
-                           "ratelimit:default:ab\r\n\0x", "0", "-42", "9223372036854775807",
+    const char *argv[8] = {"EVALSHA",
+                           "0123456789abcdef0123456789abcdef01234567",
+                           "1",
+                           "ratelimit:default:ab\r\n\0x",
+                           "0",
+                           "-42",
+                           "9223372036854775807",
                            "-9223372036854775808"};
     size_t len[8] = {7, 40, 1, 24, 1, 3, 19, 20};
     const long long nums[4] = {0, -42, LLONG_MAX, LLONG_MIN};

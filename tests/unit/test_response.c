@@ -321,8 +321,8 @@ static void test_failing_sink(void)
  * body's memo of rendered names holds. */
 static void test_odd_names(void)
 {
-    static const char *const names[] = {"n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8",
-                                        "n9", "n0"};
+    static const char *const names[] = {"n0", "n1", "n2", "n3", "n4", "n5",
+                                        "n6", "n7", "n8", "n9", "n0"};
     struct rl_config cfg;
     struct rl_decision d;
     struct buf b;
@@ -336,9 +336,8 @@ static void test_odd_names(void)
               response_ratelimit_headers(&b, &cfg, &d) == RL_OK &&
                   strstr(b.ptr, "RateLimit: \"a\\\"b\\\\c_/\";r=0;t=42\r\n") != NULL);
     buf_reset(&b);
-    test_cond("odd name: json",
-              response_deny_body(&b, &cfg, &d) == RL_OK &&
-                  strstr(b.ptr, "\"policy\":\"a\\\"b\\\\c\\u0001/\",") != NULL);
+    test_cond("odd name: json", response_deny_body(&b, &cfg, &d) == RL_OK &&
+                                    strstr(b.ptr, "\"policy\":\"a\\\"b\\\\c\\u0001/\",") != NULL);
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         set_rule(&cfg.rules[0], names[i], 5, 60000, RL_ALGO_FIXED_WINDOW, 5);
         buf_reset(&b);

@@ -19,10 +19,10 @@ static void test_parse_ll(void)
     test_cond("parse_ll 0", ll("0", 0, 10, &v) == RL_OK && v == 0);
     test_cond("parse_ll 42", ll("42", 0, 100, &v) == RL_OK && v == 42);
     test_cond("parse_ll -5", ll("-5", -10, 10, &v) == RL_OK && v == -5);
-    test_cond("parse_ll LLONG_MAX", ll("9223372036854775807", LLONG_MIN, LLONG_MAX, &v) == RL_OK &&
-                                        v == LLONG_MAX);
-    test_cond("parse_ll LLONG_MIN", ll("-9223372036854775808", LLONG_MIN, LLONG_MAX, &v) == RL_OK &&
-                                        v == LLONG_MIN);
+    test_cond("parse_ll LLONG_MAX",
+              ll("9223372036854775807", LLONG_MIN, LLONG_MAX, &v) == RL_OK && v == LLONG_MAX);
+    test_cond("parse_ll LLONG_MIN",
+              ll("-9223372036854775808", LLONG_MIN, LLONG_MAX, &v) == RL_OK && v == LLONG_MIN);
     test_cond("parse_ll overflow", ll("9223372036854775808", LLONG_MIN, LLONG_MAX, &v) == RL_ERR);
     test_cond("parse_ll underflow", ll("-9223372036854775809", LLONG_MIN, LLONG_MAX, &v) == RL_ERR);
     test_cond("parse_ll empty", parse_ll("", 0, 0, 10, &v) == RL_ERR);
@@ -63,10 +63,11 @@ static void test_buf(void)
     buf_reset(&b);
     test_cond("buf reserve", buf_reserve(&b, 2000) == RL_OK && b.cap > 2000 && b.len == 0);
     test_cond("buf reserve past max", buf_reserve(&b, 4097) == RL_ERR);
-    test_cond("buf ll", buf_append_ll(&b, 0) == RL_OK && buf_append_ll(&b, -42) == RL_OK &&
-                            buf_append_ll(&b, 9223372036854775807LL) == RL_OK &&
-                            buf_append_ll(&b, -9223372036854775807LL - 1) == RL_OK &&
-                            strcmp(buf_str(&b), "0-429223372036854775807-9223372036854775808") == 0);
+    test_cond("buf ll",
+              buf_append_ll(&b, 0) == RL_OK && buf_append_ll(&b, -42) == RL_OK &&
+                  buf_append_ll(&b, 9223372036854775807LL) == RL_OK &&
+                  buf_append_ll(&b, -9223372036854775807LL - 1) == RL_OK &&
+                  strcmp(buf_str(&b), "0-429223372036854775807-9223372036854775808") == 0);
     buf_free(&b);
     buf_init(&b, 3);
     test_cond("buf ll cap", buf_append_ll(&b, 1234) == RL_ERR && b.len == 0 &&
@@ -78,8 +79,10 @@ static void test_hash(void)
 {
     char h[RL_SHA256_HEX_LEN + 1], s[RL_SHA1_HEX_LEN + 1];
 
-    test_cond("sha256 abc", sha256_hex("abc", 3, h) == RL_OK &&
-                                strcmp(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0);
+    test_cond("sha256 abc",
+              sha256_hex("abc", 3, h) == RL_OK &&
+                  strcmp(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") ==
+                      0);
     test_cond("sha1 abc", sha1_hex("abc", 3, s) == RL_OK &&
                               strcmp(s, "a9993e364706816aba3e25717850c26c9cd0d89d") == 0);
 }

@@ -13,17 +13,17 @@
 
 static int test_n, test_failed;
 
-#define test_cond(descr, cond)                                                              \
-    do {                                                                                    \
-        test_n++;                                                                           \
-        if (cond) {                                                                         \
-            printf("ok %d - %s\n", test_n, (descr));                                        \
-        } else {                                                                            \
-            test_failed++;                                                                  \
-            printf("not ok %d - %s\n# at %s:%d: %s\n", test_n, (descr), __FILE__, __LINE__, \
-                   #cond);                                                                  \
-        }                                                                                   \
-        fflush(stdout);                                                                     \
+#define test_cond(descr, cond)                                                                     \
+    do {                                                                                           \
+        test_n++;                                                                                  \
+        if (cond) {                                                                                \
+            printf("ok %d - %s\n", test_n, (descr));                                               \
+        } else {                                                                                   \
+            test_failed++;                                                                         \
+            printf("not ok %d - %s\n# at %s:%d: %s\n", test_n, (descr), __FILE__, __LINE__,        \
+                   #cond);                                                                         \
+        }                                                                                          \
+        fflush(stdout);                                                                            \
     } while (0)
 
 static inline int test_report(void)
