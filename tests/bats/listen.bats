@@ -4,6 +4,7 @@
 # respawn, and the orderly stop on SIGTERM.
 
 load helpers
+load fixtures/servers
 
 setup() {
     redis_start
@@ -84,15 +85,6 @@ wait_gone_pid() {
     return 1
 }
 
-free_tcp_port() {
-    local p i
-    for ((i = 0; i < 100; i++)); do
-        p=$((20000 + (RANDOM * 32768 + RANDOM + $$) % 40000))
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
-    done
-    return 1
-}
-
 @test "--listen unix: serves requests on a 0660 socket" {
     listen_start "unix:$T/l.sock" --workers 2
     [ "$(stat -c %a "$T/l.sock")" = 660 ]
@@ -108,7 +100,7 @@ free_tcp_port() {
 
 @test "--listen 127.0.0.1:PORT serves requests over IPv4" {
     local port
-    port=$(free_tcp_port)
+    port=$(free_port)
     listen_start "127.0.0.1:$port" --workers 2
     ok_request "127.0.0.1:$port"
     # bound to loopback only
@@ -121,7 +113,7 @@ free_tcp_port() {
     grep -q '^00000000000000000000000000000001 ' /proc/net/if_inet6 2>/dev/null ||
         skip "no ::1 on this host"
     local port
-    port=$(free_tcp_port)
+    port=$(free_port)
     listen_start "[::1]:$port" --workers 1
     ok_request "[::1]:$port"
     grep -qi "00000000000000000000000001000000:$(printf '%04X' "$port") " /proc/net/tcp6
