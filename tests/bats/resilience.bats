@@ -308,7 +308,9 @@ outage_run() {
 
 # ------------------------------------------------------------- (c) signals
 
-@test "FastCGI on fd 0: SIGTERM during a request finishes it, then exits 0" {
+# stop_in_flight SIG: a worker that gets SIG while its script runs
+# finishes the request, headers and all, then exits 0.
+stop_in_flight() {
     local req
     redis_start
     worker_start "$T/w.sock"
@@ -317,7 +319,7 @@ outage_run() {
     req SCRIPT_FILENAME="$CGI/sleep1.cgi" </dev/null >"$T/inflight.out" &
     req=$!
     wait_child "$W_PID"
-    kill -TERM "$W_PID"
+    kill "-$1" "$W_PID"
     wait_exit "$req"
     assert_equal "$RC" 0
     run cat "$T/inflight.out"
@@ -326,6 +328,14 @@ outage_run() {
     wait_exit "$W_PID"
     assert_equal "$RC" 0
     W_PID=
+}
+
+@test "FastCGI on fd 0: SIGTERM during a request finishes it, then exits 0" {
+    stop_in_flight TERM
+}
+
+@test "FastCGI on fd 0: SIGUSR1 (libfcgi's graceful stop) during a request finishes it, then exits 0" {
+    stop_in_flight USR1
 }
 
 @test "FastCGI on fd 0: SIGTERM when idle, right after a request, exits 0" {
