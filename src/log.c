@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 static int log_level = RL_LOG_WARN;
-static void (*log_sink)(void *, const char *, int);
+static int (*log_sink)(void *, const char *, int);
 static void *log_sink_ctx;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -35,7 +35,7 @@ const char *log_level_name(int level)
     return level_names[level];
 }
 
-void log_set_sink(void (*write_fn)(void *ctx, const char *line, int len), void *ctx)
+void log_set_sink(int (*write_fn)(void *ctx, const char *line, int len), void *ctx)
 {
     log_sink = write_fn;
     log_sink_ctx = ctx;
@@ -69,10 +69,8 @@ void rl_log(int level, const char *fmt, ...)
     }
     line[n++] = '\n';
     line[n] = '\0';
-    if (log_sink != NULL) {
-        log_sink(log_sink_ctx, line, n);
+    if (log_sink != NULL && log_sink(log_sink_ctx, line, n) == 0)
         return;
-    }
     /* One write(): best effort, a full or closed log must not stop us. */
     {
         ssize_t w = write(STDERR_FILENO, line, (size_t)n);

@@ -20,9 +20,11 @@ int log_get_level(void);
 
 /*
  * Divert lines to write(ctx, line, len) (e.g. an FCGX_Stream); NULL restores
- * stderr. The function must not call rl_log itself.
+ * stderr. write returns 0 when it took the line, or -1 when it could not
+ * deliver it (a dead connection): the line then goes to stderr. The
+ * function must not call rl_log itself.
  */
-void log_set_sink(void (*write_fn)(void *ctx, const char *line, int len), void *ctx);
+void log_set_sink(int (*write_fn)(void *ctx, const char *line, int len), void *ctx);
 
 /* Level names for RATELIMIT_LOG: "error", "warn", "info", "debug". */
 const char *log_level_name(int level);

@@ -129,17 +129,16 @@ static int fcgx_flush(void *ctx)
 
 /* A log line goes to the request's FCGI_STDERR (the web server's log).
  * Once the connection has failed (the server went away, or it broke off
- * the body) nothing sent there arrives: the process' stderr then, which
- * lighttpd and mod_fcgid also put in their error log. */
-static void fcgx_log(void *ctx, const char *line, int len)
+ * the body) nothing sent there arrives: RL_ERR, and log.c writes it to the
+ * process' stderr, which lighttpd and mod_fcgid also put in their log. */
+static int fcgx_log(void *ctx, const char *line, int len)
 {
     FCGX_Request *r = ctx;
 
     if (FCGX_GetError(r->in) != 0 || FCGX_GetError(r->out) != 0 ||
-        FCGX_PutStr(line, len, r->err) != len) {
-        ssize_t w = write(STDERR_FILENO, line, (size_t)len);
-        (void)w;
-    }
+        FCGX_PutStr(line, len, r->err) != len)
+        return RL_ERR;
+    return RL_OK;
 }
 
 static void fcgx_errlog(void *ctx, const char *p, size_t n)

@@ -25,11 +25,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void drop_log(void *ctx, const char *line, int len)
+static int drop_log(void *ctx, const char *line, int len)
 {
     (void)ctx;
     (void)line;
     (void)len;
+    return 0;
 }
 
 /* Check what rlconfig.h promises of a parsed configuration. */

@@ -23,11 +23,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void drop_log(void *ctx, const char *line, int len)
+static int drop_log(void *ctx, const char *line, int len)
 {
     (void)ctx;
     (void)line;
     (void)len;
+    return 0;
 }
 
 /* An address from the parser must print and parse back to itself. */

@@ -169,12 +169,13 @@ static void test_ipv6(void)
 
 static int log_lines;
 
-static void count_line(void *ctx, const char *line, int len)
+static int count_line(void *ctx, const char *line, int len)
 {
     (void)ctx;
     (void)line;
     (void)len;
     log_lines++;
+    return 0;
 }
 
 static void test_not_an_address(void)

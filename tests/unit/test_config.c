@@ -613,7 +613,7 @@ static void test_later_wins(void)
 static char logged[4096];
 static size_t logged_len;
 
-static void capture(void *ctx, const char *line, int len)
+static int capture(void *ctx, const char *line, int len)
 {
     (void)ctx;
     if (len > 0 && (size_t)len < sizeof(logged) - logged_len) {
@@ -621,6 +621,7 @@ static void capture(void *ctx, const char *line, int len)
         logged_len += (size_t)len;
         logged[logged_len] = '\0';
     }
+    return 0;
 }
 
 static const char *warnings(const char *const *list)

@@ -1,8 +1,11 @@
-/* test_util.c - parse_ll, buf, hashing and the small helpers of util.c. */
+/* test_util.c - parse_ll, buf, hashing and the small helpers of util.c;
+ * log.c's sink and its stderr fallback. */
 #include <limits.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
+#include "log.h"
 #include "rl.h"
 #include "testhelp.h"
 #include "util.h"
@@ -100,8 +103,62 @@ static void test_misc(void)
     test_cond("ascii_ncaseeq differs", !ascii_ncaseeq("Status", "Statuz", 6));
 }
 
+static int sink_calls, sink_rc;
+
+static int sink(void *ctx, const char *line, int len)
+{
+    (void)ctx;
+    (void)line;
+    (void)len;
+    sink_calls++;
+    return sink_rc;
+}
+
+/* What stderr got while f ran, into out (NUL-terminated). */
+static void on_stderr(void (*f)(void), char *out, size_t cap)
+{
+    int p[2], saved = dup(2);
+    ssize_t n;
+
+    out[0] = '\0';
+    if (saved < 0 || pipe(p) < 0)
+        return;
+    (void)dup2(p[1], 2);
+    close(p[1]);
+    f();
+    (void)dup2(saved, 2);
+    close(saved);
+    n = read(p[0], out, cap - 1);
+    out[n > 0 ? n : 0] = '\0';
+    close(p[0]);
+}
+
+static void log_one(void)
+{
+    rl_log(RL_LOG_ERROR, "line %d", 7);
+}
+
+static void test_log_sink(void)
+{
+    char got[256];
+
+    log_set_sink(sink, NULL);
+    sink_calls = 0;
+    sink_rc = 0;
+    on_stderr(log_one, got, sizeof got);
+    test_cond("a sink that takes the line: nothing on stderr", sink_calls == 1 && got[0] == '\0');
+    sink_rc = -1;
+    on_stderr(log_one, got, sizeof got);
+    test_cond("a sink that cannot deliver: the line on stderr",
+              sink_calls == 2 && strstr(got, "error: line 7\n") != NULL);
+    log_set_sink(NULL, NULL);
+    on_stderr(log_one, got, sizeof got);
+    test_cond("no sink: stderr", sink_calls == 2 && strstr(got, "error: line 7\n") != NULL);
+}
+
 int main(void)
 {
+    test_log_sink();
     test_parse_ll();
     test_buf();
     test_hash();
