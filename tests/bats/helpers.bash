@@ -104,17 +104,23 @@ cgi_run() {
 }
 
 # fcgi_start [N]: start N (default 1) FastCGI workers of the binary on the
-# unix socket $T/rl.sock (cgi-fcgi -start, fd 0 = listening socket) with the
-# shell's RATELIMIT_* in their environment; stderr to $T/fcgi.log. Sets
-# FCGI_SOCK. The workers' PIDs are found through the socket by fcgi_stop.
+# unix socket $T/rl.sock (fd 0 = listening socket, as a web server spawns
+# them) with the shell's RATELIMIT_* in their environment; stderr to
+# $T/fcgi.log. Sets FCGI_SOCK. spawn-fcgi -n binds the socket and execs a
+# shell in place that starts the N workers and exits, so they are orphans
+# that share the socket, as cgi-fcgi -start leaves them. (Debian 13's
+# cgi-fcgi -start sends its worker SIGTERM as it exits, which is a graceful
+# stop to us.) fd 3 carries the socket past sh, which gives a background
+# job /dev/null as stdin. fcgi_pids finds the workers through the socket.
 fcgi_start() {
     local n="${1:-1}"
     local -a envs
     mapfile -t envs < <(rl_env)
     FCGI_SOCK="$T/rl.sock"
     export FCGI_SOCK
-    env -i PATH="$PATH" "${envs[@]}" ${TEST_PREFIX:-} \
-        cgi-fcgi -start -connect "$FCGI_SOCK" "$RL_BIN" "$n" 2>>"$T/fcgi.log" 3>&-
+    env -i PATH="$PATH" "${envs[@]}" spawn-fcgi -n -s "$FCGI_SOCK" -- /bin/sh -c \
+        'exec 3<&0; n=$1; shift; while [ "$n" -gt 0 ]; do "$@" <&3 3<&- & n=$((n - 1)); done' \
+        fcgi_start "$n" ${TEST_PREFIX:-} "$RL_BIN" 2>>"$T/fcgi.log" >/dev/null 3>&-
     wait_for "$FCGI_SOCK"
 }
 
