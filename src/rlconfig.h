@@ -40,6 +40,9 @@ enum rl_key_kind { RL_KEY_IP = 0, RL_KEY_HEADER, RL_KEY_ENV };
 enum rl_missing { RL_MISSING_IP = 0, RL_MISSING_SKIP };
 enum rl_fail { RL_FAIL_OPEN = 0, RL_FAIL_CLOSED };
 enum rl_mode { RL_MODE_AUTO = 0, RL_MODE_WRAPPER, RL_MODE_AUTHORIZER };
+/* RATELIMIT_OVERRIDES: policy = request params may override the limit
+ * policy; none = they override nothing. */
+enum rl_overrides { RL_OVERRIDES_POLICY = 0, RL_OVERRIDES_NONE };
 
 /* RATELIMIT_HEADERS as flags: all = both, none = 0. */
 #define RL_HDR_IETF 1
@@ -64,6 +67,7 @@ struct rl_redis_target {
     int port;
     char *path;     /* unix socket path, or NULL; owned */
     int db;         /* SELECT after connecting when != 0 */
+    char *user;     /* ACL user (redis://USER:PASSWORD@...): AUTH user password; NULL: default user; owned */
     char *password; /* AUTH; RATELIMIT_REDIS_PASSWORD wins over the URL; owned */
     char *display;  /* "redis://host:port/db" or "unix:///p?db=N", never the password */
 };
@@ -92,6 +96,8 @@ struct rl_config {
     long long backend_timeout_ms;
     int mode;      /* enum rl_mode */
     int log_level; /* enum rl_log_level */
+    long long max_body; /* RATELIMIT_MAX_BODY: largest request body relayed, bytes (413 beyond) */
+    int overrides;      /* enum rl_overrides: RATELIMIT_OVERRIDES */
 };
 
 /*
