@@ -17,21 +17,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <fastcgi.h>
 #include <fcgiapp.h>
 
+#include "acceptor.h"
 #include "buf.h"
 #include "cgirelay.h"
 #include "clientkey.h"
-#include "rlconfig.h"
+#include "deadline.h"
 #include "denycache.h"
 #include "limiter.h"
 #include "listener.h"
 #include "log.h"
 #include "redisconn.h"
+#include "rlconfig.h"
 #include "response.h"
 #include "util.h"
 
@@ -43,8 +47,13 @@ struct rl_app {
     struct rl_err cfg_err;   /* why cc is NULL */
     struct redisconn *rc;
     char self_path[PATH_MAX];
-    const char *argv1; /* script named on the command line, or NULL */
+    const char *argv1;         /* script named on the command line, or NULL */
+    struct rl_cidr_list peers; /* FCGI_WEB_SERVER_ADDRS: who may connect over TCP */
 };
+
+/* How long a FastCGI connection may take to send its request's head
+ * (BEGIN_REQUEST and params) before it is dropped (acceptor.h). */
+#define RL_HEAD_TIMEOUT_MS 5000
 
 /* One request, whatever role it came in. */
 struct rl_request {
@@ -90,6 +99,48 @@ static void install_signals(void)
      * relay resets every disposition for scripts. */
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+}
+
+/*
+ * Scripts run with our uid. Not dumpable, another process of that uid
+ * can neither read our memory or environment (/proc/PID/mem, environ, fd
+ * are root's then) nor take our Redis socket (pidfd_getfd) nor ptrace us;
+ * with a hard core limit of 0 it cannot raise the limit (prlimit) and
+ * crash us for a core file full of the password. The flag survives fork
+ * (the --listen workers) and is reset by the scripts' execve.
+ */
+static void secrets_protect(void)
+{
+    struct rlimit no_core = {0, 0};
+
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    (void)setrlimit(RLIMIT_CORE, &no_core);
+}
+
+/* After the configuration copied them: overwrite the values that may hold
+ * a password in the environment block itself (what /proc/PID/environ
+ * shows, should it ever be readable) and drop them from environ. */
+static void secrets_wipe_environ(void)
+{
+    static const char *const names[] = {
+        "RATELIMIT_REDIS_PASSWORD=", "RATELIMIT_SENTINEL_PASSWORD=", "RATELIMIT_REDIS_URL="};
+    size_t w = 0;
+
+    for (size_t i = 0; environ != NULL && environ[i] != NULL; i++) {
+        char *e = environ[i];
+        size_t k;
+
+        for (k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+            if (strncmp(e, names[k], strlen(names[k])) == 0)
+                break;
+        if (k < sizeof(names) / sizeof(names[0])) {
+            explicit_bzero(e + strlen(names[k]), strlen(e + strlen(names[k])));
+            continue;
+        }
+        environ[w++] = e;
+    }
+    if (environ != NULL)
+        environ[w] = NULL;
 }
 
 /* fds 0-2 must be open, or the next open() lands on them (slowcgi). */
@@ -146,81 +197,35 @@ static void fcgx_errlog(void *ctx, const char *p, size_t n)
     (void)fcgx_write(ctx, p, n);
 }
 
-/*
- * The head of libfcgi 2.4.2's private FCGX_Stream_Data (fcgiapp.c). We
- * need one fact it hides: whether bytes past the current record (the next
- * record header, often the end-of-body record) already sit in its buffer.
- * The socket never becomes readable again for those, so poll() alone would
- * wait for the deadline. The layout has not changed since 2.4.0.
- */
-struct fcgx_stream_data_head {
-    unsigned char *buff;
-    int bufflen;
-    unsigned char *mbuff;
-    unsigned char *buff_stop;
-    int type, eor_stop, skip, content_len, padding_len;
-};
-
-/* 1 when reading from s cannot block: content is buffered, the stream has
- * ended, or the next record is already in libfcgi's buffer. */
-static int fcgx_buffered(void *ctx)
-{
-    FCGX_Stream *s = ctx;
-    const struct fcgx_stream_data_head *d = s->data;
-
-    if (s->rdNext < s->stop || s->isClosed || FCGX_HasSeenEOF(s))
-        return 1;
-    return d != NULL && d->buff_stop - s->stop > d->padding_len;
-}
-
-/*
- * 1 when the request has been read to its end: the end-of-body record has
- * been seen, or it is the next thing, whole, in libfcgi's buffer (it is
- * then consumed, without a read). With nothing left unread a plain close
- * sends no reset, so libfcgi's lingering close (shutdown, poll until the
- * server closes its end, read, close) can be skipped.
- */
-static int fcgx_request_read(FCGX_Stream *s)
-{
-    const struct fcgx_stream_data_head *d = s->data;
-    const unsigned char *h;
-
-    if (FCGX_HasSeenEOF(s))
-        return 1;
-    if (d == NULL || s->isClosed || s->rdNext != s->stop || d->buff_stop - s->stop < d->padding_len)
-        return 0;
-    h = s->stop + d->padding_len;
-    /* FCGI_Header: version, type, requestId (2), contentLength (2),
-     * paddingLength, reserved. An empty FCGI_STDIN, padding and all. */
-    if (d->buff_stop - h < FCGI_HEADER_LEN || h[1] != FCGI_STDIN || h[4] != 0 || h[5] != 0 ||
-        d->buff_stop - h < FCGI_HEADER_LEN + h[6])
-        return 0;
-    return FCGX_GetChar(s) == EOF && FCGX_HasSeenEOF(s) && FCGX_GetError(s) == 0;
-}
-
-/* Read what is there: what libfcgi buffered, or (after poll said the
- * socket is readable) one fill of its buffer. FCGX_GetStr itself would
- * block until it has all n bytes. */
+/* Read up to n bytes of the body: blocks until n bytes, the end of the
+ * body (0) or an error (-1: the connection failed, or the request's
+ * deadline broke a blocking read). An error after some bytes is reported
+ * by the next call, never taken for the end of the body. */
 static ssize_t fcgx_read(void *ctx, char *p, size_t n)
 {
     FCGX_Stream *s = ctx;
-    size_t have = (size_t)(s->stop - s->rdNext);
     int got;
 
     if (n == 0)
         return 0;
-    if (have == 0) {
-        got = FCGX_GetStr(p, 1, s);
-        if (got == 1)
-            return 1 + fcgx_read(ctx, p + 1, n - 1);
-        return FCGX_GetError(s) != 0 ? -1 : 0;
-    }
-    if (have > n)
-        have = n;
-    if (have > INT_MAX)
-        have = INT_MAX;
-    got = FCGX_GetStr(p, (int)have, s);
-    return got;
+    got = FCGX_GetStr(p, n > INT_MAX ? INT_MAX : (int)n, s);
+    if (got > 0)
+        return got;
+    return FCGX_GetError(s) != 0 ? -1 : 0;
+}
+
+/* Read what is left of the body and throw it away: with nothing unread a
+ * plain close sends no reset, so libfcgi's lingering close (shutdown, wait
+ * for the server to close, read, close) can be skipped. Called only when
+ * the acceptor saw the whole body arrive, so it cannot block. 1 when the
+ * body was read to its end. */
+static int fcgx_drain(FCGX_Stream *s)
+{
+    char scratch[4096];
+
+    while (FCGX_GetStr(scratch, sizeof(scratch), s) > 0)
+        ;
+    return FCGX_HasSeenEOF(s) && FCGX_GetError(s) == 0;
 }
 
 static int fd_write(void *ctx, const char *p, size_t n)
@@ -356,7 +361,9 @@ static const struct rl_config *config_or_reply(struct rl_app *app, struct rl_req
                        NULL);
         return NULL;
     }
-    cfg = config_for_request(app->cc, rq->params, &err);
+    /* Plain CGI: the environment is the process's own, not overrides. */
+    cfg = rq->fcgx == NULL ? config_cache_base(app->cc)
+                           : config_for_request(app->cc, rq->params, &err);
     if (cfg == NULL) {
         rl_log(RL_LOG_ERROR, "invalid configuration: %s", err.msg);
         response_error(&rq->out, 500, "rate limiter misconfigured; see the server error log", 0,
@@ -377,6 +384,10 @@ static void handle_request(struct rl_app *app, struct rl_request *rq)
 
     if (cfg == NULL)
         return;
+    /* One deadline for the whole request: a body that stops arriving, a
+     * script that runs too long and a peer that stops reading the answer
+     * all end there (deadline.h). */
+    deadline_arm(cfg->backend_timeout_ms);
     log_set_level(cfg->log_level);
     authorizer = rq->authorizer || cfg->mode == RL_MODE_AUTHORIZER;
     clientkey_resolve(cfg, rq->params, &client);
@@ -411,56 +422,72 @@ static void handle_request(struct rl_app *app, struct rl_request *rq)
 
 /* ----------------------------------------------------------------- loops */
 
-/* Serve FastCGI requests on listen_fd until SIGTERM or an accept error. */
+/* Serve one request libfcgi has read the head of. */
+static void fastcgi_serve(struct rl_app *app, FCGX_Request *r, int body_whole)
+{
+    struct rl_request rq;
+
+    memset(&rq, 0, sizeof(rq));
+    rq.params = r->envp;
+    rq.fcgx = r;
+    rq.authorizer = r->role == FCGI_AUTHORIZER;
+    rq.out.write = fcgx_write;
+    rq.out.flush = fcgx_flush;
+    rq.out.ctx = r->out;
+    rq.body.read = fcgx_read;
+    rq.body.fd = rq.authorizer ? -1 : r->ipcFd;
+    rq.body.ctx = r->in;
+    log_set_sink(fcgx_log, r);
+    handle_request(app, &rq);
+    request_reset(&rq);
+    /* Detached, libfcgi closes without lingering (see fcgx_drain). */
+    if (body_whole && fcgx_drain(r->in))
+        (void)FCGX_Detach(r);
+}
+
+/*
+ * Serve FastCGI requests on listen_fd until SIGTERM or an accept error.
+ * The acceptor (not libfcgi) accepts: it hands over a connection only once
+ * its head is whole and well-formed, from an allowed peer. libfcgi is then
+ * given the connection (ipcFd, with keepConnection so that its own
+ * FCGX_Finish_r at the top of FCGX_Accept_r leaves it open) and never
+ * accepts itself: its listen_sock is -1, so should the connection fail
+ * while it reads, FCGX_Accept_r returns an error instead of accepting.
+ */
 static int fastcgi_loop(int listen_fd, void *ctx)
 {
     struct rl_app *app = ctx;
+    struct acceptor *acc;
     FCGX_Request r;
-    int rc = 0;
+    int rc = 0, body_whole = 0;
 
-    if (FCGX_InitRequest(&r, listen_fd, 0) != 0)
+    if (FCGX_InitRequest(&r, -1, 0) != 0)
         return 1;
-    for (;;) {
-        struct rl_request rq;
-
-        /* Flag first, then look: a SIGTERM landing between the two would
-         * otherwise be seen by neither, and accept() (SA_RESTART) would
-         * keep the worker until the next connection. */
-        idle_in_accept = 1;
-        if (stop_requested)
-            break;
-        rc = FCGX_Accept_r(&r);
-        idle_in_accept = 0;
-        if (rc < 0) {
-            if (rc != -EINTR || stop_requested)
+    acc = acceptor_new(listen_fd, RL_HEAD_TIMEOUT_MS, &app->peers);
+    while (!stop_requested) {
+        if (r.ipcFd < 0) {
+            r.ipcFd = acceptor_next(acc, &idle_in_accept, &stop_requested, &body_whole);
+            if (r.ipcFd < 0) {
+                rc = stop_requested ? 0 : -1;
                 break;
-            continue;
+            }
+        } else {
+            /* The server kept the connection (FCGI_KEEP_CONN): libfcgi
+             * reads the next head itself, within the same deadline. */
+            body_whole = 0;
+            deadline_arm(RL_HEAD_TIMEOUT_MS);
         }
-        memset(&rq, 0, sizeof(rq));
-        rq.params = r.envp;
-        rq.fcgx = &r;
-        rq.authorizer = r.role == FCGI_AUTHORIZER;
-        rq.out.write = fcgx_write;
-        rq.out.flush = fcgx_flush;
-        rq.out.ctx = r.out;
-        rq.body.read = fcgx_read;
-        rq.body.buffered = fcgx_buffered;
-        rq.body.fd = rq.authorizer ? -1 : r.ipcFd;
-        rq.body.ctx = r.in;
-        log_set_sink(fcgx_log, &r);
-        handle_request(app, &rq);
-        request_reset(&rq);
-        /* Detached, libfcgi closes without lingering (see above). */
-        if (fcgx_request_read(r.in))
-            (void)FCGX_Detach(&r);
+        r.keepConnection = 1;
+        if (FCGX_Accept_r(&r) == 0)
+            fastcgi_serve(app, &r, body_whole);
         FCGX_Finish_r(&r);
+        deadline_disarm();
     }
+    if (rc < 0)
+        rl_log(RL_LOG_ERROR, "FastCGI accept failed: %s", strerror(errno));
     FCGX_Free(&r, 1);
-    if (rc < 0 && rc != -EINTR && !stop_requested) {
-        rl_log(RL_LOG_ERROR, "FastCGI accept failed: %s", strerror(-rc));
-        return 1;
-    }
-    return 0;
+    acceptor_free(acc);
+    return rc < 0 ? 1 : 0;
 }
 
 /* Plain CGI: one request from the environment and stdin. */
@@ -478,6 +505,7 @@ static int cgi_once(struct rl_app *app)
     rq.body.ctx = &in_fd;
     handle_request(app, &rq);
     request_reset(&rq);
+    deadline_disarm();
     return 0;
 }
 
@@ -505,7 +533,9 @@ static void usage(FILE *f)
             "  --help, --version\n"
             "\n"
             "Configuration is read from RATELIMIT_* environment variables; FastCGI\n"
-            "request parameters of the same names override them per request.\n"
+            "request parameters of the same names may override the limit policy\n"
+            "per request (never the Redis target, script root, backend or mode).\n"
+            "Over TCP only peers in FCGI_WEB_SERVER_ADDRS (default: loopback) are served.\n"
             "See fcgi-ratelimit(8).\n");
 }
 
@@ -580,6 +610,7 @@ static void parse_cli(int argc, char **argv, struct rl_cli *cli, struct rl_app *
 
 static void app_init(struct rl_app *app)
 {
+    struct rl_err err;
     ssize_t n;
 
     memset(app, 0, sizeof(*app));
@@ -587,6 +618,11 @@ static void app_init(struct rl_app *app)
     if (app->cc != NULL)
         log_set_level(config_cache_base(app->cc)->log_level);
     config_warn_unknown(environ);
+    secrets_wipe_environ();
+    if (acceptor_peers_parse(getenv("FCGI_WEB_SERVER_ADDRS"), &app->peers, &err) != RL_OK) {
+        rl_log(RL_LOG_ERROR, "FCGI_WEB_SERVER_ADDRS: %s", err.msg);
+        exit(1);
+    }
     app->rc = redisconn_new();
     n = readlink("/proc/self/exe", app->self_path, sizeof(app->self_path) - 1);
     app->self_path[n > 0 ? n : 0] = '\0';
@@ -596,6 +632,7 @@ static void app_free(struct rl_app *app)
 {
     redisconn_free(app->rc);
     config_cache_free(app->cc);
+    cidr_list_free(&app->peers);
 }
 
 static int serve_listen(struct rl_app *app, const struct rl_cli *cli)
@@ -616,6 +653,7 @@ int main(int argc, char **argv)
     struct rl_cli cli;
     int rc;
 
+    secrets_protect();
     ensure_std_fds();
     memset(&cli, 0, sizeof(cli));
     memset(&app, 0, sizeof(app));
@@ -635,6 +673,7 @@ int main(int argc, char **argv)
     /* After FCGX_Init, which installs its SIGPIPE, SIGTERM and SIGUSR1
      * handlers (without SA_RESTART) whatever was there before. */
     install_signals();
+    deadline_init();
     if (cli.check)
         rc = cmd_check(&app);
     else if (cli.listen != NULL)

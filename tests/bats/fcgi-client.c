@@ -12,7 +12,12 @@
  * HOST:PORT. -a: AUTHORIZER role. -n: send no FCGI_STDIN at all (as Apache's
  * mod_authnz_fcgi does). -c BYTES: hang up after BYTES of answer (a client
  * that goes away). -b: hang up once stdin is sent, without the end-of-body
- * record (a web server whose client broke off an upload).
+ * record (a web server whose client broke off an upload). -s BYTES: send
+ * only the first BYTES of the request's head, then wait (up to 60 s) for
+ * the app to close the connection: exit 0 when it did, 5 when not (a peer
+ * that stalls). -m: send a malformed params record (name and value lengths
+ * of 2^31-1, whose sum overflows libfcgi's int: CVE-2025-23016) instead of
+ * the params.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -161,6 +166,28 @@ static void send_params(void)
     free(rec);
 }
 
+/* -s: send n bytes of the head, then wait for the app to hang up. */
+static int stall(int fd, size_t n)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    char b[512];
+
+    if (n > olen)
+        n = olen;
+    if (n > 0 && write(fd, obuf, n) != (ssize_t)n)
+        die("write");
+    for (;;) {
+        int r = poll(&p, 1, 60000);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return 5;
+        if (read(fd, b, sizeof(b)) <= 0)
+            return 0;
+    }
+}
+
 static void write_all(int fd, const unsigned char *p, size_t n)
 {
     while (n > 0) {
@@ -177,14 +204,18 @@ static void write_all(int fd, const unsigned char *p, size_t n)
 
 int main(int argc, char **argv)
 {
-    int role = 1, no_stdin = 0, cut_body = 0, opt, fd, in_open = 1, app_status = 0;
-    long long hangup_after = -1, got = 0;
+    int role = 1, no_stdin = 0, cut_body = 0, opt, fd, in_open = 1, app_status = 0, bad = 0;
+    long long hangup_after = -1, got = 0, stall_after = -1;
     unsigned char begin[8] = {0, 1, 0, 0, 0, 0, 0, 0};
     unsigned char ibuf[65536 + 8];
     size_t ilen = 0;
 
-    while ((opt = getopt(argc, argv, "abnc:")) != -1) {
-        if (opt == 'a')
+    while ((opt = getopt(argc, argv, "abnmc:s:")) != -1) {
+        if (opt == 'm')
+            bad = 1;
+        else if (opt == 's')
+            stall_after = strtoll(optarg, NULL, 10);
+        else if (opt == 'a')
             role = 2;
         else if (opt == 'b')
             cut_body = 1;
@@ -196,13 +227,23 @@ int main(int argc, char **argv)
             return 2;
     }
     if (optind != argc - 1) {
-        fprintf(stderr, "usage: fcgi-client [-a] [-b] [-n] [-c BYTES] SOCKET < body\n");
+        fprintf(stderr,
+                "usage: fcgi-client [-a] [-b] [-n] [-m] [-c BYTES] [-s BYTES] SOCKET < body\n");
         return 2;
     }
     fd = connect_to(argv[optind]);
     begin[1] = (unsigned char)role;
     record(REC_BEGIN, begin, 8);
-    send_params();
+    if (bad) {
+        static const unsigned char overflow[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+
+        record(REC_PARAMS, overflow, 8);
+        record(REC_PARAMS, NULL, 0);
+    } else {
+        send_params();
+    }
+    if (stall_after >= 0)
+        return stall(fd, (size_t)stall_after);
     if (no_stdin)
         in_open = 0;
     fcntl(fd, F_SETFL, O_NONBLOCK);

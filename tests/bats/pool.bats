@@ -1,0 +1,147 @@
+#!/usr/bin/env bats
+# pool.bats - nobody can hold or kill the worker pool: connections that
+# stall before their request is whole, peers outside FCGI_WEB_SERVER_ADDRS,
+# and malformed FastCGI params (the record that makes libfcgi abort).
+
+load helpers
+load fixtures/servers
+
+setup() {
+    redis_start
+    export RATELIMIT_LIMIT=100000
+    LPID=
+    STALLERS=()
+}
+
+teardown() {
+    local p
+    for p in "${STALLERS[@]}"; do kill "$p" 2>/dev/null || true; done
+    if [ -n "${LPID:-}" ]; then
+        kill -9 "$LPID" $(pgrep -P "$LPID") 2>/dev/null || true
+        wait "$LPID" 2>/dev/null || true
+    fi
+    redis_stop
+}
+
+# listen ADDR [ARGS]: --listen in the background; waits until it listens.
+listen() {
+    local addr="$1"
+    shift
+    ${TEST_PREFIX:-} "$RL_BIN" --listen "$addr" "$@" 2>>"$T/listen.log" &
+    LPID=$!
+    case "$addr" in
+    unix:*) wait_for "${addr#unix:}" ;;
+    *) for ((i = 0; i < 200; i++)); do
+        [ "$(pgrep -P "$LPID" | wc -l)" -ge 1 ] && ss -Hltn | grep -q ":${addr##*:} " && return 0
+        sleep 0.05
+    done; return 1 ;;
+    esac
+}
+
+# stallers SOCKET N BYTES: N clients that send BYTES of their request's
+# head and then nothing; their PIDs in STALLERS, their exit codes (0: the
+# filter hung up on them) in $T/stall.N.
+stallers() {
+    local i
+    for ((i = 0; i < $2; i++)); do
+        (env -i "${CGI_BASE[@]}" "$RL_FCGI_CLIENT" -s "$3" "$1" </dev/null; echo $? >"$T/stall.$3.$i") &
+        STALLERS+=($!)
+    done
+}
+
+# authz SOCKET: one Authorizer request, bounded by timeout; its answer in
+# $output.
+authz() {
+    FCGI_SOCK="$1"
+    run timeout 30 env -i "${CGI_BASE[@]}" "$RL_FCGI_CLIENT" -a "$FCGI_SOCK" </dev/null
+}
+
+@test "--workers 2 and 20 stalled connections (silent, and a few bytes): real requests are still answered" {
+    listen "unix:$T/p.sock" --workers 2
+    stallers "$T/p.sock" 10 0
+    stallers "$T/p.sock" 10 12
+    sleep 0.5
+    for i in 1 2 3 4 5; do
+        authz "$T/p.sock"
+        assert_success
+        assert_equal "$(status_of)" 200
+    done
+    # Each stalled connection is closed by the filter (its head deadline,
+    # 5 s), never left to hold a worker.
+    for p in "${STALLERS[@]}"; do wait "$p"; done
+    STALLERS=()
+    [ "$(cat "$T"/stall.0.* "$T"/stall.12.* | grep -c '^0$')" -eq 20 ]
+}
+
+@test "TCP: 20 silent connections do not hold --workers 2" {
+    local port
+    port=$(free_port)
+    listen "127.0.0.1:$port" --workers 2
+    stallers "127.0.0.1:$port" 20 0
+    sleep 0.5
+    for i in 1 2 3; do
+        authz "127.0.0.1:$port"
+        assert_success
+        assert_equal "$(status_of)" 200
+    done
+}
+
+@test "a params record whose lengths overflow libfcgi is dropped; the worker lives on and says why once" {
+    listen "unix:$T/p.sock" --workers 1
+    local w
+    w=$(pgrep -P "$LPID")
+    run timeout 30 env -i "$RL_FCGI_CLIENT" -m "$T/p.sock" </dev/null
+    assert_equal "$status" 4 # closed before END_REQUEST
+    authz "$T/p.sock"
+    assert_success
+    assert_equal "$(status_of)" 200
+    # The same worker: libfcgi never saw the record, so it did not abort.
+    assert_equal "$(pgrep -P "$LPID")" "$w"
+    [ "$(grep -c 'FastCGI connection dropped: malformed or oversized params' "$T/listen.log")" -eq 1 ]
+}
+
+@test "FCGI_WEB_SERVER_ADDRS: a TCP peer outside the list is hung up on at once, IPv4 and IPv6" {
+    local port
+    port=$(free_port)
+    FCGI_WEB_SERVER_ADDRS=127.0.0.2 listen "[::1]:$port" --workers 1
+    authz "[::1]:$port"
+    assert_failure 4
+    grep -q 'FastCGI connection from ::1 refused: not in FCGI_WEB_SERVER_ADDRS' "$T/listen.log"
+    kill "$LPID"
+    wait "$LPID" || true
+    port=$(free_port)
+    FCGI_WEB_SERVER_ADDRS=127.0.0.2 listen "127.0.0.1:$port" --workers 1
+    authz "127.0.0.1:$port"
+    assert_failure 4
+    grep -q 'FastCGI connection from 127.0.0.1 refused' "$T/listen.log"
+}
+
+@test "FCGI_WEB_SERVER_ADDRS: loopback is served by default, a listed peer is served" {
+    local port
+    port=$(free_port)
+    listen "[::1]:$port" --workers 1
+    authz "[::1]:$port"
+    assert_success
+    assert_equal "$(status_of)" 200
+    kill "$LPID"
+    wait "$LPID" || true
+    port=$(free_port)
+    FCGI_WEB_SERVER_ADDRS="10.1.2.3, 127.0.0.1" listen "127.0.0.1:$port" --workers 1
+    authz "127.0.0.1:$port"
+    assert_success
+    assert_equal "$(status_of)" 200
+}
+
+@test "a worker started by the web server (fd 0) is guarded the same way" {
+    fcgi_start 1
+    stallers "$FCGI_SOCK" 5 0
+    sleep 0.3
+    authz "$FCGI_SOCK"
+    assert_success
+    assert_equal "$(status_of)" 200
+    run timeout 30 env -i "$RL_FCGI_CLIENT" -m "$FCGI_SOCK" </dev/null
+    assert_equal "$status" 4
+    authz "$FCGI_SOCK"
+    assert_equal "$(status_of)" 200
+    fcgi_stop
+}
