@@ -2,7 +2,8 @@
 # algorithms.bats - issue 5 against a real private Redis: the four
 # algorithms' admit/deny/recover boundaries, the fixed-window edge burst,
 # RATELIMIT_RULES (a denial charges no rule), who the client is (trusted
-# proxies, X-Forwarded-For, IPv6 prefixes, IPv4-mapped, non-addresses),
+# proxies, X-Forwarded-For with opaque entries, IPv6 prefixes,
+# IPv4-mapped, non-addresses, Authorization schemes),
 # RATELIMIT_ALLOW / RATELIMIT_DENY, dry run and header selection.
 #
 # Windows are 2-3 s (times TS, below). Sleeps only move past a boundary
@@ -28,6 +29,17 @@ teardown() {
 # ":" sha256("ip\0" ADDR) in hex).
 ip_key() {
     echo "ratelimit:${2:-default}:$(printf 'ip\0%s' "$1" | sha256sum | cut -c1-64)"
+}
+
+# xff_key ENTRY [NAME]: the Redis key of an opaque client, an X-Forwarded-For
+# entry that is no address (sha256("xff\0" ENTRY)).
+xff_key() {
+    echo "ratelimit:${2:-default}:$(printf 'xff\0%s' "$1" | sha256sum | cut -c1-64)"
+}
+
+# header_key VALUE [NAME]: the Redis key of a header identity.
+header_key() {
+    echo "ratelimit:${2:-default}:$(printf 'header\0%s' "$1" | sha256sum | cut -c1-64)"
 }
 
 # key_states: one line "TYPE PTTL SIZE" per key in Redis, sorted. SIZE:
@@ -434,23 +446,113 @@ rules_req() {
     assert_equal "$(rcli EXISTS "$(ip_key 203.0.113.7)")" 0
 }
 
-@test "proxies: malformed X-Forwarded-For entries are skipped, never a crash" {
+@test "proxies: the right-most untrusted XFF entry is the client even when it is no address, never a crash" {
     export RATELIMIT_TRUSTED_PROXIES=10.0.0.0/8 RATELIMIT_LIMIT=100
     long=$(head -c 6000 /dev/zero | tr '\0' 'x')
-    # Each has a usable entry for 203.0.113.9 right of the garbage.
+    # The right-most untrusted entry is 203.0.113.9; garbage left of it is
+    # the client's own and ignored.
     valid=('garbage, 203.0.113.9' '999.1.1.1,203.0.113.9' '203.0.113.9:8080'
-        "$long, 203.0.113.9" '[::1, 203.0.113.9 ,not-an-ip' ', ,,203.0.113.9,,'
-        '203.0.113.9, 10.0.0.7, 1.2.3.4.5, [fe80::1%eth0]' '::ffff:203.0.113.9')
-    # Nothing usable: counted by the proxy's own address.
-    junk=('garbage' '' ',,,' '[::1' 'unknown, 1.2.3' "$long" '203.0.113.9:99999' $'a\tb')
-    for xff in "${valid[@]}" "${junk[@]}"; do
+        "$long, 203.0.113.9" 'not-an-ip, 203.0.113.9 , 10.0.0.7' '::ffff:203.0.113.9'
+        ', ,,203.0.113.9, 10.0.0.1')
+    # The right-most untrusted entry is no address: it is the client, by
+    # its own (hashed) identity, never an entry further left.
+    opaque=('garbage' '[::1' 'unknown, 1.2.3' "$long" '203.0.113.9:99999' $'a\tb'
+        ',,,' '203.0.113.9, [fe80::1%eth0] , 10.0.0.7')
+    entries=('garbage' '[::1' '1.2.3' "$long" '203.0.113.9:99999' $'a\tb' '' '[fe80::1%eth0]')
+    # No entry at all: counted by the proxy's own address.
+    blank=('' ' ')
+    for xff in "${valid[@]}" "${opaque[@]}" "${blank[@]}"; do
         run cgi_run REMOTE_ADDR=10.0.0.1 "HTTP_X_FORWARDED_FOR=$xff" </dev/null
         assert_equal "$(status_of)" 200
         assert_output --partial "ok 10.0.0.1"
     done
     assert_equal "$(rcli GET "$(ip_key 203.0.113.9)")" "${#valid[@]}"
-    assert_equal "$(rcli GET "$(ip_key 10.0.0.1)")" "${#junk[@]}"
-    assert_equal "$(rcli DBSIZE)" 2
+    for e in "${entries[@]}"; do
+        assert_equal "$(rcli GET "$(xff_key "$e")")" 1
+    done
+    assert_equal "$(rcli GET "$(ip_key 10.0.0.1)")" "${#blank[@]}"
+    assert_equal "$(rcli DBSIZE)" $((1 + ${#entries[@]} + 1))
+    # Nothing of the raw entry is in a key.
+    [ -z "$(rcli --scan --pattern '*unknown*')" ]
+    [ -z "$(rcli --scan --pattern '*garbage*')" ]
+}
+
+@test "proxies: XFF '1.2.3.4, unknown' is the client 'unknown': limited, never in RATELIMIT_ALLOW or DENY" {
+    export RATELIMIT_TRUSTED_PROXIES=10.0.0.0/8 RATELIMIT_ALLOW=1.2.3.4/32 RATELIMIT_LIMIT=2
+    export RATELIMIT_DENY=198.51.100.0/24 RATELIMIT_LOG=info
+    # Unchanged: the allowed address itself, directly or behind our proxies.
+    for xff in 1.2.3.4 '6.6.6.6, 1.2.3.4' '1.2.3.4, 10.0.0.2' '1.2.3.4, 10.0.0.1' 1.2.3.4 1.2.3.4; do
+        run cgi_run REMOTE_ADDR=10.0.0.1 "HTTP_X_FORWARDED_FOR=$xff" </dev/null
+        assert_equal "$(status_of)" 200
+        assert_equal "$(header_of X-RateLimit-Remaining)" ""
+    done
+    assert_equal "$(rcli DBSIZE)" 0
+    # The proxy could not name the client ("unknown", an obfuscated id):
+    # the 1.2.3.4 left of it is the client's own claim.
+    for i in 1 2; do
+        run cgi_run REMOTE_ADDR=10.0.0.1 "HTTP_X_FORWARDED_FOR=1.2.3.4, unknown" </dev/null
+        assert_equal "$(status_of)" 200
+        assert_equal "$(header_of X-RateLimit-Remaining)" $((2 - i))
+    done
+    run cgi_run REMOTE_ADDR=10.0.0.1 "HTTP_X_FORWARDED_FOR=1.2.3.4, unknown" </dev/null
+    assert_equal "$(status_of)" 429
+    # Through another of our proxies, with another claim: the same client.
+    run cgi_run REMOTE_ADDR=10.9.9.9 "HTTP_X_FORWARDED_FOR=1.2.3.4, 5.5.5.5, unknown, 10.0.0.1" </dev/null
+    assert_equal "$(status_of)" 429
+    assert_equal "$(rcli GET "$(xff_key unknown)")" 2
+    assert_equal "$(rcli EXISTS "$(ip_key 1.2.3.4)")" 0
+    grep -q 'denied client xff:unknown: rule default' "$T/stderr"
+    # A denied address claimed left of an opaque entry is not a denial...
+    run cgi_run REMOTE_ADDR=10.0.0.1 "HTTP_X_FORWARDED_FOR=198.51.100.9, _hidden" </dev/null
+    assert_equal "$(status_of)" 200
+    assert_equal "$(rcli GET "$(xff_key _hidden)")" 1
+    # ...while the allowed address itself still is never limited.
+    run cgi_run REMOTE_ADDR=10.0.0.1 "HTTP_X_FORWARDED_FOR=1.2.3.4" </dev/null
+    assert_equal "$(status_of)" 200
+    assert_equal "$(header_of X-RateLimit-Remaining)" ""
+}
+
+@test "proxies: a log line shows an opaque client short and sanitised, never raw" {
+    export RATELIMIT_TRUSTED_PROXIES=10.0.0.0/8 RATELIMIT_LIMIT=1 RATELIMIT_LOG=info
+    raw=$(printf '\033[31m"%%s%s' "$(head -c 300 /dev/zero | tr '\0' 'q')")
+    for i in 1 2; do
+        run cgi_run REMOTE_ADDR=10.0.0.1 "HTTP_X_FORWARDED_FOR=1.2.3.4, $raw" </dev/null
+    done
+    assert_equal "$(status_of)" 429
+    # 32 bytes shown: ESC, '"' and '%' as '?', then "...".
+    grep -qF "denied client xff:?[31m??s$(printf 'q%.0s' {1..24})...: rule default" "$T/stderr"
+    assert_equal "$(grep -c $'\033' "$T/stderr")" 0
+    assert_equal "$(grep -c "$(printf 'q%.0s' {1..25})" "$T/stderr")" 0
+    assert_equal "$(rcli GET "$(xff_key "$raw")")" 1
+}
+
+@test "Authorization: the scheme in any case and blanks before the credentials are one client" {
+    export RATELIMIT_KEY=header:Authorization RATELIMIT_LIMIT=3
+    run cgi_run "HTTP_AUTHORIZATION=Basic dXNlcjpwdw==" </dev/null
+    assert_equal "$(status_of)" 200
+    run cgi_run "HTTP_AUTHORIZATION=basic dXNlcjpwdw==" </dev/null
+    assert_equal "$(status_of)" 200
+    run cgi_run "HTTP_AUTHORIZATION=BASIC dXNlcjpwdw==" </dev/null
+    assert_equal "$(status_of)" 200
+    assert_equal "$(header_of X-RateLimit-Remaining)" 0
+    for v in 'Basic  dXNlcjpwdw==' $'Basic\tdXNlcjpwdw==' ' Basic dXNlcjpwdw== ' 'bAsIc dXNlcjpwdw=='; do
+        run cgi_run "HTTP_AUTHORIZATION=$v" </dev/null
+        assert_equal "$(status_of)" 429
+    done
+    assert_equal "$(rcli DBSIZE)" 1
+    assert_equal "$(rcli GET "$(header_key 'basic dXNlcjpwdw==')")" 3
+    # Credentials are case-sensitive: another client.
+    run cgi_run "HTTP_AUTHORIZATION=Basic DXNLCJPWDW==" </dev/null
+    assert_equal "$(status_of)" 200
+    # Other headers are taken as they are (FastCGI this time).
+    export RATELIMIT_KEY=header:X-Api-Key RATELIMIT_LIMIT=1
+    fcgi_start 1
+    for v in 'Basic k' 'basic k' 'Basic  k'; do
+        run fcgi_req "HTTP_X_API_KEY=$v" </dev/null
+        assert_equal "$(status_of)" 200
+    done
+    run fcgi_req "HTTP_X_API_KEY=basic k" </dev/null
+    assert_equal "$(status_of)" 429
 }
 
 @test "ipv6: one /64 shares a count, another /64 does not; RATELIMIT_IPV6_PREFIX changes it" {
