@@ -1,6 +1,7 @@
-# helpers.bash - shared setup for the bats suites: a private redis-server on
-# a unix socket in the test's temp dir, the binary under test, a FastCGI
-# client, and cleanup by PID (never by name).
+# helpers.bash - shared setup for the bats suites: a private redis-server
+# (or valkey-server, see RL_REDIS_SERVER) on a unix socket in the test's
+# temp dir, the binary under test, a FastCGI client, and cleanup by PID
+# (never by name).
 #
 # Environment from Makefile.am (make check): RL_BIN, RL_FCGI_CLIENT,
 # RL_SRCDIR, RL_BUILDDIR. TEST_PREFIX (e.g. "valgrind ...") wraps every run
@@ -12,6 +13,20 @@ load '/usr/lib/bats/bats-assert/load'
 : "${RL_BIN:?RL_BIN must name the fcgi-ratelimit binary (run through make check)}"
 : "${RL_SRCDIR:?}"
 FIXTURES="$RL_SRCDIR/tests/bats/fixtures"
+
+# RL_REDIS_SERVER=redis|valkey (default redis): the server every suite
+# starts, and its cli. The one place that names them: tests start
+# "$RL_SERVER_BIN" and talk to it through rcli ("$RL_CLI_BIN").
+# ./run-tests --valkey sets valkey (Debian 13's valkey-server).
+case "${RL_REDIS_SERVER:=redis}" in
+redis) RL_SERVER_BIN=redis-server RL_CLI_BIN=redis-cli ;;
+valkey) RL_SERVER_BIN=valkey-server RL_CLI_BIN=valkey-cli ;;
+*)
+    echo "RL_REDIS_SERVER must be redis or valkey, not '$RL_REDIS_SERVER'" >&2
+    return 1
+    ;;
+esac
+export RL_REDIS_SERVER RL_SERVER_BIN RL_CLI_BIN
 
 # rl_tmp: a private directory for this test (removed by bats).
 rl_tmp() {
@@ -43,14 +58,14 @@ wait_for() {
     return 1
 }
 
-# redis_start: private redis-server on $T/redis.sock; sets REDIS_SOCK,
-# REDIS_PID and RATELIMIT_REDIS_URL for the binary.
+# redis_start: private server ($RL_SERVER_BIN) on $T/redis.sock; sets
+# REDIS_SOCK, REDIS_PID and RATELIMIT_REDIS_URL for the binary.
 redis_start() {
     rl_tmp
     REDIS_SOCK="$T/redis.sock"
     local auth=()
     [ -n "${REDIS_REQUIREPASS:-}" ] && auth=(--requirepass "$REDIS_REQUIREPASS")
-    redis-server --port 0 --unixsocket "$REDIS_SOCK" --unixsocketperm 777 \
+    "$RL_SERVER_BIN" --port 0 --unixsocket "$REDIS_SOCK" --unixsocketperm 777 \
         --save '' --appendonly no --dir "$T" --daemonize no \
         --logfile "$T/redis.log" "${auth[@]}" 3>&- &
     REDIS_PID=$!
@@ -71,14 +86,16 @@ redis_stop() {
     fi
 }
 
-# rcli ARGS...: redis-cli against the private server. REDISCLI_AUTH only
-# when there is a password: redis-cli 7 sends AUTH "" for an empty one,
-# and --scan then fails (exit 1, no output) on a server without one.
+# rcli ARGS...: the cli ($RL_CLI_BIN) against the private server.
+# REDISCLI_AUTH (valkey-cli: VALKEYCLI_AUTH, or the old name) only when
+# there is a password: redis-cli 7 sends AUTH "" for an empty one, and
+# --scan then fails (exit 1, no output) on a server without one.
 rcli() {
     if [ -n "${REDIS_REQUIREPASS:-}" ]; then
-        REDISCLI_AUTH="$REDIS_REQUIREPASS" redis-cli -s "$REDIS_SOCK" "$@"
+        REDISCLI_AUTH="$REDIS_REQUIREPASS" VALKEYCLI_AUTH="$REDIS_REQUIREPASS" \
+            "$RL_CLI_BIN" -s "$REDIS_SOCK" "$@"
     else
-        env -u REDISCLI_AUTH redis-cli -s "$REDIS_SOCK" "$@"
+        env -u REDISCLI_AUTH -u VALKEYCLI_AUTH "$RL_CLI_BIN" -s "$REDIS_SOCK" "$@"
     fi
 }
 

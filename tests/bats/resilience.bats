@@ -235,13 +235,13 @@ redis_restart() {
     redis_start
 }
 
-# redis_failover: a fresh, empty redis-server takes over the socket path
-# (renamed over the old one) and then the old one dies: existing
+# redis_failover: a fresh, empty server ($RL_SERVER_BIN) takes over the
+# socket path (renamed over the old one) and then the old one dies: existing
 # connections break, new ones reach the new server. (SIGKILL: an orderly
 # shutdown would unlink the path, now the new server's.)
 redis_failover() {
     local old_pid="$REDIS_PID" old_sock="$REDIS_SOCK"
-    redis-server --port 0 --unixsocket "$T/redis-new.sock" --unixsocketperm 777 \
+    "$RL_SERVER_BIN" --port 0 --unixsocket "$T/redis-new.sock" --unixsocketperm 777 \
         --save '' --appendonly no --dir "$T" --daemonize no \
         --logfile "$T/redis-new.log" &
     REDIS_PID=$!
