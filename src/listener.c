@@ -276,6 +276,7 @@ struct worker_slot {
     pid_t pid;               /* 0: not running */
     long long started_ms;    /* when it was forked */
     long long respawn_at_ms; /* earliest time to fork it again */
+    int young_deaths;        /* deaths in a row within RESPAWN_MIN_LIFE_MS of the start */
 };
 
 struct supervisor {
@@ -354,7 +355,9 @@ static void log_exit(const struct supervisor *s, pid_t pid, int status)
 {
     if (WIFSIGNALED(status))
         rl_log(s->stopping && WTERMSIG(status) == SIGTERM ? RL_LOG_DEBUG : RL_LOG_WARN,
-               "listener: worker %ld killed by signal %d", (long)pid, WTERMSIG(status));
+               "listener: worker %ld killed by signal %d%s", (long)pid, WTERMSIG(status),
+               WTERMSIG(status) == SIGABRT ? " (libfcgi aborts on some malformed FastCGI records)"
+                                           : "");
     else if (WIFEXITED(status) && (WEXITSTATUS(status) != 0 || !s->stopping))
         rl_log(s->stopping ? RL_LOG_INFO : RL_LOG_WARN, "listener: worker %ld exited with %d",
                (long)pid, WEXITSTATUS(status));
@@ -382,7 +385,12 @@ static void reap_workers(struct supervisor *s)
             s->slots[i].pid = 0;
             s->alive--;
             s->slots[i].respawn_at_ms = now;
-            if (now - s->slots[i].started_ms < RESPAWN_MIN_LIFE_MS)
+            /* One early death (a malformed record that made libfcgi
+             * abort) is replaced at once; only a worker that keeps dying
+             * young (a crash loop) waits. */
+            if (now - s->slots[i].started_ms >= RESPAWN_MIN_LIFE_MS)
+                s->slots[i].young_deaths = 0;
+            else if (++s->slots[i].young_deaths > 1)
                 s->slots[i].respawn_at_ms = now + RESPAWN_DELAY_MS;
             break;
         }

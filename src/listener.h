@@ -24,7 +24,8 @@ int listener_open(const char *spec, int mode, struct rl_err *err);
 /*
  * Run the supervisor: fork workers children, each calling
  * worker_fn(listen_fd, ctx) and _exit()ing with its result; respawn any
- * that dies (one that dies within 1 s of its start only after 1 s); on
+ * that dies at once (only one that keeps dying within 1 s of its start
+ * waits 1 s: a crash loop); on
  * SIGTERM, SIGINT or SIGHUP remove a unix socket file named in spec, send
  * SIGTERM to every worker, wait for all of them, and return 0 (a second
  * such signal sends SIGKILL instead). Workers get the caller's signal mask

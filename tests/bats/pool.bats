@@ -145,3 +145,19 @@ authz() {
     assert_equal "$(status_of)" 200
     fcgi_stop
 }
+
+@test "a worker that aborts (as libfcgi does on some malformed records) is replaced, logged once" {
+    listen "unix:$T/p.sock" --workers 1
+    local w n
+    w=$(pgrep -P "$LPID")
+    kill -ABRT "$w"
+    for ((i = 0; i < 200; i++)); do
+        n=$(pgrep -P "$LPID" || true)
+        [ -n "$n" ] && [ "$n" != "$w" ] && break
+        sleep 0.05
+    done
+    [ -n "$n" ] && [ "$n" != "$w" ]
+    authz "$T/p.sock"
+    assert_equal "$(status_of)" 200
+    [ "$(grep -c "worker $w killed by signal 6 (libfcgi aborts on some malformed FastCGI records)" "$T/listen.log")" -eq 1 ]
+}
