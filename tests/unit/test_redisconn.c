@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -219,6 +221,23 @@ static void test_trickle(void)
     peer_stop(pid);
 }
 
+/* 1 when the process has a socket open (fds 3..1023) and every one is
+ * close-on-exec: the connection must not reach a CGI script. */
+static int sockets_cloexec(void)
+{
+    struct stat st;
+    int fd, seen = 0;
+
+    for (fd = 3; fd < 1024; fd++) {
+        if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+            continue;
+        seen = 1;
+        if (!(fcntl(fd, F_GETFD) & FD_CLOEXEC))
+            return 0;
+    }
+    return seen;
+}
+
 /* A reply in pieces, each well within the timeout: assembled. */
 static void test_pieces(void)
 {
@@ -236,6 +255,7 @@ static void test_pieces(void)
     test_cond("reply in pieces: read whole", r != NULL && r->type == REDIS_REPLY_ARRAY &&
                                                  r->elements == 2 && r->element[0]->integer == 7 &&
                                                  strcmp(r->element[1]->str, "ok") == 0);
+    test_cond("the connection is close-on-exec", sockets_cloexec());
     freeReplyObject(r);
     redisconn_free(rc);
     peer_stop(pid);
