@@ -706,18 +706,23 @@ static int parse_url_port_db(struct rl_redis_target *t, const char *s, const cha
     return RL_OK;
 }
 
-/* redis://[:password@]host[:port][/db]; s points after "redis://". The
- * password is taken literally up to the last '@' (hosts have none). */
+/* redis://[[user]:password@]host[:port][/db]; s points after "redis://".
+ * The user ends at the first ':' (ACL user names have none), the password
+ * is taken literally up to the last '@' (hosts have none). */
 static int parse_tcp_url(struct rl_redis_target *t, const char *s, const char **why)
 {
     const char *at = strrchr(s, '@');
 
     if (at != NULL) {
-        *why = "expected redis://:password@host (a user name is not supported)";
-        if (s[0] != ':')
+        const char *colon = memchr(s, ':', (size_t)(at - s));
+
+        *why = "expected redis://[user]:password@host";
+        if (colon == NULL)
             return RL_ERR;
-        if (at > s + 1)
-            t->password = xstrndup(s + 1, (size_t)(at - s - 1));
+        if (colon > s)
+            t->user = xstrndup(s, (size_t)(colon - s));
+        if (at > colon + 1)
+            t->password = xstrndup(colon + 1, (size_t)(at - colon - 1));
         s = at + 1;
     }
     if (parse_url_host(t, s, &s, why) != RL_OK)
@@ -966,6 +971,7 @@ void config_free(struct rl_config *cfg)
         return;
     free(cfg->redis.host);
     free(cfg->redis.path);
+    free(cfg->redis.user);
     free(cfg->redis.password);
     free(cfg->redis.display);
     cidr_list_free(&cfg->trusted_proxies);

@@ -1,15 +1,25 @@
 /*
- * redisconn.c - the worker's one Redis connection (hiredis 0.14, blocking).
+ * redisconn.c - the worker's one Redis connection (hiredis 0.14 or 1.x).
  *
- * Lifecycle: connected lazily on the first EVALSHA, with the connect and
- * command timeouts of RATELIMIT_REDIS_TIMEOUT_MS, then AUTH, SELECT and
- * SCRIPT LOAD of the first request's script (whose SHA must be ours). A
- * NOSCRIPT reply (another of the limiter's scripts, first used later;
- * Redis restarted, SCRIPT FLUSH, failover) loads the script and retries
- * once. The EVALSHA itself is RESP the caller wrote (struct
- * redisconn_cmd), appended as is: no printf-style formatting. A NULL
- * reply means the context is dead: it is freed and reopened on a later
- * call. A changed target (per-request RATELIMIT_REDIS_URL) reconnects.
+ * Lifecycle: connected lazily on the first EVALSHA, within
+ * RATELIMIT_REDIS_TIMEOUT_MS, then AUTH (with the ACL user when there is
+ * one), SELECT and SCRIPT LOAD of the first request's script (whose SHA
+ * must be ours). A NOSCRIPT reply (another of the limiter's scripts,
+ * first used later; Redis restarted, SCRIPT FLUSH, failover) loads the
+ * script and retries once. A failed command leaves the connection dead:
+ * it is freed and reopened on a later call. A changed target (per-request
+ * RATELIMIT_REDIS_URL) reconnects.
+ *
+ * I/O: hiredis' blocking mode bounds each read() (SO_RCVTIMEO), so a
+ * server trickling its reply a byte at a time held a request for seconds.
+ * We drive the socket ourselves instead (roundtrip): it is non-blocking,
+ * our RESP bytes (struct redisconn_cmd) go out with send(), and the reply
+ * is read with redisBufferRead() + redisGetReplyFromReader() whenever
+ * poll() says so, all before one deadline: the timeout bounds the whole
+ * command. Those functions exist in hiredis 0.14 and 1.x alike. Our bytes
+ * never enter hiredis' output buffer, which is freed without being wiped:
+ * AUTH's password is wiped from ours once sent. The socket is FD_CLOEXEC
+ * (hiredis 0.14 does not ask for SOCK_CLOEXEC): CGI scripts never get it.
  *
  * Circuit breaker (a dead Redis must not cost every request a timeout):
  * after a failure calls fail at once, with no I/O, for 1 s, doubling to
@@ -22,15 +32,32 @@
  * ...): every request would get them. An error from the script itself
  * (a bug, a key a third party corrupted) concerns that request: it fails
  * alone, the connection stays, the breaker does not open.
+ *
+ * Configuration errors: a refused AUTH (WRONGPASS, invalid password, or
+ * NOAUTH: a password is needed), a refused SELECT, an ACL refusal
+ * (NOPERM, or a script's command the ACL user may not run). Redis is up,
+ * so they get their own ERROR line naming what was refused, once per kind
+ * until it is fixed, never "unreachable". The request still follows
+ * RATELIMIT_FAIL, as for an outage: an admin who chose fail-open chose
+ * that a broken limiter must not take the site down, and a revoked ACL
+ * right or a rotated password is exactly that. The breaker's hold-off
+ * still applies (fail at once, probe now and then), so a wrong password
+ * does not cost Redis a connection and a refused AUTH per request.
+ * --check runs the same steps and fails on any of them.
  */
 #include "redisconn.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
+#include "deadline.h"
 #include "log.h"
 #include "util.h"
 
@@ -38,16 +65,27 @@
 #define BACKOFF_MAX_MS 30000LL
 #define CONNECT_ATTEMPTS 3        /* only a signal (EINTR) makes us try again */
 #define SCRIPT_ERR_LOG_MS 60000LL /* at most one such WARN a minute */
+#define DEFAULT_TIMEOUT_MS 100
+
+/* What Redis refused when it is a configuration error; CONF_NONE: not one. */
+enum conf_kind { CONF_NONE = 0, CONF_AUTH, CONF_SELECT, CONF_NOPERM, CONF_KINDS };
+
+static const char *const conf_names[CONF_KINDS] = {"", "authentication refused", "database refused",
+                                                   "ACL permission missing"};
 
 struct redisconn {
     redisContext *ctx;
+    int timeout_ms; /* RATELIMIT_REDIS_TIMEOUT_MS of the current call */
     /* The target the connection and the breaker are about (copies: the
      * config may be a per-request one). has_target: the copies are set. */
     int has_target;
-    char *host, *path, *password, *display;
+    char *host, *path, *user, *password, *display;
     int port, db;
-    /* Circuit breaker: down while an outage lasts (it was logged). */
-    int down;
+    int conf; /* enum conf_kind: what the current call's failure was */
+    /* Circuit breaker: down while an outage lasts (it was logged);
+     * down_conf: the configuration error it is open for, or CONF_NONE. */
+    int down, down_conf;
+    unsigned conf_logged; /* bit (1 << kind): that kind's line was logged */
     long long down_since_ms, retry_at_ms, backoff_ms;
     char reason[RL_ERR_MSG_MAX];
     long long script_err_logged_ms; /* last WARN about a script error */
@@ -55,6 +93,12 @@ struct redisconn {
 
 /* How the EVALSHA went. */
 enum eval_outcome { EV_OK, EV_SCRIPT_ERROR, EV_DOWN };
+
+/* A piece of a command to send: borrowed bytes. */
+struct part {
+    const char *p;
+    size_t n;
+};
 
 struct redisconn *redisconn_new(void)
 {
@@ -72,12 +116,8 @@ void redisconn_close(struct redisconn *rc)
 /* Free a string, wiping it first when it is a secret. */
 static void str_free(char **p, int secret)
 {
-    if (*p != NULL && secret) {
-        volatile char *v = *p;
-
-        while (*v != '\0')
-            *v++ = '\0';
-    }
+    if (*p != NULL && secret)
+        explicit_bzero(*p, strlen(*p));
     free(*p);
     *p = NULL;
 }
@@ -86,6 +126,7 @@ static void target_clear(struct redisconn *rc)
 {
     str_free(&rc->host, 0);
     str_free(&rc->path, 0);
+    str_free(&rc->user, 0);
     str_free(&rc->password, 1);
     str_free(&rc->display, 0);
     rc->has_target = 0;
@@ -118,7 +159,8 @@ static const char *display_of(const struct rl_config *cfg)
 static int target_eq(const struct redisconn *rc, const struct rl_redis_target *t)
 {
     return rc->has_target && rc->port == t->port && rc->db == t->db && str_eq(rc->host, t->host) &&
-           str_eq(rc->path, t->path) && str_eq(rc->password, t->password);
+           str_eq(rc->path, t->path) && str_eq(rc->user, t->user) &&
+           str_eq(rc->password, t->password);
 }
 
 /* Make cfg's target the current one; another target starts afresh: new
@@ -127,6 +169,8 @@ static void target_sync(struct redisconn *rc, const struct rl_config *cfg)
 {
     const struct rl_redis_target *t = &cfg->redis;
 
+    rc->timeout_ms = cfg->redis_timeout_ms > 0 ? cfg->redis_timeout_ms : DEFAULT_TIMEOUT_MS;
+    rc->conf = CONF_NONE;
     if (target_eq(rc, t))
         return;
     if (rc->has_target)
@@ -135,12 +179,15 @@ static void target_sync(struct redisconn *rc, const struct rl_config *cfg)
     target_clear(rc);
     rc->host = xstrdup(t->host);
     rc->path = xstrdup(t->path);
+    rc->user = xstrdup(t->user);
     rc->password = xstrdup(t->password);
     rc->display = xstrdup(display_of(cfg));
     rc->port = t->port;
     rc->db = t->db;
     rc->has_target = 1;
     rc->down = 0;
+    rc->down_conf = CONF_NONE;
+    rc->conf_logged = 0;
     rc->backoff_ms = 0;
 }
 
@@ -156,28 +203,54 @@ static int breaker_blocks(const struct redisconn *rc, struct rl_err *err)
     now = now_ms();
     if (now >= rc->retry_at_ms)
         return 0; /* this call is the probe */
-    rl_err_set(err, RL_E_REDIS, "redis %s unavailable: %s (next try in %lld ms)", rc->display,
-               rc->reason, rc->retry_at_ms - now);
+    rl_err_set(err, RL_E_REDIS, "redis %s %s: %s (next try in %lld ms)", rc->display,
+               rc->down_conf != CONF_NONE ? "configuration error" : "unavailable", rc->reason,
+               rc->retry_at_ms - now);
     return 1;
 }
 
-/* A connection or server failure: open the breaker (log if it was closed)
- * or, when a probe failed, double the period. */
+static const char *fail_mode(const struct rl_config *cfg)
+{
+    return cfg->fail == RL_FAIL_CLOSED ? "closed (503)" : "open (not limiting)";
+}
+
+/* The line that starts a failure of this kind: "unreachable" for an
+ * outage, the configuration error (once per kind until it is fixed). */
+static void log_down(struct redisconn *rc, const struct rl_config *cfg, const char *reason)
+{
+    unsigned bit = 1U << rc->conf;
+
+    if (rc->conf == CONF_NONE) {
+        rl_log(RL_LOG_ERROR, "redis %s unreachable: %s; failing %s until it is back", rc->display,
+               reason, fail_mode(cfg));
+        return;
+    }
+    if (rc->conf_logged & bit)
+        return;
+    rc->conf_logged |= bit;
+    rl_log(RL_LOG_ERROR, "redis %s: configuration error, %s: %s; failing %s until it is fixed",
+           rc->display, conf_names[rc->conf], reason, fail_mode(cfg));
+}
+
+/* A failure (rc->conf says of what kind): open the breaker (log if it was
+ * closed or open for another kind) or, when a probe failed, double the
+ * period. */
 static void breaker_fail(struct redisconn *rc, const struct rl_config *cfg, const char *reason)
 {
     long long now = now_ms();
 
     (void)snprintf(rc->reason, sizeof(rc->reason), "%s", reason);
-    if (!rc->down) {
+    if (!rc->down || rc->down_conf != rc->conf) {
+        if (!rc->down)
+            rc->down_since_ms = now;
         rc->down = 1;
-        rc->down_since_ms = now;
+        rc->down_conf = rc->conf;
         rc->backoff_ms = BACKOFF_FIRST_MS;
-        rl_log(RL_LOG_ERROR, "redis %s unreachable: %s; failing %s until it is back", rc->display,
-               reason, cfg->fail == RL_FAIL_CLOSED ? "closed (503)" : "open (not limiting)");
+        log_down(rc, cfg, reason);
     } else {
         rc->backoff_ms = rc->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : rc->backoff_ms * 2;
-        rl_log(RL_LOG_DEBUG, "redis %s still unreachable: %s; next try in %lld ms", rc->display,
-               reason, rc->backoff_ms);
+        rl_log(RL_LOG_DEBUG, "redis %s still %s: %s; next try in %lld ms", rc->display,
+               rc->conf != CONF_NONE ? "refusing" : "unreachable", reason, rc->backoff_ms);
     }
     rc->retry_at_ms = now + rc->backoff_ms;
 }
@@ -187,169 +260,16 @@ static void breaker_ok(struct redisconn *rc)
 {
     if (!rc->down)
         return;
-    rl_log(RL_LOG_WARN, "redis %s is back after %lld ms", rc->display,
-           now_ms() - rc->down_since_ms);
-    rc->down = 0;
-    rc->backoff_ms = 0;
-}
-
-/* ------------------------------------------------------------ commands */
-
-static struct timeval timeout_tv(const struct rl_config *cfg)
-{
-    int ms = cfg->redis_timeout_ms > 0 ? cfg->redis_timeout_ms : 100;
-    struct timeval tv;
-
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = (ms % 1000) * 1000;
-    return tv;
-}
-
-/* Dead context (NULL reply): say why. hiredis reports a timeout of its
- * blocking socket (SO_RCVTIMEO) as EAGAIN's text: name it. */
-static void set_ctx_err(struct rl_err *err, const redisContext *c, const char *what)
-{
-    const char *why = c->err ? c->errstr : "no reply";
-
-    if (c->err == REDIS_ERR_IO && strcmp(why, strerror(EAGAIN)) == 0)
-        why = "timed out";
-    rl_err_set(err, RL_E_REDIS, "%s: %s", what, why);
-}
-
-/* Run a command that must answer +OK (AUTH, SELECT). */
-static int command_ok(redisContext *c, int argc, const char **argv, const size_t *len,
-                      struct rl_err *err)
-{
-    redisReply *r = redisCommandArgv(c, argc, argv, len);
-    int ok;
-
-    if (r == NULL) {
-        set_ctx_err(err, c, argv[0]);
-        return RL_ERR;
-    }
-    ok = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0;
-    /* Redis' error text never repeats the password. */
-    if (!ok)
-        rl_err_set(err, RL_E_REDIS, "%s: %s", argv[0],
-                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-    freeReplyObject(r);
-    return ok ? RL_OK : RL_ERR;
-}
-
-/* SCRIPT LOAD script; the SHA Redis names it by must be sha. */
-static int script_load(redisContext *c, const char *script, const char *sha, struct rl_err *err)
-{
-    const char *argv[3] = {"SCRIPT", "LOAD", script};
-    size_t len[3] = {6, 4, strlen(script)};
-    redisReply *r = redisCommandArgv(c, 3, argv, len);
-    int ret = RL_ERR;
-
-    if (r == NULL) {
-        set_ctx_err(err, c, "SCRIPT LOAD");
-        return RL_ERR;
-    }
-    if (r->type == REDIS_REPLY_ERROR)
-        rl_err_set(err, RL_E_REDIS, "SCRIPT LOAD: %s", r->str);
-    else if (r->type != REDIS_REPLY_STRING || r->len != strlen(sha) ||
-             !ascii_ncaseeq(r->str, sha, r->len))
-        rl_err_set(err, RL_E_REDIS, "SCRIPT LOAD: unexpected reply, expected SHA %s", sha);
+    if (rc->down_conf != CONF_NONE)
+        rl_log(RL_LOG_WARN, "redis %s: configuration accepted now, after %lld ms", rc->display,
+               now_ms() - rc->down_since_ms);
     else
-        ret = RL_OK;
-    freeReplyObject(r);
-    return ret;
-}
-
-/* ------------------------------------------------------------ connecting */
-
-static redisContext *connect_once(const struct rl_config *cfg)
-{
-    struct timeval tv = timeout_tv(cfg);
-
-    if (cfg->redis.path != NULL)
-        return redisConnectUnixWithTimeout(cfg->redis.path, tv);
-    return redisConnectWithTimeout(cfg->redis.host != NULL ? cfg->redis.host : "127.0.0.1",
-                                   cfg->redis.port, tv);
-}
-
-/* A connected context with the command timeout set, or NULL with *err.
- * hiredis retries read/write on EINTR itself, but a signal during its
- * connect poll() fails the connect (libfcgi's handlers have no
- * SA_RESTART): that is no outage, so try again a few times. */
-static redisContext *connect_ctx(const struct rl_config *cfg, struct rl_err *err)
-{
-    redisContext *c = NULL;
-    int attempt, saved = 0;
-
-    for (attempt = 0; attempt < CONNECT_ATTEMPTS; attempt++) {
-        errno = 0;
-        c = connect_once(cfg);
-        saved = errno;
-        if (c == NULL || !c->err || saved != EINTR)
-            break;
-        redisFree(c);
-        c = NULL;
-    }
-    if (c == NULL) {
-        rl_err_set(err, RL_E_REDIS, "connect: %s",
-                   saved == EINTR ? "interrupted" : "out of memory");
-        return NULL;
-    }
-    /* The command timeout (SO_RCVTIMEO/SO_SNDTIMEO); sets c->err if it fails. */
-    if (!c->err)
-        (void)redisSetTimeout(c, timeout_tv(cfg));
-    if (c->err) {
-        rl_err_set(err, RL_E_REDIS, "connect: %s", c->errstr);
-        redisFree(c);
-        return NULL;
-    }
-    /* TCP: hiredis sets TCP_NODELAY itself; keepalive finds a peer that
-     * vanished while the connection sat idle between requests. */
-    if (cfg->redis.path == NULL)
-        (void)redisEnableKeepAlive(c);
-    return c;
-}
-
-/* AUTH when a password is set, SELECT when db != 0. */
-static int connect_setup(redisContext *c, const struct rl_config *cfg, struct rl_err *err)
-{
-    char db[16];
-    const char *argv[2];
-    size_t len[2];
-
-    if (cfg->redis.password != NULL && cfg->redis.password[0] != '\0') {
-        argv[0] = "AUTH";
-        argv[1] = cfg->redis.password;
-        len[0] = 4;
-        len[1] = strlen(cfg->redis.password);
-        if (command_ok(c, 2, argv, len, err) != RL_OK)
-            return RL_ERR;
-    }
-    if (cfg->redis.db != 0) {
-        (void)snprintf(db, sizeof(db), "%d", cfg->redis.db);
-        argv[0] = "SELECT";
-        argv[1] = db;
-        len[0] = 6;
-        len[1] = strlen(db);
-        if (command_ok(c, 2, argv, len, err) != RL_OK)
-            return RL_ERR;
-    }
-    return RL_OK;
-}
-
-/* Connect, authenticate, select and load the script into rc->ctx. */
-static int conn_open(struct redisconn *rc, const struct rl_config *cfg, const char *script,
-                     const char *sha, struct rl_err *err)
-{
-    redisContext *c = connect_ctx(cfg, err);
-
-    if (c == NULL)
-        return RL_ERR;
-    if (connect_setup(c, cfg, err) != RL_OK || script_load(c, script, sha, err) != RL_OK) {
-        redisFree(c);
-        return RL_ERR;
-    }
-    rc->ctx = c;
-    return RL_OK;
+        rl_log(RL_LOG_WARN, "redis %s is back after %lld ms", rc->display,
+               now_ms() - rc->down_since_ms);
+    rc->down = 0;
+    rc->down_conf = CONF_NONE;
+    rc->conf_logged = 0;
+    rc->backoff_ms = 0;
 }
 
 /* ------------------------------------------------------------ RESP */
@@ -423,19 +343,131 @@ int redisconn_cmd_complete(const struct redisconn_cmd *cmd)
     return !cmd->overflow && cmd->left == 0;
 }
 
-/* ------------------------------------------------------------ EVALSHA */
+/* ------------------------------------------------------------ I/O */
 
-/* Send a formatted command and read its reply: redisCommand's blocking
- * round trip without its formatting. NULL when the context failed. */
-static redisReply *send_cmd(redisContext *c, const struct redisconn_cmd *cmd)
+/* Dead context or failed read: say why. */
+static void set_ctx_err(struct rl_err *err, const redisContext *c, const char *what)
 {
-    void *r = NULL;
-
-    if (redisAppendFormattedCommand(c, cmd->buf, cmd->len) != REDIS_OK ||
-        redisGetReply(c, &r) != REDIS_OK)
-        return NULL;
-    return r;
+    rl_err_set(err, RL_E_REDIS, "%s: %s", what, c->err ? c->errstr : "no reply");
 }
+
+/* Say why a system call failed; saved is its errno. EINTR reaches here
+ * only when the request's deadline (deadline.h) fired. */
+static void set_errno_err(struct rl_err *err, int saved, const char *what)
+{
+    rl_err_set(err, RL_E_REDIS, "%s: %s", what,
+               saved == EINTR ? "interrupted by the request deadline" : strerror(saved));
+}
+
+/* Wait until fd is ready for events (POLLIN or POLLOUT) before deadline
+ * (now_ms() clock). RL_OK, or RL_ERR with *err: time is up, poll failed,
+ * or a signal was the request deadline's (any other signal: wait on).
+ * POLLERR and POLLHUP count as ready: the read or write that follows
+ * reports them. */
+static int wait_fd(int fd, short events, long long deadline, const char *what, struct rl_err *err)
+{
+    struct pollfd pfd;
+
+    pfd.fd = fd;
+    pfd.events = events;
+    for (;;) {
+        long long left = deadline - now_ms();
+        int n, saved;
+
+        if (left <= 0) {
+            rl_err_set(err, RL_E_REDIS, "%s: timed out", what);
+            return RL_ERR;
+        }
+        pfd.revents = 0;
+        n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+        saved = errno;
+        if (n > 0)
+            return RL_OK;
+        if (n < 0 && (saved != EINTR || deadline_expired())) {
+            set_errno_err(err, saved, what);
+            return RL_ERR;
+        }
+    }
+}
+
+/* Send p[0..n) on the non-blocking fd before deadline. A full socket
+ * buffer waits for POLLOUT; MSG_NOSIGNAL: a closed peer is EPIPE, not a
+ * signal. RL_OK, or RL_ERR with *err. */
+static int send_all(int fd, const char *p, size_t n, long long deadline, const char *what,
+                    struct rl_err *err)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        int saved = errno;
+
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        } else if (w < 0 && saved != EAGAIN && saved != EWOULDBLOCK &&
+                   (saved != EINTR || deadline_expired())) {
+            set_errno_err(err, saved, what);
+            return RL_ERR;
+        } else if (wait_fd(fd, POLLOUT, deadline, what, err) != RL_OK) {
+            return RL_ERR;
+        }
+    }
+    return RL_OK;
+}
+
+/* The next reply on c, read before deadline. The reader is tried first
+ * (no system call); then each poll() that says POLLIN is followed by one
+ * read (redisBufferRead), so the fd never blocks. A reply (caller owns:
+ * freeReplyObject), or NULL with *err: time is up, the connection failed
+ * or the reply is malformed. */
+static redisReply *read_reply(redisContext *c, long long deadline, const char *what,
+                              struct rl_err *err)
+{
+    for (;;) {
+        void *r = NULL;
+
+        if (redisGetReplyFromReader(c, &r) != REDIS_OK) {
+            set_ctx_err(err, c, what);
+            return NULL;
+        }
+        if (r != NULL)
+            return r;
+        if (wait_fd(c->fd, POLLIN, deadline, what, err) != RL_OK)
+            return NULL;
+        if (redisBufferRead(c) != REDIS_OK) {
+            set_ctx_err(err, c, what);
+            return NULL;
+        }
+    }
+}
+
+/* One command and its reply, all within RATELIMIT_REDIS_TIMEOUT_MS from
+ * now (SPEC "Redis": the timeout bounds the whole command, however the
+ * server trickles its reply): parts[0..nparts) are sent in order, then
+ * the reply is read. The reply (caller owns), or NULL with *err: then the
+ * connection is unusable (a late reply could still arrive), close it. */
+static redisReply *roundtrip(struct redisconn *rc, const struct part *parts, size_t nparts,
+                             const char *what, struct rl_err *err)
+{
+    long long deadline = now_ms() + rc->timeout_ms;
+    size_t i;
+
+    for (i = 0; i < nparts; i++) {
+        if (send_all(rc->ctx->fd, parts[i].p, parts[i].n, deadline, what, err) != RL_OK)
+            return NULL;
+    }
+    return read_reply(rc->ctx, deadline, what, err);
+}
+
+/* roundtrip() of one complete command. */
+static redisReply *send_cmd(struct redisconn *rc, const struct redisconn_cmd *cmd, const char *what,
+                            struct rl_err *err)
+{
+    struct part part = {cmd->buf, cmd->len};
+
+    return roundtrip(rc, &part, 1, what, err);
+}
+
+/* ------------------------------------------------------------ commands */
 
 static int error_is(const redisReply *r, const char *code)
 {
@@ -445,13 +477,233 @@ static int error_is(const redisReply *r, const char *code)
            (r->len == n || r->str[n] == ' ');
 }
 
+/* The configuration error an error reply to a command is (enum
+ * conf_kind), or CONF_NONE. refused: the kind a refusal of this very
+ * command is (AUTH, SELECT), else CONF_NONE. NOAUTH is a missing password
+ * whatever the command. An ACL refusal inside a script comes as ERR with
+ * Redis 7.0's "can't run this command" or later versions' "NOPERM" and
+ * "no permissions" somewhere in the text. */
+static int conf_kind_of(const redisReply *r, int refused)
+{
+    if (r->type != REDIS_REPLY_ERROR)
+        return CONF_NONE;
+    if (error_is(r, "NOAUTH"))
+        return CONF_AUTH;
+    if (refused != CONF_NONE)
+        return refused;
+    if (error_is(r, "WRONGPASS"))
+        return CONF_AUTH;
+    if (strstr(r->str, "NOPERM") != NULL || strstr(r->str, "no permissions") != NULL ||
+        strstr(r->str, "can't run this command") != NULL)
+        return CONF_NOPERM;
+    return CONF_NONE;
+}
+
+/* Run a command that must answer +OK (AUTH, SELECT); what names it in
+ * messages. An error reply is a configuration error of kind refused
+ * (rc->conf). RL_OK, or RL_ERR with *err. */
+static int command_ok(struct redisconn *rc, const struct redisconn_cmd *cmd, const char *what,
+                      int refused, struct rl_err *err)
+{
+    redisReply *r = send_cmd(rc, cmd, what, err);
+    int ok;
+
+    if (r == NULL)
+        return RL_ERR;
+    ok = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0;
+    /* Redis' error text never repeats the password. */
+    if (!ok) {
+        rc->conf = conf_kind_of(r, refused);
+        rl_err_set(err, RL_E_REDIS, "%s: %s", what,
+                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    }
+    freeReplyObject(r);
+    return ok ? RL_OK : RL_ERR;
+}
+
+/* AUTH [user] password, when there is a password or an ACL user
+ * (SPEC: RATELIMIT_REDIS_PASSWORD, redis://user:password@). The RESP
+ * bytes holding the password are ours and wiped once sent. */
+static int auth(struct redisconn *rc, const struct rl_config *cfg, struct rl_err *err)
+{
+    const char *user = cfg->redis.user, *pw = cfg->redis.password;
+    struct redisconn_cmd cmd;
+    char what[96];
+    int ret;
+
+    if (user == NULL && (pw == NULL || pw[0] == '\0'))
+        return RL_OK;
+    if (pw == NULL)
+        pw = "";
+    redisconn_cmd_init(&cmd, user != NULL ? 3 : 2);
+    redisconn_cmd_str(&cmd, "AUTH", 4);
+    if (user != NULL)
+        redisconn_cmd_str(&cmd, user, strlen(user));
+    redisconn_cmd_str(&cmd, pw, strlen(pw));
+    if (user != NULL)
+        (void)snprintf(what, sizeof(what), "AUTH as user '%s'", user); /* may truncate */
+    else
+        (void)snprintf(what, sizeof(what), "AUTH");
+    if (redisconn_cmd_complete(&cmd)) {
+        ret = command_ok(rc, &cmd, what, CONF_AUTH, err);
+    } else {
+        rl_err_set(err, RL_E_REDIS, "%s: user name and password exceed %d bytes", what, RL_CMD_MAX);
+        rc->conf = CONF_AUTH;
+        ret = RL_ERR;
+    }
+    explicit_bzero(cmd.buf, cmd.len);
+    return ret;
+}
+
+/* SELECT db when db != 0. */
+static int select_db(struct redisconn *rc, const struct rl_config *cfg, struct rl_err *err)
+{
+    struct redisconn_cmd cmd;
+    char what[32];
+
+    if (cfg->redis.db == 0)
+        return RL_OK;
+    redisconn_cmd_init(&cmd, 2);
+    redisconn_cmd_str(&cmd, "SELECT", 6);
+    redisconn_cmd_ll(&cmd, cfg->redis.db);
+    (void)snprintf(what, sizeof(what), "SELECT %d", cfg->redis.db);
+    return command_ok(rc, &cmd, what, CONF_SELECT, err);
+}
+
+/* SCRIPT LOAD script; the SHA Redis names it by must be sha. The script
+ * is sent from where it is (it may exceed RL_CMD_MAX): the header, the
+ * script, then the bulk string's CRLF. */
+static int script_load(struct redisconn *rc, const char *script, const char *sha,
+                       struct rl_err *err)
+{
+    struct redisconn_cmd head;
+    struct part parts[3];
+    redisReply *r;
+    int ret = RL_ERR;
+
+    redisconn_cmd_init(&head, 3);
+    redisconn_cmd_str(&head, "SCRIPT", 6);
+    redisconn_cmd_str(&head, "LOAD", 4);
+    cmd_put_header(&head, '$', strlen(script));
+    parts[0] = (struct part){head.buf, head.len};
+    parts[1] = (struct part){script, strlen(script)};
+    parts[2] = (struct part){"\r\n", 2};
+    r = roundtrip(rc, parts, 3, "SCRIPT LOAD", err);
+    if (r == NULL)
+        return RL_ERR;
+    if (r->type == REDIS_REPLY_ERROR) {
+        rc->conf = conf_kind_of(r, CONF_NONE);
+        rl_err_set(err, RL_E_REDIS, "SCRIPT LOAD: %s", r->str);
+    } else if (r->type != REDIS_REPLY_STRING || r->len != strlen(sha) ||
+               !ascii_ncaseeq(r->str, sha, r->len)) {
+        rl_err_set(err, RL_E_REDIS, "SCRIPT LOAD: unexpected reply, expected SHA %s", sha);
+    } else {
+        ret = RL_OK;
+    }
+    freeReplyObject(r);
+    return ret;
+}
+
+/* ------------------------------------------------------------ connecting */
+
+static struct timeval timeout_tv(int ms)
+{
+    struct timeval tv;
+
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    return tv;
+}
+
+/* hiredis bounds the connect itself (its poll() on the non-blocking
+ * connect); a host name's resolution (getaddrinfo) is not bounded. */
+static redisContext *connect_once(const struct rl_config *cfg, int timeout_ms)
+{
+    struct timeval tv = timeout_tv(timeout_ms);
+
+    if (cfg->redis.path != NULL)
+        return redisConnectUnixWithTimeout(cfg->redis.path, tv);
+    return redisConnectWithTimeout(cfg->redis.host != NULL ? cfg->redis.host : "127.0.0.1",
+                                   cfg->redis.port, tv);
+}
+
+/* The socket is non-blocking (roundtrip() polls) and close-on-exec:
+ * hiredis 0.14 opens it without SOCK_CLOEXEC, and a CGI script must not
+ * inherit a connection to Redis. RL_OK, or RL_ERR with errno. */
+static int fd_setup(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+        return RL_ERR;
+    return RL_OK;
+}
+
+/* A connected context, set up for roundtrip(), or NULL with *err.
+ * A signal during hiredis' connect poll() fails the connect (libfcgi's
+ * handlers have no SA_RESTART): that is no outage, so try again a few
+ * times. */
+static redisContext *connect_ctx(const struct rl_config *cfg, int timeout_ms, struct rl_err *err)
+{
+    redisContext *c = NULL;
+    int attempt, saved = 0;
+
+    for (attempt = 0; attempt < CONNECT_ATTEMPTS; attempt++) {
+        errno = 0;
+        c = connect_once(cfg, timeout_ms);
+        saved = errno;
+        if (c == NULL || !c->err || saved != EINTR || deadline_expired())
+            break;
+        redisFree(c);
+        c = NULL;
+    }
+    if (c == NULL) {
+        rl_err_set(err, RL_E_REDIS, "connect: %s",
+                   saved == EINTR ? "interrupted" : "out of memory");
+        return NULL;
+    }
+    if (c->err) {
+        rl_err_set(err, RL_E_REDIS, "connect: %s", c->errstr);
+        redisFree(c);
+        return NULL;
+    }
+    if (fd_setup(c->fd) != RL_OK) {
+        set_errno_err(err, errno, "connect: fcntl");
+        redisFree(c);
+        return NULL;
+    }
+    /* TCP: hiredis sets TCP_NODELAY itself; keepalive finds a peer that
+     * vanished while the connection sat idle between requests. */
+    if (cfg->redis.path == NULL)
+        (void)redisEnableKeepAlive(c);
+    return c;
+}
+
+/* Connect, authenticate, select and load the script into rc->ctx. On
+ * failure rc->ctx is NULL and rc->conf says whether it was a
+ * configuration error. */
+static int conn_open(struct redisconn *rc, const struct rl_config *cfg, const char *script,
+                     const char *sha, struct rl_err *err)
+{
+    rc->ctx = connect_ctx(cfg, rc->timeout_ms, err);
+    if (rc->ctx == NULL)
+        return RL_ERR;
+    if (auth(rc, cfg, err) != RL_OK || select_db(rc, cfg, err) != RL_OK ||
+        script_load(rc, script, sha, err) != RL_OK) {
+        redisconn_close(rc);
+        return RL_ERR;
+    }
+    return RL_OK;
+}
+
+/* ------------------------------------------------------------ EVALSHA */
+
 /* Error replies about the server's state rather than this request: every
  * request would get them, so they count as an outage. */
 static int error_is_server_state(const redisReply *r)
 {
-    static const char *const codes[] = {"LOADING",   "BUSY",        "MASTERDOWN", "READONLY",
-                                        "OOM",       "MISCONF",     "NOAUTH",     "NOPERM",
-                                        "WRONGPASS", "CLUSTERDOWN", "NOREPLICAS", "TRYAGAIN"};
+    static const char *const codes[] = {"LOADING", "BUSY",        "MASTERDOWN", "READONLY", "OOM",
+                                        "MISCONF", "CLUSTERDOWN", "NOREPLICAS", "TRYAGAIN"};
     size_t i;
 
     for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
@@ -462,28 +714,28 @@ static int error_is_server_state(const redisReply *r)
 }
 
 /* EVALSHA, re-loading the script once on NOSCRIPT. EV_OK with *out, or
- * EV_SCRIPT_ERROR / EV_DOWN with *err. */
-static int eval_reload(redisContext *c, const char *script, const char *sha,
+ * EV_SCRIPT_ERROR / EV_DOWN with *err (and rc->conf for a configuration
+ * error). */
+static int eval_reload(struct redisconn *rc, const char *script, const char *sha,
                        const struct redisconn_cmd *cmd, redisReply **out, struct rl_err *err)
 {
-    redisReply *r = send_cmd(c, cmd);
+    redisReply *r = send_cmd(rc, cmd, "EVALSHA", err);
     int outcome;
 
     if (r != NULL && error_is(r, "NOSCRIPT")) {
         freeReplyObject(r);
-        if (script_load(c, script, sha, err) != RL_OK)
+        if (script_load(rc, script, sha, err) != RL_OK)
             return EV_DOWN;
-        r = send_cmd(c, cmd);
+        r = send_cmd(rc, cmd, "EVALSHA", err);
     }
-    if (r == NULL) {
-        set_ctx_err(err, c, "EVALSHA");
+    if (r == NULL)
         return EV_DOWN;
-    }
     if (r->type != REDIS_REPLY_ERROR) {
         *out = r;
         return EV_OK;
     }
-    outcome = error_is_server_state(r) ? EV_DOWN : EV_SCRIPT_ERROR;
+    rc->conf = conf_kind_of(r, CONF_NONE);
+    outcome = rc->conf != CONF_NONE || error_is_server_state(r) ? EV_DOWN : EV_SCRIPT_ERROR;
     rl_err_set(err, RL_E_REDIS, "EVALSHA: %s", r->str);
     freeReplyObject(r);
     return outcome;
@@ -519,7 +771,7 @@ redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, co
         breaker_fail(rc, cfg, err != NULL ? err->msg : "connect failed");
         return NULL;
     }
-    outcome = eval_reload(rc->ctx, script, sha, cmd, &reply, err);
+    outcome = eval_reload(rc, script, sha, cmd, &reply, err);
     if (outcome == EV_DOWN) {
         /* After a timeout a late reply could still arrive: never reuse. */
         redisconn_close(rc);
@@ -532,10 +784,45 @@ redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, co
     return reply; /* NULL for EV_SCRIPT_ERROR */
 }
 
+/* --check's EVALSHA: the script with one key under the prefix and no
+ * ARGV. Redis checks the ACL for the command and the key first; the
+ * script then refuses the arguments before it touches any key ("ERR
+ * fcgi-ratelimit: expected 4 arguments per key"): that refusal is the
+ * success. The rights for the commands inside the script are not checked
+ * (only a real run would): a request reports them (CONF_NOPERM). */
+static int check_eval(struct redisconn *rc, const struct rl_config *cfg, const char *sha,
+                      struct rl_err *err)
+{
+    static const char ours[] = "ERR fcgi-ratelimit:";
+    struct redisconn_cmd cmd;
+    char key[RL_PREFIX_MAX + 8];
+    redisReply *r;
+    int ok;
+
+    (void)snprintf(key, sizeof(key), "%scheck", cfg->prefix);
+    redisconn_cmd_init(&cmd, 4);
+    redisconn_cmd_str(&cmd, "EVALSHA", 7);
+    redisconn_cmd_str(&cmd, sha, strlen(sha));
+    redisconn_cmd_ll(&cmd, 1);
+    redisconn_cmd_str(&cmd, key, strlen(key));
+    r = send_cmd(rc, &cmd, "EVALSHA", err);
+    if (r == NULL)
+        return RL_ERR;
+    ok = r->type == REDIS_REPLY_ERROR && strncmp(r->str, ours, sizeof(ours) - 1) == 0;
+    if (!ok) {
+        rc->conf = conf_kind_of(r, CONF_NONE);
+        rl_err_set(err, RL_E_REDIS, "EVALSHA: %s",
+                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    }
+    freeReplyObject(r);
+    return ok ? RL_OK : RL_ERR;
+}
+
 int redisconn_check(struct redisconn *rc, const struct rl_config *cfg, const char *script,
                     struct rl_err *err)
 {
     char sha[RL_SHA1_HEX_LEN + 1];
+    char msg[RL_ERR_MSG_MAX];
 
     if (sha1_hex(script, strlen(script), sha) != RL_OK) {
         rl_err_set(err, RL_E_REDIS, "cannot compute the script's SHA-1");
@@ -543,11 +830,18 @@ int redisconn_check(struct redisconn *rc, const struct rl_config *cfg, const cha
     }
     target_sync(rc, cfg);
     redisconn_close(rc);
-    if (conn_open(rc, cfg, script, sha, err) != RL_OK) {
-        if (err != NULL)
-            rl_log(RL_LOG_DEBUG, "redis %s: check failed: %s", rc->display, err->msg);
-        return RL_ERR;
+    if (conn_open(rc, cfg, script, sha, err) == RL_OK && check_eval(rc, cfg, sha, err) == RL_OK) {
+        breaker_ok(rc);
+        return RL_OK;
     }
-    breaker_ok(rc);
-    return RL_OK;
+    redisconn_close(rc);
+    if (err != NULL && rc->conf != CONF_NONE) {
+        (void)snprintf(msg, sizeof(msg), "%s", err->msg);
+        rl_err_set(err, RL_E_CONFIG, "%s: configuration error, %s: %s", rc->display,
+                   conf_names[rc->conf], msg);
+    } else if (err != NULL) {
+        (void)snprintf(msg, sizeof(msg), "%s", err->msg);
+        rl_err_set(err, RL_E_REDIS, "%s unreachable or failing: %s", rc->display, msg);
+    }
+    return RL_ERR;
 }

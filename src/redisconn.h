@@ -5,7 +5,10 @@
  * failure, and a circuit breaker that fails fast during an outage.
  *
  * Outages are logged once when they start and once when they end, naming
- * the Redis address (never the password).
+ * the Redis address (never the password). RATELIMIT_REDIS_TIMEOUT_MS
+ * bounds the connect and each whole command (send and full reply). A
+ * refused AUTH or SELECT and a NOPERM are configuration errors: their own
+ * log line, not "unreachable"; the request still follows RATELIMIT_FAIL.
  */
 #ifndef RL_REDISCONN_H
 #define RL_REDISCONN_H
@@ -59,14 +62,19 @@ void redisconn_free(struct redisconn *rc);
  * first, a Redis restart, SCRIPT FLUSH) loads script and retries once. While the circuit breaker is
  * open (after a failure: 1 s, doubling to 30 s, one probe per period) it fails at once without
  * network I/O. Returns the reply (caller owns: freeReplyObject) or NULL with *err (kind
- * RL_E_REDIS). An error reply from the script itself is also NULL.
+ * RL_E_REDIS, for configuration errors too: the caller applies RATELIMIT_FAIL). An error
+ * reply from the script itself is also NULL.
  */
 redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, const char *script,
                            const char *sha, const struct redisconn_cmd *cmd, struct rl_err *err);
 
 /*
  * For --check: connect now (ignoring the breaker), authenticate, select,
- * load script. RL_OK, or RL_ERR with *err.
+ * load script, and run it once with a key under cfg->prefix and no
+ * arguments (the script refuses them before touching a key): that proves
+ * the EVALSHA right and the key pattern of an ACL user. RL_OK, or RL_ERR
+ * with *err: kind RL_E_CONFIG and "ADDR: configuration error, WHAT: ..."
+ * for a refused AUTH, SELECT or NOPERM, else RL_E_REDIS.
  */
 int redisconn_check(struct redisconn *rc, const struct rl_config *cfg, const char *script,
                     struct rl_err *err);

@@ -457,6 +457,13 @@ static void test_password(void)
     test_cond("password var wins", with(ENV("RATELIMIT_REDIS_URL=redis://:fromurl@h",
                                             "RATELIMIT_REDIS_PASSWORD=fromvar")) &&
                                        strcmp(cur->redis.password, "fromvar") == 0);
+    test_cond("url ACL user and password",
+              with1("RATELIMIT_REDIS_URL=redis://lim:p:w@h/2") && cur->redis.user != NULL &&
+                  strcmp(cur->redis.user, "lim") == 0 && strcmp(cur->redis.password, "p:w") == 0 &&
+                  cur->redis.db == 2);
+    test_cond("url without user", with1("RATELIMIT_REDIS_URL=redis://:pw@h") &&
+                                      cur->redis.user == NULL &&
+                                      strcmp(cur->redis.password, "pw") == 0);
     test_cond("password var alone",
               with1("RATELIMIT_REDIS_PASSWORD=pw") && strcmp(cur->redis.password, "pw") == 0);
     test_cond("summary hides password", with(ENV("RATELIMIT_REDIS_URL=redis://:hunter2@h:1/0",
@@ -469,8 +476,8 @@ static void test_password(void)
               rejects("RATELIMIT_REDIS_URL=redis://:hunter2@h:99999", "'redis://:***@h:99999'") &&
                   strstr(cur_err.msg, "hunter2") == NULL);
     test_cond("url user error hides password",
-              rejects("RATELIMIT_REDIS_URL=redis://admin:hunter2@h/0", "***") &&
-                  strstr(cur_err.msg, "hunter2") == NULL);
+              rejects("RATELIMIT_REDIS_URL=redis://admin:hunter2@h:99999/0", "***") &&
+                  strstr(cur_err.msg, "hunter2") == NULL && strstr(cur_err.msg, "admin") == NULL);
     test_cond("url bad db hides password",
               rejects("RATELIMIT_REDIS_URL=redis://:hunter2@h/x", "***") &&
                   strstr(cur_err.msg, "hunter2") == NULL);
