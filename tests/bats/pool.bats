@@ -135,7 +135,7 @@ authz() {
 @test "a worker started by the web server (fd 0) is guarded the same way" {
     fcgi_start 1
     stallers "$FCGI_SOCK" 5 0
-    sleep 0.3
+    sleep 1
     authz "$FCGI_SOCK"
     assert_success
     assert_equal "$(status_of)" 200
