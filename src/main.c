@@ -161,18 +161,6 @@ struct fcgx_stream_data_head {
     int type, eor_stop, skip, content_len, padding_len;
 };
 
-/* 1 when reading from s cannot block: content is buffered, the stream has
- * ended, or the next record is already in libfcgi's buffer. */
-static int fcgx_buffered(void *ctx)
-{
-    FCGX_Stream *s = ctx;
-    const struct fcgx_stream_data_head *d = s->data;
-
-    if (s->rdNext < s->stop || s->isClosed || FCGX_HasSeenEOF(s))
-        return 1;
-    return d != NULL && d->buff_stop - s->stop > d->padding_len;
-}
-
 /*
  * 1 when the request has been read to its end: the end-of-body record has
  * been seen, or it is the next thing, whole, in libfcgi's buffer (it is
@@ -221,6 +209,18 @@ static ssize_t fcgx_read(void *ctx, char *p, size_t n)
         have = INT_MAX;
     got = FCGX_GetStr(p, (int)have, s);
     return got;
+}
+
+/* The relay's end of the answer while the script goes on: closing both
+ * streams sends their EOF records and FCGI_END_REQUEST (libfcgi sends it
+ * when the last writer closes); FCGX_Finish_r's own FCGX_FClose calls are
+ * then no-ops (wasFCloseCalled). */
+static int fcgx_end(void *ctx)
+{
+    FCGX_Request *r = ctx;
+    int e = FCGX_FClose(r->err), o = FCGX_FClose(r->out);
+
+    return e == 0 && o == 0 ? RL_OK : RL_ERR;
 }
 
 static int fd_write(void *ctx, const char *p, size_t n)
@@ -323,6 +323,8 @@ static void admit(struct rl_app *app, struct rl_request *rq, const struct rl_con
     if (rq->fcgx != NULL) {
         relay.errlog = fcgx_errlog;
         relay.errlog_ctx = rq->fcgx->err;
+        relay.end = fcgx_end;
+        relay.end_ctx = rq->fcgx;
     } else {
         static int err_fd = STDERR_FILENO;
 
@@ -444,7 +446,6 @@ static int fastcgi_loop(int listen_fd, void *ctx)
         rq.out.flush = fcgx_flush;
         rq.out.ctx = r.out;
         rq.body.read = fcgx_read;
-        rq.body.buffered = fcgx_buffered;
         rq.body.fd = rq.authorizer ? -1 : r.ipcFd;
         rq.body.ctx = r.in;
         log_set_sink(fcgx_log, &r);

@@ -45,7 +45,7 @@ post_cgi() {
     fcgi_start 1
     run fcgi_req HTTP_PROXY=http://evil.example:3128 SCRIPT_FILENAME=/nonexistent </dev/null
     assert_equal "$(status_of)" 200
-    assert_output --partial "PATH=/usr/local/bin:/usr/bin:/bin"
+    assert_output --partial "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     refute_output --partial "HTTP_PROXY"
     refute_output --partial "RATELIMIT_"
     refute_output --partial "s3cret"
