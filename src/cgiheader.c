@@ -248,12 +248,14 @@ void cgihdr_free(struct cgihdr *h)
     buf_free(&h->kept);
 }
 
-/* "NNN" or "NNN reason": three digits 100..599 (RFC 3875 6.3.3). */
+/* "NNN" or "NNN reason": three digits 200..599. RFC 3875 6.3.3 allows any
+ * three digits, but the answer is final: a 1xx (say "100 Continue") is no
+ * answer at all, and the web server would wait for another one. */
 static int on_status(struct cgihdr *h, const char *v, size_t n)
 {
     size_t i = 3;
 
-    if (n < 3 || v[0] < '1' || v[0] > '5' || v[1] < '0' || v[1] > '9' || v[2] < '0' || v[2] > '9' ||
+    if (n < 3 || v[0] < '2' || v[0] > '5' || v[1] < '0' || v[1] > '9' || v[2] < '0' || v[2] > '9' ||
         (n > 3 && v[3] != ' ' && v[3] != '\t'))
         return fail(h, "invalid Status '%.*s'", (int)(n < 40 ? n : 40), v);
     h->status = (v[0] - '0') * 100 + (v[1] - '0') * 10 + (v[2] - '0');
@@ -297,6 +299,10 @@ static int on_line(struct cgihdr *h)
     }
     if (f != NULL && f->flag == RL_HF_LOCATION && n == 0)
         return fail(h, "empty Location header");
+    /* local-Location is an abs-path (RFC 3875 6.2.2); "//host/x" is a
+     * network-path reference, so a client redirect. */
+    if (f != NULL && f->flag == RL_HF_LOCATION)
+        h->local_location = v[0] == '/' && (n == 1 || v[1] != '/');
     if (f != NULL && f->kind == RL_HK_STATUS)
         rc = on_status(h, v, n);
     else if (f == NULL || f->kind == RL_HK_KEEP) {
@@ -311,14 +317,19 @@ static int on_line(struct cgihdr *h)
     return rc;
 }
 
-/* The blank line: settle the status (RFC 3875 6.2.3: Location alone is a
- * client redirect, 302). */
+/* The blank line: settle the status. A Location without Status is a
+ * client redirect, 302 (RFC 3875 6.2.3), unless it is a local path: then
+ * a local redirect (6.2.2), which the block passes on without a status
+ * line so that a server that does them (Apache) serves the path itself;
+ * status then says what the answer is to a server that does not (302). */
 static int on_end(struct cgihdr *h)
 {
     if (!(h->seen & RL_HF_ANY))
         return fail(h, "no header block (the answer starts with a blank line)");
-    if (!(h->seen & RL_HF_STATUS))
+    if (!(h->seen & RL_HF_STATUS)) {
         h->status = (h->seen & RL_HF_LOCATION) ? 302 : 200;
+        h->local_redirect = (h->seen & RL_HF_LOCATION) && h->local_location;
+    }
     if (h->reason.len == 0 && buf_puts(&h->reason, cgihdr_reason(h->status)) != RL_OK)
         return fail(h, "Status reason too long");
     h->done = 1;
@@ -369,7 +380,8 @@ int cgihdr_block(const struct cgihdr *h, const char *extra, struct buf *out)
 {
     if (!h->done || h->failed)
         return RL_ERR;
-    if (buf_printf(out, "Status: %d %s\r\n", h->status, buf_str(&h->reason)) != RL_OK ||
+    if ((!h->local_redirect &&
+         buf_printf(out, "Status: %d %s\r\n", h->status, buf_str(&h->reason)) != RL_OK) ||
         buf_append(out, buf_str(&h->kept), h->kept.len) != RL_OK ||
         (extra != NULL && buf_puts(out, extra) != RL_OK) || buf_append(out, "\r\n", 2) != RL_OK)
         return RL_ERR;

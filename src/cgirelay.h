@@ -1,10 +1,12 @@
 /*
  * cgirelay.h - run the legacy CGI script for an admitted request and
- * stream its answer back (RFC 3875), better than fcgiwrap where fcgiwrap
- * fails: one poll() loop feeds the body and reads stdout/stderr at once,
- * the environment is built explicitly (no HTTP_PROXY, no RATELIMIT_*, no
- * password), the child runs in its own process group, is killed at the
- * deadline or when the client goes away, and is always reaped.
+ * relay its answer (RFC 3875), better than fcgiwrap where fcgiwrap fails:
+ * the whole body is received before the script starts (bounded memory,
+ * no deadlock), the environment is built explicitly from the request (no
+ * HTTP_PROXY, no RATELIMIT_*), the script that runs is the one checked,
+ * one poll() loop reads stdout and stderr, a small answer goes out whole,
+ * the child runs in its own process group, is killed at the deadline or
+ * when the client goes away, and is always reaped.
  */
 #ifndef RL_CGIRELAY_H
 #define RL_CGIRELAY_H
@@ -17,13 +19,11 @@
 
 /* Where the request body comes from (FastCGI in stream, or fd 0). */
 struct rl_body_src {
-    /* Read up to n bytes: count, 0 at EOF, -1 on error. Called only when
-     * buffered() says bytes are ready or fd polled readable. */
+    /* Read up to n bytes, blocking: count (> 0), 0 at EOF, -1 on error
+     * (also when main.c's deadline timer broke the read: then
+     * deadline_expired() is 1). Read to EOF before the script starts. */
     ssize_t (*read)(void *ctx, char *p, size_t n);
-    /* 1 when read() can return data without blocking (bytes already in a
-     * user-space buffer, e.g. libfcgi's), else 0. May be NULL. */
-    int (*buffered)(void *ctx);
-    int fd; /* fd to poll for more input; -1 when there is no body at all */
+    int fd; /* the connection; -1 when there is no body at all */
     void *ctx;
 };
 
@@ -39,12 +39,21 @@ struct rl_relay_req {
     const char *self_path;     /* our own binary (realpath), never run; may be NULL */
     const char *argv1;         /* script named on our command line (lighttpd
                                   cgi.assign interpreter style), may be NULL */
+    /* End the answer now, while the script may still run (FastCGI: close
+     * the out and err streams, which sends FCGI_END_REQUEST): RL_OK, or
+     * RL_ERR when the peer is gone. Called at most once, after the last
+     * answer byte, only when the script closed its output and goes on;
+     * the relay then waits for it (up to its deadline) without holding the
+     * client. May be NULL: the answer then ends when the relay returns. */
+    int (*end)(void *ctx);
+    void *end_ctx;
 };
 
 /*
  * Resolve the script, run it and relay its answer to req->out. Always
  * answers: when anything fails before the script's headers were sent it
- * writes the JSON error answer itself (404, 403, 502, 504); after that it
+ * writes the JSON error answer itself (400, 403, 404, 408, 413, 500, 502,
+ * 504); after that it
  * ends the answer without corrupting it. Returns RL_OK when the script's
  * answer was relayed whole, RL_ERR otherwise (already answered and logged).
  */

@@ -228,6 +228,18 @@ static int fcgx_drain(FCGX_Stream *s)
     return FCGX_HasSeenEOF(s) && FCGX_GetError(s) == 0;
 }
 
+/* The relay's end of the answer while the script goes on: closing both
+ * streams sends their EOF records and FCGI_END_REQUEST (libfcgi sends it
+ * when the last writer closes); FCGX_Finish_r's own FCGX_FClose calls are
+ * then no-ops (wasFCloseCalled). */
+static int fcgx_end(void *ctx)
+{
+    FCGX_Request *r = ctx;
+    int e = FCGX_FClose(r->err), o = FCGX_FClose(r->out);
+
+    return e == 0 && o == 0 ? RL_OK : RL_ERR;
+}
+
 static int fd_write(void *ctx, const char *p, size_t n)
 {
     return write_full(*(int *)ctx, p, n);
@@ -328,6 +340,8 @@ static void admit(struct rl_app *app, struct rl_request *rq, const struct rl_con
     if (rq->fcgx != NULL) {
         relay.errlog = fcgx_errlog;
         relay.errlog_ctx = rq->fcgx->err;
+        relay.end = fcgx_end;
+        relay.end_ctx = rq->fcgx;
     } else {
         static int err_fd = STDERR_FILENO;
 

@@ -222,3 +222,19 @@ filter_start() {
     [ "$(http_status)" = 200 ]
     [ "$(header_of X-RateLimit-Limit)" = 100 ]
 }
+
+# A script answering a local redirect (Location: /downloads/file.txt, no
+# Status): Apache serves that file itself, 200, as mod_cgid would.
+local_redirect_served() {
+    cp "$FIXTURES/cgi/localredirect.sh" "$WWW/cgi-bin/localredirect.cgi"
+    chmod a+rx "$WWW/cgi-bin/localredirect.cgi"
+    http "$BASE/cgi-bin/localredirect.cgi"
+    [ "$(http_status)" = 200 ] || { echo "status $(http_status): $output" >&2; return 1; }
+    [ "$(body_of)" = "the protected file" ]
+    [ -z "$(header_of Location)" ]
+}
+
+@test "apache mod_fcgid: a local redirect is served by Apache (200), not a 302" {
+    apache_start fcgi-ratelimit-fcgid.conf
+    local_redirect_served
+}

@@ -113,3 +113,20 @@ teardown() {
     for _ in $(seq 50); do [ -z "$(rl_leftovers)" ] && break; sleep 0.1; done
     [ -z "$(rl_leftovers)" ]
 }
+
+@test "lighttpd wrapper: a small answer arrives whole: Content-Length, HEAD, Range 206" {
+    cp "$FIXTURES/cgi/hello.sh" "$WWW/cgi-bin/hello.cgi"
+    chmod a+rx "$WWW/cgi-bin/hello.cgi"
+    lighttpd_start 50-fcgi-ratelimit.conf
+    http "$BASE/cgi-bin/hello.cgi"
+    [ "$(http_status)" = 200 ]
+    [ "$(header_of Content-Length)" = 21 ]
+    [ "$(body_of)" = 0123456789abcdefghij ]
+    http -I "$BASE/cgi-bin/hello.cgi"
+    [ "$(http_status)" = 200 ]
+    [ "$(header_of Content-Length)" = 21 ]
+    http -r 0-9 "$BASE/cgi-bin/hello.cgi"
+    [ "$(http_status)" = 206 ]
+    [ "$(header_of Content-Range)" = "bytes 0-9/21" ]
+    [ "$(printf '%s' "$output" | tail -c 10)" = 0123456789 ]
+}

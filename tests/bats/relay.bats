@@ -45,7 +45,7 @@ post_cgi() {
     fcgi_start 1
     run fcgi_req HTTP_PROXY=http://evil.example:3128 SCRIPT_FILENAME=/nonexistent </dev/null
     assert_equal "$(status_of)" 200
-    assert_output --partial "PATH=/usr/local/bin:/usr/bin:/bin"
+    assert_output --partial "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     refute_output --partial "HTTP_PROXY"
     refute_output --partial "RATELIMIT_"
     refute_output --partial "s3cret"
@@ -198,4 +198,109 @@ post_cgi() {
     assert_equal "$(fd_count "$pid")" "$before"
     assert_equal "$(zombies_of "$pid")" ""
     assert_equal "$(children_of "$pid")" ""
+}
+
+@test "env: from the request alone: a password found in a value drops nothing" {
+    redis_stop
+    export REDIS_REQUIREPASS=1
+    redis_start
+    export RATELIMIT_REDIS_PASSWORD=1 RATELIMIT_BACKEND="$CGI/env.sh"
+    fcgi_start 1
+    run fcgi_req HTTP_X_ONE=1 </dev/null
+    assert_equal "$(status_of)" 200
+    assert_output --partial "REMOTE_ADDR=127.0.0.1"
+    assert_output --partial "HTTP_X_ONE=1"
+    refute_output --partial "RATELIMIT_"
+}
+
+@test "answers: a local Location without Status has no status line (local redirect); Status 100 is 502" {
+    fcgi_start 1
+    run fcgi_req "SCRIPT_FILENAME=$CGI/localredirect.sh" </dev/null
+    assert_equal "$(printf '%s\n' "$output" | head -n1 | tr -d '\r')" "Location: /downloads/file.txt"
+    assert_equal "$(printf '%s\n' "$output" | grep -c '^Status:')" 0
+    [ -n "$(header_of X-RateLimit-Remaining)" ]
+    run fcgi_req "SCRIPT_FILENAME=$CGI/continue.sh" </dev/null
+    assert_equal "$(status_of)" 502
+}
+
+@test "answers: ISINDEX query words are the script's arguments" {
+    export RATELIMIT_BACKEND="$CGI/args.sh"
+    fcgi_start 1
+    run fcgi_req 'QUERY_STRING=one+two%20three' </dev/null
+    assert_equal "$(body_of)" "$(printf 'argc=2\n[one]\n[two three]')"
+    run fcgi_req 'QUERY_STRING=a=b+c' </dev/null
+    assert_equal "$(body_of)" "argc=0"
+}
+
+@test "answers: the script's stderr is cut after 64 KiB, with one line saying so" {
+    export RATELIMIT_BACKEND="$CGI/chatty.sh"
+    fcgi_start 1
+    run fcgi_req </dev/null
+    assert_equal "$(status_of)" 200
+    assert_equal "$(body_of)" ok
+    grep -q "script stderr cut after 65536 bytes" "$T/fcgi-stderr" "$T/fcgi.log"
+    # Exactly the first 64 KiB of the e's reached the log.
+    [ "$(grep -ao 'eeeeeeeeee*' "$T/fcgi-stderr" | tr -d '\n' | wc -c)" -eq 65536 ]
+}
+
+@test "body: over RATELIMIT_MAX_BODY is 413 JSON, declared or not" {
+    grep -q RATELIMIT_MAX_BODY "$RL_SRCDIR/src/config.c" ||
+        skip "config.c does not read RATELIMIT_MAX_BODY yet (test_cgirelay covers the relay)"
+    export RATELIMIT_BACKEND="$CGI/echo-sha.sh" RATELIMIT_MAX_BODY=1k
+    fcgi_start 1
+    head -c 2000 /dev/zero >"$T/body"
+    run fcgi_req REQUEST_METHOD=POST CONTENT_LENGTH=2000 <"$T/body"
+    assert_equal "$(status_of)" 413
+    [ -n "$(json_field message)" ]
+    run fcgi_req REQUEST_METHOD=POST <"$T/body"
+    assert_equal "$(status_of)" 413
+    head -c 1000 /dev/zero >"$T/body"
+    run fcgi_req REQUEST_METHOD=POST CONTENT_LENGTH=1000 <"$T/body"
+    assert_equal "$(status_of)" 200
+}
+
+@test "the answer ends when the script closes its output; the script is reaped after" {
+    export RATELIMIT_BACKEND="$CGI/linger.sh"
+    fcgi_start 1
+    pid=$(fcgi_pids | head -n1)
+    run fcgi_req "LINGER_MARK=$T/linger.done" </dev/null
+    assert_equal "$(status_of)" 200
+    assert_equal "$(body_of)" answered
+    # The answer came while the script still ran.
+    [ ! -e "$T/linger.done" ]
+    for i in $(seq 100); do [ -e "$T/linger.done" ] && break; sleep 0.1; done
+    [ -e "$T/linger.done" ]
+    for i in $(seq 50); do [ -z "$(children_of "$pid")" ] && break; sleep 0.1; done
+    assert_equal "$(children_of "$pid")" ""
+}
+
+@test "which script: a folder swapped for a symlink after the check never runs a script outside it" {
+    mkdir -p "$T/root/d" "$T/outside"
+    cp "$CGI/where.sh" "$T/root/d/x.cgi"
+    cp "$CGI/where.sh" "$T/outside/x.cgi"
+    export RATELIMIT_SCRIPT_ROOT="$T/root"
+    fcgi_start 1
+    pid=$(fcgi_pids | head -n1)
+    # A POST whose body comes later: the script is checked first, and the
+    # swap lands between the check and the exec, every time.
+    mkfifo "$T/body"
+    fcgi_req "SCRIPT_FILENAME=$T/root/d/x.cgi" REQUEST_METHOD=POST <"$T/body" >"$T/answer" &
+    req=$!
+    exec 4>"$T/body"
+    # Until the worker holds the checked folder open (bounded: without
+    # such an fd the swap simply comes later).
+    for i in $(seq 50); do
+        find "/proc/$pid/fd" -lname "$T/root/d" 2>/dev/null | grep -q . && break
+        sleep 0.1
+    done
+    mv "$T/root/d" "$T/root/d.real"
+    ln -s "$T/outside" "$T/root/d"
+    echo body >&4
+    exec 4>&-
+    wait "$req" || true
+    cat "$T/answer"
+    # where.sh prints its folder: the one checked (renamed since), never
+    # the symlink's target.
+    grep -q "^ran in $T/root/d.real" "$T/answer"
+    ! grep -q "outside" "$T/answer"
 }

@@ -51,8 +51,10 @@ static const struct sample samples[] = {
      "\nbody"},
     {"UTF-8 value", "Content-Type: t/p\nX-U: caf\xc3\xa9\n\n", 200, "OK",
      "Content-Type: t/p\r\nX-U: caf\xc3\xa9\r\n", ""},
-    {"1xx and 5xx bounds", "Status: 599 Whatever It Is\nX: y\n\n", 599, "Whatever It Is",
-     "X: y\r\n", ""},
+    {"2xx bound", "Status: 200\nX: y\n\n", 200, "OK", "X: y\r\n", ""},
+    {"network-path Location is a 302", "Location: //example.org/x\n\n", 302, "Found",
+     "Location: //example.org/x\r\n", ""},
+    {"5xx bound", "Status: 599 Whatever It Is\nX: y\n\n", 599, "Whatever It Is", "X: y\r\n", ""},
 };
 
 /* Parse in with cuts at a and b (a <= b <= len): three feeds. Returns the
@@ -144,6 +146,9 @@ static void test_malformed(void)
     test_cond("Status empty", rejects("Status:\r\n\r\n", "invalid Status"));
     test_cond("Status 200OK", rejects("Status: 200OK\n\n", "invalid Status"));
     test_cond("Status 099", rejects("Status: 099\n\n", "invalid Status"));
+    /* A 1xx is not a final answer: the server would wait for another. */
+    test_cond("Status 100 Continue", rejects("Status: 100 Continue\n\n", "invalid Status"));
+    test_cond("Status 199", rejects("Status: 199\nContent-Type: t/p\n\n", "invalid Status"));
     test_cond("Status repeated", rejects("Status: 200\nStatus: 200\n\n", "repeated Status"));
     test_cond("line without colon", rejects("Content-Type: t/p\nhello world\n\n", "without ':'"));
     test_cond("bare word line", rejects("hello\n\n", "without ':'"));
@@ -282,20 +287,55 @@ static void test_block(void)
     test_cond("feed redirect", cgihdr_feed(&h, in, sizeof in - 1, &used) == RL_OK && used == 32);
     test_cond("feed after done consumes nothing",
               cgihdr_feed(&h, "X: y\n", 5, &used) == RL_OK && used == 0);
+    /* A local path and no Status: a local redirect (RFC 3875 6.2.2), no
+     * status line, so that Apache serves /x itself. */
+    test_cond("local redirect", h.local_redirect == 1 && h.status == 302);
     test_cond("block with extra headers",
               cgihdr_block(&h, "RateLimit: \"default\";r=4;t=60\r\n", &out) == RL_OK &&
-                  strcmp(buf_str(&out), "Status: 302 Found\r\nLocation: /x\r\nContent-Type: "
+                  strcmp(buf_str(&out), "Location: /x\r\nContent-Type: "
                                         "t/h\r\nRateLimit: \"default\";r=4;t=60\r\n\r\n") == 0);
     buf_reset(&out);
-    test_cond("block without extra",
-              cgihdr_block(&h, NULL, &out) == RL_OK &&
-                  strcmp(buf_str(&out), "Status: 302 Found\r\nLocation: /x\r\nContent-Type: "
-                                        "t/h\r\n\r\n") == 0);
+    test_cond("block without extra", cgihdr_block(&h, NULL, &out) == RL_OK &&
+                                         strcmp(buf_str(&out), "Location: /x\r\nContent-Type: "
+                                                               "t/h\r\n\r\n") == 0);
     buf_free(&out);
     buf_init(&out, 10);
     test_cond("block past the buffer cap", cgihdr_block(&h, NULL, &out) == RL_ERR);
     buf_free(&out);
     cgihdr_free(&h);
+}
+
+/* The block rendered for in: "" on a parse error. Static. */
+static const char *rendered(const char *in)
+{
+    static char res[512];
+    struct cgihdr h;
+    struct buf out;
+
+    res[0] = '\0';
+    buf_init(&out, sizeof res - 1);
+    cgihdr_init(&h);
+    if (cgihdr_feed(&h, in, strlen(in), NULL) == RL_OK && cgihdr_block(&h, NULL, &out) == RL_OK)
+        memcpy(res, out.ptr, out.len + 1);
+    cgihdr_free(&h);
+    buf_free(&out);
+    return res;
+}
+
+static void test_redirects(void)
+{
+    test_cond("local redirect with a query: no status line",
+              strcmp(rendered("Location: /a/b?c=d\n\n"), "Location: /a/b?c=d\r\n\r\n") == 0);
+    test_cond("local path with a Status: kept as given",
+              strcmp(rendered("Status: 301\nLocation: /a\n\n"),
+                     "Status: 301 Moved Permanently\r\nLocation: /a\r\n\r\n") == 0);
+    test_cond("absolute URL: 302",
+              strcmp(rendered("Location: http://h/a\n\n"),
+                     "Status: 302 Found\r\nLocation: http://h/a\r\n\r\n") == 0);
+    test_cond("network path: 302", strcmp(rendered("Location: //h/a\n\n"),
+                                          "Status: 302 Found\r\nLocation: //h/a\r\n\r\n") == 0);
+    test_cond("no Location: 200",
+              strcmp(rendered("X: /a\n\n"), "Status: 200 OK\r\nX: /a\r\n\r\n") == 0);
 }
 
 static void test_reasons(void)
@@ -316,6 +356,7 @@ int main(void)
     test_line_limits();
     test_block_limits();
     test_block();
+    test_redirects();
     test_reasons();
     return test_report();
 }
