@@ -17,7 +17,8 @@
  * the app to close the connection: exit 0 when it did, 5 when not (a peer
  * that stalls). -m: send a malformed params record (name and value lengths
  * of 2^31-1, whose sum overflows libfcgi's int: CVE-2025-23016) instead of
- * the params.
+ * the params. -z: send the whole request, then read nothing for 60 s (a
+ * peer that stops reading the answer); exit 0.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -206,12 +207,15 @@ int main(int argc, char **argv)
 {
     int role = 1, no_stdin = 0, cut_body = 0, opt, fd, in_open = 1, app_status = 0, bad = 0;
     long long hangup_after = -1, got = 0, stall_after = -1;
+    int deaf = 0;
     unsigned char begin[8] = {0, 1, 0, 0, 0, 0, 0, 0};
     unsigned char ibuf[65536 + 8];
     size_t ilen = 0;
 
-    while ((opt = getopt(argc, argv, "abnmc:s:")) != -1) {
-        if (opt == 'm')
+    while ((opt = getopt(argc, argv, "abnmzc:s:")) != -1) {
+        if (opt == 'z')
+            deaf = 1;
+        else if (opt == 'm')
             bad = 1;
         else if (opt == 's')
             stall_after = strtoll(optarg, NULL, 10);
@@ -244,6 +248,12 @@ int main(int argc, char **argv)
     }
     if (stall_after >= 0)
         return stall(fd, (size_t)stall_after);
+    if (deaf) {
+        record(REC_STDIN, NULL, 0);
+        write_all(fd, obuf, olen);
+        sleep(60);
+        return 0;
+    }
     if (no_stdin)
         in_open = 0;
     fcntl(fd, F_SETFL, O_NONBLOCK);

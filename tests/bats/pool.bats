@@ -163,3 +163,23 @@ authz() {
     assert_equal "$(status_of)" 200
     [ "$(grep -c "worker $w killed by signal 6 (libfcgi aborts on some malformed FastCGI records)" "$T/listen.log")" -eq 1 ]
 }
+
+@test "a peer that stops reading the answer is dropped at the script's deadline, and the script killed" {
+    export RATELIMIT_BACKEND_TIMEOUT=2
+    fcgi_start 1
+    local w
+    w=$(fcgi_pids)
+    # 50 MB of answer to a client that reads none of it: the worker blocks
+    # in write() until the deadline breaks it.
+    (env -i "${CGI_BASE[@]}" SCRIPT_FILENAME="$FIXTURES/cgi/big.sh" QUERY_STRING=50 \
+        "$RL_FCGI_CLIENT" -z "$FCGI_SOCK" </dev/null >/dev/null 2>&1) &
+    STALLERS+=($!)
+    sleep 0.5
+    authz "$FCGI_SOCK"
+    assert_success
+    assert_equal "$(status_of)" 200
+    # The same worker, and big.sh's group is gone (no child left).
+    assert_equal "$(fcgi_pids)" "$w"
+    [ -z "$(children_of "$w")" ]
+    fcgi_stop
+}
