@@ -37,6 +37,10 @@ static void set_timer(long long ms)
     if (ms > 0) {
         it.it_value.tv_sec = (time_t)(ms / 1000);
         it.it_value.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+        /* Past the deadline, again every 100 ms: a write that blocks
+         * after the first signal (the error answer, libfcgi's end of
+         * request to a peer that stopped reading) must fail as well. */
+        it.it_interval.tv_usec = 100 * 1000;
     }
     setitimer(ITIMER_REAL, &it, NULL);
 }

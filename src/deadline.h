@@ -8,8 +8,10 @@
  * time, so one timer per process is enough: deadline_arm() starts it
  * (setitimer, ITIMER_REAL), and when it fires, SIGALRM (installed without
  * SA_RESTART) makes the blocked read() or write() fail with EINTR, which
- * libfcgi turns into a stream error. Code that loops on EINTR must check
- * deadline_expired() and stop.
+ * libfcgi turns into a stream error. Past the deadline the signal comes
+ * again every 100 ms until deadline_disarm(), so that no later blocking
+ * write (an error answer, libfcgi's end of the request) can hang either.
+ * Code that loops on EINTR must check deadline_expired() and stop.
  */
 #ifndef RL_DEADLINE_H
 #define RL_DEADLINE_H
