@@ -227,24 +227,32 @@ static void shorten(const char *s, size_t len, char *out, size_t outsz)
     out[n] = '\0';
 }
 
+/* The length of val's "SCHEME://" (RFC 3986 3.1: letters, digits, '+',
+ * '-', '.'), or 0 when it has none: what comes before a "://" that does
+ * not follow a real scheme may be part of a password. */
+static size_t scheme_len(const char *val)
+{
+    size_t n = strspn(val, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+
+    return n > 0 && strncmp(val + n, "://", 3) == 0 ? n + 3 : 0;
+}
+
 /* A Redis URL as an error message may show it: whatever lies between the
  * scheme's "//" and the last '@' (the userinfo, where the password is)
  * becomes "***". Without an '@', a ':' after the "//" may still be a
- * password that lost its '@' (redis://:secret), and a value without "://"
- * is no URL at all (perhaps a pasted password): then nothing past the
- * scheme is shown. */
+ * password that lost its '@' (redis://:secret), and a value without a
+ * scheme is no URL at all (perhaps a pasted password): then nothing past
+ * the scheme is shown. */
 static void mask_url(const char *val, char *out, size_t outsz)
 {
-    const char *at = strrchr(val, '@'), *scheme = strstr(val, "://");
-    const char *start = scheme != NULL ? scheme + 3 : val;
+    size_t n = scheme_len(val);
+    const char *at = strrchr(val, '@'), *rest = val + n;
 
-    if (at != NULL && at < start)
-        start = val;
     if (at != NULL)
-        (void)snprintf(out, outsz, "%.*s%s@%s", (int)(start - val), val,
-                       start[0] == ':' ? ":***" : "***", at + 1);
-    else if (scheme == NULL || strchr(start, ':') != NULL)
-        (void)snprintf(out, outsz, "%.*s***", (int)(start - val), val);
+        (void)snprintf(out, outsz, "%.*s%s@%s", (int)n, val, rest[0] == ':' ? ":***" : "***",
+                       at + 1);
+    else if (n == 0 || strchr(rest, ':') != NULL)
+        (void)snprintf(out, outsz, "%.*s***", (int)n, val);
     else
         (void)snprintf(out, outsz, "%s", val); /* truncation is fine: shortened anyway */
 }
