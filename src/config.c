@@ -1312,6 +1312,7 @@ struct cache_slot {
 
 struct config_cache {
     struct rl_config *base;
+    char *const *origin; /* the envp given to config_cache_new (not read: compared only) */
     unsigned char ignored_said[NVARS]; /* 1: "request parameter X ignored" logged */
     int none_said;                     /* 1: "RATELIMIT_OVERRIDES=none" logged */
     char **env; /* owned copies of the process RATELIMIT_* entries, NULL-terminated */
@@ -1341,6 +1342,7 @@ struct config_cache *config_cache_new(char *const *envp, struct rl_err *err)
     struct config_cache *cc = xcalloc(1, sizeof(*cc));
 
     buf_init(&cc->key, CACHE_KEY_MAX);
+    cc->origin = envp;
     copy_env(cc, envp);
     cc->base = config_parse(cc->env, err);
     if (cc->base == NULL) {
@@ -1373,23 +1375,39 @@ const struct rl_config *config_cache_base(const struct config_cache *cc)
     return cc->base;
 }
 
+/* 1 when p is, byte for byte, an entry of the process environment. */
+static int in_process_env(const struct config_cache *cc, const char *p)
+{
+    size_t i;
+
+    for (i = 0; i < cc->nenv; i++) {
+        if (strcmp(cc->env[i], p) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* 1 when the request parameter p (RATELIMIT_*) may override the process
  * environment; else it is to be ignored, and the first time this worker
- * sees such a name it says so (by name only: the value may be a secret). */
+ * sees such a name it says so (by name only: the value may be a secret).
+ * A parameter that repeats the process's own entry changes nothing and is
+ * ignored without a word. */
 static int param_may_override(struct config_cache *cc, const char *p)
 {
-    const struct cfg_var *v;
+    const struct cfg_var *v = var_find(p, name_len(p));
+    int none = cc->base->overrides == RL_OVERRIDES_NONE;
 
-    if (cc->base->overrides == RL_OVERRIDES_NONE) {
+    if (!none && (v == NULL || !(v->flags & F_BOUNDARY)))
+        return 1; /* policy, or unknown: config_warn_unknown names it */
+    if (in_process_env(cc, p))
+        return 0;
+    if (none) {
         if (!cc->none_said)
             rl_log(RL_LOG_WARN, "request parameters RATELIMIT_* ignored: RATELIMIT_OVERRIDES=none "
                                 "in the process environment");
         cc->none_said = 1;
         return 0;
     }
-    v = var_find(p, name_len(p));
-    if (v == NULL || !(v->flags & F_BOUNDARY))
-        return 1; /* policy, or unknown: config_warn_unknown names it */
     if (!cc->ignored_said[v - cfg_vars])
         rl_log(RL_LOG_WARN,
                "request parameter %s ignored: it is set by the process environment only", v->name);
@@ -1472,6 +1490,9 @@ const struct rl_config *config_for_request(struct config_cache *cc, char *const 
     struct cache_slot *s;
     size_t n;
 
+    /* Plain CGI: the params are the very environment of the base. */
+    if (params == cc->origin)
+        return cc->base;
     if (build_key(cc, params, &n, err) != RL_OK)
         return NULL;
     if (n == 0)
