@@ -134,12 +134,14 @@ static const struct cfg_enum body_names[] = {
 #define CUSTOM_VAR(n, d, fn, sec, fl)       {n, T_CUSTOM, NOWHERE, d, 0, 0, NULL, fn, sec, fl}
 /* clang-format on */
 
-#define B F_BOUNDARY
+#define B F_BOUNDARY /* in the table's last column: the process's alone */
 #define KIB 1024LL
 #define GIB (KIB * KIB * KIB)
 
 /* The table. Order matters once: the password comes after the URL so
- * that RATELIMIT_REDIS_PASSWORD wins over a password in the URL. */
+ * that RATELIMIT_REDIS_PASSWORD wins over a password in the URL. The last
+ * column says which variables are boundaries (B) and which are the limit
+ * policy (0 or F_RULE) that a request parameter may override. */
 static const struct cfg_var cfg_vars[] = {
     CUSTOM_VAR("RATELIMIT_REDIS_URL", "redis://127.0.0.1:6379/0", set_redis_url, S_URL, B),
     CUSTOM_VAR("RATELIMIT_REDIS_PASSWORD", NULL, set_redis_password, S_ALL, B),

@@ -40,7 +40,7 @@ static int drop_log(void *ctx, const char *line, int len)
 static void check_config(const struct rl_config *cfg)
 {
     char summary[1024];
-    const char *pw;
+    const char *pw, *shown;
     size_t i;
 
     if (cfg->nrules < 1 || cfg->nrules > RL_MAX_RULES)
@@ -64,10 +64,14 @@ static void check_config(const struct rl_config *cfg)
     if (cfg->redis.display == NULL)
         abort();
     /* The password never shows in the display form of the URL (unless it
-     * is also part of the host or path, which the display must show). */
+     * is also part of the host or path, which the display must show; the
+     * user name before the '@' may be anything). */
     pw = cfg->redis.password;
+    shown = cfg->redis.display;
+    if (cfg->redis.user != NULL && (shown = strchr(shown, '@')) == NULL)
+        abort(); /* the user name is shown, percent-encoded, before an '@' */
     if (pw != NULL && strlen(pw) >= 6 && strspn(pw, "0123456789") != strlen(pw) &&
-        strstr(cfg->redis.display, pw) != NULL &&
+        strstr(shown, pw) != NULL &&
         (cfg->redis.host == NULL || strstr(cfg->redis.host, pw) == NULL) &&
         (cfg->redis.path == NULL || strstr(cfg->redis.path, pw) == NULL))
         abort();
