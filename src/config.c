@@ -37,6 +37,7 @@
 #define URL_MAX 1024
 #define HOST_MAX 253 /* longest DNS name */
 #define PASSWORD_MAX 1024
+#define USER_MAX 256
 #define PATH_LEN_MAX 4096
 #define DB_MAX 1000000
 #define SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
@@ -50,12 +51,18 @@ struct cfg_enum {
     int value;
 };
 
-enum cfg_type { T_INT, T_LL, T_DURATION, T_ENUM, T_PATH, T_CIDR, T_CUSTOM };
+enum cfg_type { T_INT, T_LL, T_DURATION, T_SIZE, T_ENUM, T_PATH, T_CIDR, T_CUSTOM };
 enum cfg_where { W_CFG, W_RULE, W_BUILD };
 enum cfg_secret { S_NONE, S_ALL, S_URL };
 
 /* A variable flagged F_RULE is replaced by RATELIMIT_RULES. */
 #define F_RULE 1
+/* F_BOUNDARY: a boundary of the process (where Redis is, what may run,
+ * who is trusted), set by the process environment only. A request
+ * parameter of that name is ignored, never parsed: a FastCGI peer or an
+ * .htaccess author must not re-point Redis or widen the script root.
+ * Variables without it are the limit policy, which a request may override. */
+#define F_BOUNDARY 2
 
 /* Parsing state: the config being built plus the single rule that the
  * LIMIT/WINDOW/... variables describe until RULES decides. */
@@ -75,15 +82,15 @@ struct cfg_var {
     enum cfg_where where; /* which struct offset points into */
     size_t offset;
     const char *def;              /* default text; NULL: unset */
-    long long min, max;           /* T_INT, T_LL, T_DURATION (ms) */
+    long long min, max;           /* T_INT, T_LL, T_DURATION (ms), T_SIZE (bytes) */
     const struct cfg_enum *enums; /* T_ENUM, terminated by a NULL name */
     cfg_setter *set;              /* T_CUSTOM */
     int secret;                   /* enum cfg_secret: how the value is shown */
-    int flags;
+    int flags;                    /* F_RULE, F_BOUNDARY */
 };
 
-static cfg_setter set_redis_url, set_redis_password, set_algorithm, set_key, set_name, set_rules,
-    set_prefix;
+static cfg_setter set_redis_url, set_redis_password, set_sentinel_password, set_algorithm, set_key,
+    set_name, set_rules, set_prefix, set_near_limit;
 
 static const struct cfg_enum missing_names[] = {
     {"ip", RL_MISSING_IP}, {"skip", RL_MISSING_SKIP}, {NULL, 0}};
@@ -109,51 +116,71 @@ static const struct cfg_enum log_names[] = {{"error", RL_LOG_ERROR},
                                             {"info", RL_LOG_INFO},
                                             {"debug", RL_LOG_DEBUG},
                                             {NULL, 0}};
+static const struct cfg_enum overrides_names[] = {
+    {"policy", RL_OVERRIDES_POLICY}, {"none", RL_OVERRIDES_NONE}, {NULL, 0}};
+static const struct cfg_enum body_names[] = {
+    {"json", RL_BODY_JSON}, {"problem", RL_BODY_PROBLEM}, {NULL, 0}};
 
 #define CFG(f) W_CFG, offsetof(struct rl_config, f)
 #define RULE(f) W_RULE, offsetof(struct rl_rule, f)
 #define BUILD(f) W_BUILD, offsetof(struct cfg_build, f)
 #define NOWHERE W_BUILD, 0
 
-/* One macro per kind of variable, one line each. */
+/* One macro per kind of variable, one line each; fl: F_RULE, F_BOUNDARY. */
 /* clang-format off */
 #define INT_VAR(n, t, where, d, lo, hi, fl) {n, t, where, d, lo, hi, NULL, NULL, S_NONE, fl}
-#define ENUM_VAR(n, where, d, e)            {n, T_ENUM, where, d, 0, 0, e, NULL, S_NONE, 0}
-#define PLAIN_VAR(n, t, where)              {n, t, where, NULL, 0, 0, NULL, NULL, S_NONE, 0}
+#define ENUM_VAR(n, where, d, e, fl)        {n, T_ENUM, where, d, 0, 0, e, NULL, S_NONE, fl}
+#define PLAIN_VAR(n, t, where, d, fl)       {n, t, where, d, 0, 0, NULL, NULL, S_NONE, fl}
 #define CUSTOM_VAR(n, d, fn, sec, fl)       {n, T_CUSTOM, NOWHERE, d, 0, 0, NULL, fn, sec, fl}
 /* clang-format on */
 
+#define B F_BOUNDARY /* in the table's last column: the process's alone */
+#define KIB 1024LL
+#define GIB (KIB * KIB * KIB)
+
 /* The table. Order matters once: the password comes after the URL so
- * that RATELIMIT_REDIS_PASSWORD wins over a password in the URL. */
+ * that RATELIMIT_REDIS_PASSWORD wins over a password in the URL. The last
+ * column says which variables are boundaries (B) and which are the limit
+ * policy (0 or F_RULE) that a request parameter may override. */
 static const struct cfg_var cfg_vars[] = {
-    CUSTOM_VAR("RATELIMIT_REDIS_URL", "redis://127.0.0.1:6379/0", set_redis_url, S_URL, 0),
-    CUSTOM_VAR("RATELIMIT_REDIS_PASSWORD", NULL, set_redis_password, S_ALL, 0),
-    INT_VAR("RATELIMIT_REDIS_TIMEOUT_MS", T_INT, CFG(redis_timeout_ms), "100", 1, 60000, 0),
+    CUSTOM_VAR("RATELIMIT_REDIS_URL", "redis://127.0.0.1:6379/0", set_redis_url, S_URL, B),
+    CUSTOM_VAR("RATELIMIT_REDIS_PASSWORD", NULL, set_redis_password, S_ALL, B),
+    CUSTOM_VAR("RATELIMIT_SENTINEL_PASSWORD", NULL, set_sentinel_password, S_ALL, B),
+    INT_VAR("RATELIMIT_REDIS_TIMEOUT_MS", T_INT, CFG(redis_timeout_ms), "100", 1, 60000, B),
     INT_VAR("RATELIMIT_LIMIT", T_LL, RULE(limit), "60", 1, LIMIT_MAX, F_RULE),
     INT_VAR("RATELIMIT_WINDOW", T_DURATION, RULE(window_ms), "60", 1, 365 * DAY_MS, F_RULE),
     CUSTOM_VAR("RATELIMIT_ALGORITHM", "fixed-window", set_algorithm, S_NONE, F_RULE),
     INT_VAR("RATELIMIT_BURST", T_LL, BUILD(burst), NULL, 1, LIMIT_MAX, F_RULE),
     CUSTOM_VAR("RATELIMIT_KEY", "ip", set_key, S_NONE, F_RULE),
-    ENUM_VAR("RATELIMIT_KEY_MISSING", CFG(key_missing), "ip", missing_names),
+    ENUM_VAR("RATELIMIT_KEY_MISSING", CFG(key_missing), "ip", missing_names, 0),
     CUSTOM_VAR("RATELIMIT_NAME", "default", set_name, S_NONE, F_RULE),
     CUSTOM_VAR("RATELIMIT_RULES", NULL, set_rules, S_NONE, 0),
-    CUSTOM_VAR("RATELIMIT_PREFIX", "ratelimit:", set_prefix, S_NONE, 0),
-    ENUM_VAR("RATELIMIT_STORE", CFG(store), "keys", store_names),
-    ENUM_VAR("RATELIMIT_STATUS", CFG(status), "429", status_names),
-    ENUM_VAR("RATELIMIT_FAIL", CFG(fail), "open", fail_names),
-    PLAIN_VAR("RATELIMIT_TRUSTED_PROXIES", T_CIDR, CFG(trusted_proxies)),
+    CUSTOM_VAR("RATELIMIT_PREFIX", "ratelimit:", set_prefix, S_NONE, B),
+    ENUM_VAR("RATELIMIT_STORE", CFG(store), "keys", store_names, B),
+    ENUM_VAR("RATELIMIT_STATUS", CFG(status), "429", status_names, 0),
+    ENUM_VAR("RATELIMIT_FAIL", CFG(fail), "open", fail_names, 0),
+    PLAIN_VAR("RATELIMIT_TRUSTED_PROXIES", T_CIDR, CFG(trusted_proxies), NULL, B),
     INT_VAR("RATELIMIT_IPV6_PREFIX", T_INT, CFG(ipv6_prefix), "64", 1, 128, 0),
-    PLAIN_VAR("RATELIMIT_ALLOW", T_CIDR, CFG(allow)),
-    PLAIN_VAR("RATELIMIT_DENY", T_CIDR, CFG(deny)),
-    ENUM_VAR("RATELIMIT_DRY_RUN", CFG(dry_run), "0", bool_names),
-    ENUM_VAR("RATELIMIT_HEADERS", CFG(headers), "all", header_names),
-    PLAIN_VAR("RATELIMIT_BACKEND", T_PATH, CFG(backend)),
-    PLAIN_VAR("RATELIMIT_SCRIPT_ROOT", T_PATH, CFG(script_root)),
+    PLAIN_VAR("RATELIMIT_ALLOW", T_CIDR, CFG(allow), NULL, 0),
+    PLAIN_VAR("RATELIMIT_DENY", T_CIDR, CFG(deny), NULL, 0),
+    ENUM_VAR("RATELIMIT_DRY_RUN", CFG(dry_run), "0", bool_names, 0),
+    ENUM_VAR("RATELIMIT_HEADERS", CFG(headers), "all", header_names, 0),
+    PLAIN_VAR("RATELIMIT_BACKEND", T_PATH, CFG(backend), NULL, B),
+    PLAIN_VAR("RATELIMIT_SCRIPT_ROOT", T_PATH, CFG(script_root), NULL, B),
     INT_VAR("RATELIMIT_BACKEND_TIMEOUT", T_DURATION, CFG(backend_timeout_ms), "30", 1000, DAY_MS,
             0),
-    ENUM_VAR("RATELIMIT_MODE", CFG(mode), "auto", mode_names),
-    ENUM_VAR("RATELIMIT_LOG", CFG(log_level), "warn", log_names),
+    ENUM_VAR("RATELIMIT_MODE", CFG(mode), "auto", mode_names, B),
+    ENUM_VAR("RATELIMIT_LOG", CFG(log_level), "warn", log_names, 0),
+    ENUM_VAR("RATELIMIT_OVERRIDES", CFG(overrides), "policy", overrides_names, B),
+    /* 0 refuses every request body; 1g is Apache's LimitRequestBody default. */
+    INT_VAR("RATELIMIT_MAX_BODY", T_SIZE, CFG(max_body), "1g", 0, 64 * GIB, B),
+    ENUM_VAR("RATELIMIT_BODY", CFG(body), "json", body_names, 0),
+    CUSTOM_VAR("RATELIMIT_NEAR_LIMIT", "0.8", set_near_limit, S_NONE, 0),
+    PLAIN_VAR("RATELIMIT_METRICS_PATH", T_PATH, CFG(metrics_path), NULL, B),
+    PLAIN_VAR("RATELIMIT_METRICS_ALLOW", T_CIDR, CFG(metrics_allow), "127.0.0.0/8 ::1/128", B),
 };
+
+#undef B
 
 #define NVARS (sizeof(cfg_vars) / sizeof(cfg_vars[0]))
 
@@ -202,19 +229,34 @@ static void shorten(const char *s, size_t len, char *out, size_t outsz)
     out[n] = '\0';
 }
 
-/* A Redis URL with its userinfo (everything before the last '@', where the
- * password is) replaced by "***"; ":***" keeps the redis://:pw@ shape. */
+/* The length of val's "SCHEME://" (RFC 3986 3.1: letters, digits, '+',
+ * '-', '.'), or 0 when it has none: what comes before a "://" that does
+ * not follow a real scheme may be part of a password. */
+static size_t scheme_len(const char *val)
+{
+    size_t n = strspn(val, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+
+    return n > 0 && strncmp(val + n, "://", 3) == 0 ? n + 3 : 0;
+}
+
+/* A Redis URL as an error message may show it: whatever lies between the
+ * scheme's "//" and the last '@' (the userinfo, where the password is)
+ * becomes "***". Without an '@', a ':' after the "//" may still be a
+ * password that lost its '@' (redis://:secret), and a value without a
+ * scheme is no URL at all (perhaps a pasted password): then nothing past
+ * the scheme is shown. */
 static void mask_url(const char *val, char *out, size_t outsz)
 {
-    const char *at = strrchr(val, '@'), *scheme = strstr(val, "://"), *start;
+    size_t n = scheme_len(val);
+    const char *at = strrchr(val, '@'), *rest = val + n;
 
-    if (at == NULL) {
+    if (at != NULL)
+        (void)snprintf(out, outsz, "%.*s%s@%s", (int)n, val, rest[0] == ':' ? ":***" : "***",
+                       at + 1);
+    else if (n == 0 || strchr(rest, ':') != NULL)
+        (void)snprintf(out, outsz, "%.*s***", (int)n, val);
+    else
         (void)snprintf(out, outsz, "%s", val); /* truncation is fine: shortened anyway */
-        return;
-    }
-    start = scheme != NULL && scheme < at ? scheme + 3 : val;
-    (void)snprintf(out, outsz, "%.*s%s@%s", (int)(start - val), val,
-                   start[0] == ':' ? ":***" : "***", at + 1);
 }
 
 /* "NAME: invalid value 'VALUE': WHY", VALUE masked and shortened. */
@@ -340,6 +382,48 @@ static void fmt_duration(long long ms, size_t first, char *out, size_t outsz)
         }
     }
     (void)snprintf(out, outsz, "%lldms", ms);
+}
+
+/* A byte count: "1048576", or with a 1024-based unit "512k", "10m", "1g"
+ * (either case), within [min, max]. RL_OK or RL_ERR. */
+static int parse_size(const char *s, long long min, long long max, long long *out)
+{
+    size_t len = strlen(s), digits = 0;
+    long long n, mult = 1;
+
+    while (digits < len && s[digits] >= '0' && s[digits] <= '9')
+        digits++;
+    if (digits == 0 || len - digits > 1)
+        return RL_ERR;
+    if (len - digits == 1) {
+        const char *u = strchr("kKmMgG", s[digits]);
+
+        if (u == NULL)
+            return RL_ERR;
+        mult = 1LL << (10 * (1 + (u - "kKmMgG") / 2));
+    }
+    if (parse_ll(s, digits, 0, LLONG_MAX, &n) != RL_OK || n > max / mult)
+        return RL_ERR; /* checked before multiplying: no overflow */
+    n *= mult;
+    if (n < min)
+        return RL_ERR;
+    *out = n;
+    return RL_OK;
+}
+
+/* Bytes as text with the largest 1024-based unit that divides them. */
+static void fmt_size(long long n, char *out, size_t outsz)
+{
+    const char *units = "gmk";
+    int shift;
+
+    for (shift = 30; shift >= 10 && n > 0; shift -= 10, units++) {
+        if (n % (1LL << shift) == 0) {
+            (void)snprintf(out, outsz, "%lld%c", n >> shift, *units);
+            return;
+        }
+    }
+    (void)snprintf(out, outsz, "%lld", n);
 }
 
 /* ------------------------------------------------------------ rules: keys and names */
@@ -616,16 +700,43 @@ int config_parse_rules(const char *s, struct rl_rule *rules, size_t *n, struct r
 
 /* ------------------------------------------------------------ Redis URL */
 
+/* s percent-encoded into out (RFC 3986: unreserved characters as they
+ * are), cut at outsz: a user name as the display shows it. */
+static void pct_encode(const char *s, char *out, size_t outsz)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+
+    for (; *s != '\0' && o + 4 <= outsz; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if (is_alnum((char)c) || strchr("-._~", c) != NULL) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+}
+
+/* The target as logs show it: the user name, never the password. */
 static void set_display(struct rl_redis_target *t)
 {
-    char d[HOST_MAX + 64];
+    char d[USER_MAX * 3 + HOST_MAX + 64], user[USER_MAX * 3 + 2];
 
+    user[0] = '\0';
+    if (t->user != NULL) {
+        pct_encode(t->user, user, sizeof(user) - 1);
+        memcpy(user + strlen(user), "@", 2);
+    }
     if (t->path != NULL)
         (void)snprintf(d, sizeof(d), "unix://%s?db=%d", t->path, t->db);
     else
         (void)snprintf(d, sizeof(d),
-                       strchr(t->host, ':') ? "redis://[%s]:%d/%d" : "redis://%s:%d/%d", t->host,
-                       t->port, t->db);
+                       strchr(t->host, ':') ? "redis://%s[%s]:%d/%d" : "redis://%s%s:%d/%d", user,
+                       t->host, t->port, t->db);
     t->display = xstrdup(d); /* sizes are bounded: no truncation */
 }
 
@@ -706,23 +817,78 @@ static int parse_url_port_db(struct rl_redis_target *t, const char *s, const cha
     return RL_OK;
 }
 
-/* redis://[[user]:password@]host[:port][/db]; s points after "redis://".
- * The user ends at the first ':' (ACL user names have none), the password
- * is taken literally up to the last '@' (hosts have none). */
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* s[0..n) percent-decoded (RFC 3986 2.1) into a new string (caller owns),
+ * or NULL when an escape is malformed or decodes to NUL, or the result is
+ * longer than max. */
+static char *pct_decode(const char *s, size_t n, size_t max)
+{
+    char *out = xmalloc(n + 1);
+    size_t i, o = 0;
+
+    for (i = 0; i < n; i++) {
+        int hi, lo;
+
+        if (s[i] != '%') {
+            out[o++] = s[i];
+            continue;
+        }
+        if (i + 2 >= n)
+            goto bad; /* "%" or "%X" at the end */
+        hi = hex_digit(s[i + 1]);
+        lo = hex_digit(s[i + 2]);
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+            goto bad;
+        out[o++] = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    out[o] = '\0';
+    if (o <= max)
+        return out;
+bad:
+    free(out);
+    return NULL;
+}
+
+/* "[USER]:PASSWORD" (userinfo, s[0..n)) into t->user and t->password,
+ * both percent-decoded; an empty user is the default user. */
+static int parse_userinfo(struct rl_redis_target *t, const char *s, size_t n, const char **why)
+{
+    const char *colon = memchr(s, ':', n);
+    size_t ulen;
+
+    *why = "expected [USER]:PASSWORD@ before the host";
+    if (colon == NULL)
+        return RL_ERR;
+    ulen = (size_t)(colon - s);
+    *why = "invalid %-escape, or too long, in the user name or password before '@'";
+    if (ulen > 0 && (t->user = pct_decode(s, ulen, USER_MAX)) == NULL)
+        return RL_ERR;
+    if (n > ulen + 1 && (t->password = pct_decode(colon + 1, n - ulen - 1, PASSWORD_MAX)) == NULL)
+        return RL_ERR;
+    return RL_OK;
+}
+
+/* redis://[[USER]:PASSWORD@]host[:port][/db]; s points after "redis://".
+ * The userinfo runs to the last '@' (a host has none), so an unencoded '@'
+ * in a password still works. */
 static int parse_tcp_url(struct rl_redis_target *t, const char *s, const char **why)
 {
     const char *at = strrchr(s, '@');
 
     if (at != NULL) {
-        const char *colon = memchr(s, ':', (size_t)(at - s));
-
-        *why = "expected redis://[user]:password@host";
-        if (colon == NULL)
+        if (parse_userinfo(t, s, (size_t)(at - s), why) != RL_OK)
             return RL_ERR;
-        if (colon > s)
-            t->user = xstrndup(s, (size_t)(colon - s));
-        if (at > colon + 1)
-            t->password = xstrndup(colon + 1, (size_t)(at - colon - 1));
         s = at + 1;
     }
     if (parse_url_host(t, s, &s, why) != RL_OK)
@@ -735,7 +901,8 @@ static int set_redis_url(struct cfg_build *b, const char *val, const char **why)
     struct rl_redis_target *t = &b->cfg->redis;
     int rc;
 
-    *why = "expected redis://[:password@]host[:port][/db] or unix:///path/redis.sock[?db=N]";
+    *why = "expected redis://[[USER]:PASSWORD@]host[:port][/db] or "
+           "unix:///path/redis.sock[?db=N]";
     if (strlen(val) > URL_MAX)
         return RL_ERR;
     if (starts_with_ci(val, "unix://"))
@@ -756,6 +923,16 @@ static int set_redis_password(struct cfg_build *b, const char *val, const char *
         return RL_ERR;
     free(b->cfg->redis.password);
     b->cfg->redis.password = xstrdup(val);
+    return RL_OK;
+}
+
+static int set_sentinel_password(struct cfg_build *b, const char *val, const char **why)
+{
+    *why = "expected at most 1024 bytes";
+    if (strlen(val) > PASSWORD_MAX)
+        return RL_ERR;
+    free(b->cfg->redis.sentinel_password);
+    b->cfg->redis.sentinel_password = xstrdup(val);
     return RL_OK;
 }
 
@@ -806,6 +983,31 @@ static int set_prefix(struct cfg_build *b, const char *val, const char **why)
     return RL_OK;
 }
 
+/* A fraction 0 < f <= 1 written "0.8", "1", ".75" or "1.0": digits, at
+ * most 6 after the point, no exponent (strtod would take "1e-3", "nan"
+ * and the locale's decimal point). */
+static int set_near_limit(struct cfg_build *b, const char *val, const char **why)
+{
+    const char *dot = strchr(val, '.');
+    size_t ilen = dot != NULL ? (size_t)(dot - val) : strlen(val);
+    size_t flen = dot != NULL ? strlen(dot + 1) : 0, i;
+    long long whole = 0, frac = 0, scale = 1;
+
+    *why = "expected a fraction 0 < f <= 1 with at most 6 decimals, e.g. 0.8";
+    if (ilen + flen == 0 || (dot != NULL && flen == 0) || ilen > 6 || flen > 6 ||
+        strspn(val, "0123456789") != ilen || (dot != NULL && strspn(dot + 1, "0123456789") != flen))
+        return RL_ERR;
+    if ((ilen > 0 && parse_ll(val, ilen, 0, 1, &whole) != RL_OK) ||
+        (flen > 0 && parse_ll(dot + 1, flen, 0, 999999, &frac) != RL_OK))
+        return RL_ERR;
+    for (i = 0; i < flen; i++)
+        scale *= 10;
+    if ((whole == 0 && frac == 0) || (whole == 1 && frac != 0))
+        return RL_ERR;
+    b->cfg->near_limit = (double)whole + (double)frac / (double)scale;
+    return RL_OK;
+}
+
 /* ------------------------------------------------------------ the table walk */
 
 static void *var_target(struct cfg_build *b, const struct cfg_var *v)
@@ -822,6 +1024,7 @@ static int apply_number(struct cfg_build *b, const struct cfg_var *v, const char
 {
     long long n;
     char lo[32], hi[32];
+    int rc;
 
     if (v->type == T_DURATION) {
         fmt_duration(v->min, 0, lo, sizeof(lo));
@@ -830,13 +1033,19 @@ static int apply_number(struct cfg_build *b, const struct cfg_var *v, const char
                        "expected a duration %s..%s (seconds, or with a unit: 500ms, 30s, 1m, "
                        "1h, 1d)",
                        lo, hi);
-        if (config_parse_duration(val, v->min, v->max, &n) != RL_OK)
-            return *why = b->why, RL_ERR;
+        rc = config_parse_duration(val, v->min, v->max, &n);
+    } else if (v->type == T_SIZE) {
+        fmt_size(v->min, lo, sizeof(lo));
+        fmt_size(v->max, hi, sizeof(hi));
+        (void)snprintf(b->why, sizeof(b->why),
+                       "expected a size %s..%s (bytes, or with a unit: 512k, 10m, 1g)", lo, hi);
+        rc = parse_size(val, v->min, v->max, &n);
     } else {
         (void)snprintf(b->why, sizeof(b->why), "expected an integer %lld..%lld", v->min, v->max);
-        if (parse_ll(val, strlen(val), v->min, v->max, &n) != RL_OK)
-            return *why = b->why, RL_ERR;
+        rc = parse_ll(val, strlen(val), v->min, v->max, &n);
     }
+    if (rc != RL_OK)
+        return *why = b->why, RL_ERR;
     if (v->type == T_INT)
         *(int *)var_target(b, v) = (int)n;
     else
@@ -854,6 +1063,7 @@ static int apply_var(struct cfg_build *b, const struct cfg_var *v, const char *v
     case T_INT:
     case T_LL:
     case T_DURATION:
+    case T_SIZE:
         return apply_number(b, v, val, why);
     case T_ENUM:
         enum_expect(v->enums, b->why, sizeof(b->why));
@@ -905,6 +1115,12 @@ static int finish(struct cfg_build *b, struct rl_err *err)
 {
     struct rl_config *cfg = b->cfg;
 
+    if (cfg->redis.user != NULL && cfg->redis.password == NULL) {
+        rl_err_set(err, RL_E_CONFIG,
+                   "RATELIMIT_REDIS_URL: a user name needs a password (redis://USER:PASSWORD@host "
+                   "or RATELIMIT_REDIS_PASSWORD)");
+        return RL_ERR;
+    }
     if (b->rules != NULL) {
         if (config_parse_rules(b->rules, cfg->rules, &cfg->nrules, err) != RL_OK)
             return RL_ERR;
@@ -974,11 +1190,14 @@ void config_free(struct rl_config *cfg)
     free(cfg->redis.user);
     free(cfg->redis.password);
     free(cfg->redis.display);
+    free(cfg->redis.sentinel_password);
     cidr_list_free(&cfg->trusted_proxies);
     cidr_list_free(&cfg->allow);
     cidr_list_free(&cfg->deny);
     free(cfg->backend);
     free(cfg->script_root);
+    free(cfg->metrics_path);
+    cidr_list_free(&cfg->metrics_allow);
     free(cfg);
 }
 
@@ -1095,6 +1314,9 @@ struct cache_slot {
 
 struct config_cache {
     struct rl_config *base;
+    char *const *origin; /* the envp given to config_cache_new (not read: compared only) */
+    unsigned char ignored_said[NVARS]; /* 1: "request parameter X ignored" logged */
+    int none_said;                     /* 1: "RATELIMIT_OVERRIDES=none" logged */
     char **env; /* owned copies of the process RATELIMIT_* entries, NULL-terminated */
     size_t nenv;
     struct buf key; /* scratch for the current request's key; memory reused */
@@ -1122,6 +1344,7 @@ struct config_cache *config_cache_new(char *const *envp, struct rl_err *err)
     struct config_cache *cc = xcalloc(1, sizeof(*cc));
 
     buf_init(&cc->key, CACHE_KEY_MAX);
+    cc->origin = envp;
     copy_env(cc, envp);
     cc->base = config_parse(cc->env, err);
     if (cc->base == NULL) {
@@ -1154,9 +1377,49 @@ const struct rl_config *config_cache_base(const struct config_cache *cc)
     return cc->base;
 }
 
-/* The request's RATELIMIT_* params as "NAME=VALUE\0..." into cc->key and
- * their count into *n. The scan is the hot path: one byte compared per
- * param that cannot be ours. */
+/* 1 when p is, byte for byte, an entry of the process environment. */
+static int in_process_env(const struct config_cache *cc, const char *p)
+{
+    size_t i;
+
+    for (i = 0; i < cc->nenv; i++) {
+        if (strcmp(cc->env[i], p) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* 1 when the request parameter p (RATELIMIT_*) may override the process
+ * environment; else it is to be ignored, and the first time this worker
+ * sees such a name it says so (by name only: the value may be a secret).
+ * A parameter that repeats the process's own entry changes nothing and is
+ * ignored without a word. */
+static int param_may_override(struct config_cache *cc, const char *p)
+{
+    const struct cfg_var *v = var_find(p, name_len(p));
+    int none = cc->base->overrides == RL_OVERRIDES_NONE;
+
+    if (!none && (v == NULL || !(v->flags & F_BOUNDARY)))
+        return 1; /* policy, or unknown: config_warn_unknown names it */
+    if (in_process_env(cc, p))
+        return 0;
+    if (none) {
+        if (!cc->none_said)
+            rl_log(RL_LOG_WARN, "request parameters RATELIMIT_* ignored: RATELIMIT_OVERRIDES=none "
+                                "in the process environment");
+        cc->none_said = 1;
+        return 0;
+    }
+    if (!cc->ignored_said[v - cfg_vars])
+        rl_log(RL_LOG_WARN,
+               "request parameter %s ignored: it is set by the process environment only", v->name);
+    cc->ignored_said[v - cfg_vars] = 1;
+    return 0;
+}
+
+/* The request's RATELIMIT_* params that may override, as "NAME=VALUE\0..."
+ * into cc->key and their count into *n. The scan is the hot path: one
+ * byte compared per param that cannot be ours. */
 static int build_key(struct config_cache *cc, char *const *params, size_t *n, struct rl_err *err)
 {
     size_t i;
@@ -1167,6 +1430,8 @@ static int build_key(struct config_cache *cc, char *const *params, size_t *n, st
         const char *p = params[i];
 
         if (p[0] != 'R' || strncmp(p, ENV_PREFIX, ENV_PREFIX_LEN) != 0)
+            continue;
+        if (!param_may_override(cc, p))
             continue;
         if (buf_append(&cc->key, p, strlen(p) + 1) != RL_OK) {
             rl_err_set(err, RL_E_CONFIG, "RATELIMIT_* request parameters exceed %d bytes",
@@ -1191,14 +1456,14 @@ static struct cache_slot *cache_find(struct config_cache *cc)
     return NULL;
 }
 
-/* Parse base environment + the n overrides in params into the least
- * recently used slot. The parse copies everything it keeps, so no pointer
- * into params survives this call. */
-static struct cache_slot *cache_fill(struct config_cache *cc, char *const *params, size_t n)
+/* Parse base environment + the n overrides of cc->key (the params that
+ * build_key kept, and only those) into the least recently used slot. The
+ * parse copies everything it keeps, so no pointer into the key survives. */
+static struct cache_slot *cache_fill(struct config_cache *cc, size_t n)
 {
     struct cache_slot *s = &cc->slot[0];
     char **merged = xcalloc(cc->nenv + n + 1, sizeof(*merged));
-    size_t i, m = 0;
+    size_t i, m = 0, off;
 
     for (i = 1; i < CACHE_SLOTS; i++) {
         if (cc->slot[i].used < s->used)
@@ -1206,20 +1471,18 @@ static struct cache_slot *cache_fill(struct config_cache *cc, char *const *param
     }
     free(s->key);
     config_free(s->cfg);
-    for (i = 0; i < cc->nenv; i++)
-        merged[m++] = cc->env[i];
-    for (i = 0; params[i] != NULL; i++) {
-        if (strncmp(params[i], ENV_PREFIX, ENV_PREFIX_LEN) == 0)
-            merged[m++] = params[i];
-    }
-    rl_err_clear(&s->err);
-    s->cfg = config_parse(merged, &s->err);
-    free(merged);
-    /* Once per distinct set, not per request: a typo in a SetEnv. */
-    config_warn_unknown(params);
     s->keylen = cc->key.len;
     s->key = xmalloc(s->keylen);
     memcpy(s->key, cc->key.ptr, s->keylen);
+    for (i = 0; i < cc->nenv; i++)
+        merged[m++] = cc->env[i];
+    for (off = 0; off < s->keylen; off += strlen(s->key + off) + 1)
+        merged[m++] = s->key + off;
+    rl_err_clear(&s->err);
+    s->cfg = config_parse(merged, &s->err);
+    /* Once per distinct set, not per request: a typo in a SetEnv. */
+    config_warn_unknown(merged + cc->nenv);
+    free(merged);
     return s;
 }
 
@@ -1229,13 +1492,16 @@ const struct rl_config *config_for_request(struct config_cache *cc, char *const 
     struct cache_slot *s;
     size_t n;
 
+    /* Plain CGI: the params are the very environment of the base. */
+    if (params == cc->origin)
+        return cc->base;
     if (build_key(cc, params, &n, err) != RL_OK)
         return NULL;
     if (n == 0)
         return cc->base;
     s = cache_find(cc);
     if (s == NULL)
-        s = cache_fill(cc, params, n);
+        s = cache_fill(cc, n);
     s->used = ++cc->clock;
     if (s->cfg == NULL && err != NULL)
         *err = s->err;
@@ -1302,6 +1568,8 @@ int config_summary(const struct rl_config *cfg, char *out, size_t outsz)
         out_printf(&o, " key_missing=skip");
     if (cfg->dry_run)
         out_printf(&o, " dry_run=1");
+    if (cfg->overrides == RL_OVERRIDES_NONE)
+        out_printf(&o, " overrides=none");
     if (cfg->backend != NULL)
         out_printf(&o, " backend=%s", cfg->backend);
     return o.trunc ? RL_ERR : RL_OK;

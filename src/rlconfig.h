@@ -4,8 +4,10 @@
  *
  * The process environment gives the base configuration. A FastCGI request
  * may carry RATELIMIT_* params (Apache SetEnv, lighttpd setenv) that
- * override it for that request only; config_for_request() returns a cached
- * parse for each distinct set of overrides so the hot path does no parsing.
+ * override its limit policy for that request only (never a boundary: Redis,
+ * the script root, the backend, the mode...; see F_BOUNDARY in config.c);
+ * config_for_request() returns a cached parse for each distinct set of
+ * overrides so the hot path does no parsing.
  * A struct rl_config is immutable once built: callers get const pointers.
  */
 #ifndef RL_CONFIG_H
@@ -43,6 +45,8 @@ enum rl_mode { RL_MODE_AUTO = 0, RL_MODE_WRAPPER, RL_MODE_AUTHORIZER };
 /* RATELIMIT_OVERRIDES: policy = request params may override the limit
  * policy; none = they override nothing. */
 enum rl_overrides { RL_OVERRIDES_POLICY = 0, RL_OVERRIDES_NONE };
+/* RATELIMIT_BODY: json, or RFC 9457 application/problem+json. */
+enum rl_body { RL_BODY_JSON = 0, RL_BODY_PROBLEM };
 
 /* RATELIMIT_HEADERS as flags: all = both, none = 0. */
 #define RL_HDR_IETF 1
@@ -67,9 +71,11 @@ struct rl_redis_target {
     int port;
     char *path;     /* unix socket path, or NULL; owned */
     int db;         /* SELECT after connecting when != 0 */
-    char *user;     /* ACL user (redis://USER:PASSWORD@...): AUTH user password; NULL: default user; owned */
+    char *user;     /* ACL user (redis://USER:PASSWORD@...): AUTH user password; NULL: default user;
+                       owned */
     char *password; /* AUTH; RATELIMIT_REDIS_PASSWORD wins over the URL; owned */
-    char *display;  /* "redis://host:port/db" or "unix:///p?db=N", never the password */
+    char *display;  /* "redis://[user@]host:port/db" or "unix:///p?db=N", never the password */
+    char *sentinel_password; /* RATELIMIT_SENTINEL_PASSWORD, or NULL; owned */
 };
 
 struct rl_config {
@@ -94,10 +100,14 @@ struct rl_config {
     char *backend;     /* owned, NULL when unset */
     char *script_root; /* owned, NULL when unset */
     long long backend_timeout_ms;
-    int mode;      /* enum rl_mode */
-    int log_level; /* enum rl_log_level */
+    int mode;           /* enum rl_mode */
+    int log_level;      /* enum rl_log_level */
     long long max_body; /* RATELIMIT_MAX_BODY: largest request body relayed, bytes (413 beyond) */
     int overrides;      /* enum rl_overrides: RATELIMIT_OVERRIDES */
+    int body;           /* enum rl_body: RATELIMIT_BODY */
+    double near_limit;  /* RATELIMIT_NEAR_LIMIT: 0 < f <= 1 */
+    char *metrics_path; /* RATELIMIT_METRICS_PATH: owned, NULL when unset */
+    struct rl_cidr_list metrics_allow; /* RATELIMIT_METRICS_ALLOW */
 };
 
 /*
@@ -136,9 +146,12 @@ const struct rl_config *config_cache_base(const struct config_cache *cc);
 
 /*
  * The config for one request whose FastCGI params are params: the base
- * when params hold no RATELIMIT_* name, else a cached parse of the base
- * environment overridden by those params (re-parsed only when the set of
- * RATELIMIT_* name=value pairs changes). Borrowed: valid until the next
+ * when params hold no RATELIMIT_* name that may override, else a cached
+ * parse of the base environment overridden by those params (re-parsed only
+ * when the set of RATELIMIT_* name=value pairs changes). A param naming a
+ * boundary variable, or any RATELIMIT_* param under RATELIMIT_OVERRIDES=none,
+ * is ignored (not parsed) and named once per cache, i.e. per worker, in
+ * the log (rl_log WARN, never its value). Borrowed: valid until the next
  * call. NULL with *err when the overrides are invalid (answer 500).
  */
 const struct rl_config *config_for_request(struct config_cache *cc, char *const *params,

@@ -40,6 +40,10 @@ teardown() {
         wait "$LPID" 2>/dev/null || true
     fi
     kill_leftovers
+    if [ -n "${OTHER_PID:-}" ]; then
+        kill "$OTHER_PID" 2>/dev/null || true
+        wait "$OTHER_PID" 2>/dev/null || true
+    fi
     redis_stop
 }
 
@@ -82,6 +86,8 @@ EOF
         for f in "$@"; do
             echo "Include $RL_SRCDIR/apache/$f"
         done
+        # a test's own additions, when it wrote some
+        if [ -f "$T/apache/extra.conf" ]; then echo "Include $T/apache/extra.conf"; fi
     } >"$T/apache/httpd.conf"
 }
 
@@ -237,4 +243,45 @@ local_redirect_served() {
 @test "apache mod_fcgid: a local redirect is served by Apache (200), not a 302" {
     apache_start fcgi-ratelimit-fcgid.conf
     local_redirect_served
+}
+
+# htaccess_setenv LINE...: $WWW/cgi-bin/.htaccess with the lines, and the
+# AllowOverride FileInfo that lets an .htaccess author use SetEnv.
+htaccess_setenv() {
+    printf '%s\n' "$@" >"$WWW/cgi-bin/.htaccess"
+    chmod a+r "$WWW/cgi-bin/.htaccess"
+    printf '<Directory %s/cgi-bin>\n    AllowOverride FileInfo\n</Directory>\n' "$WWW" \
+        >>"$T/apache/extra.conf"
+}
+
+@test "apache mod_fcgid: .htaccess SetEnv cannot re-point Redis or widen the script root" {
+    # A second Redis anyone may use: were the SetEnv obeyed, counts went there.
+    redis-server --port 0 --unixsocket "$T/other.sock" --unixsocketperm 777 \
+        --save '' --appendonly no --dir "$T" --daemonize no --logfile "$T/other.log" 3>&- &
+    OTHER_PID=$!
+    wait_for "$T/other.sock"
+    htaccess_setenv "SetEnv RATELIMIT_REDIS_URL unix://$T/other.sock" \
+        "SetEnv RATELIMIT_SCRIPT_ROOT /" "SetEnv RATELIMIT_LIMIT 2"
+    apache_start fcgi-ratelimit-fcgid.conf
+    http "$BASE/cgi-bin/ok.cgi"
+    other_keys=$(redis-cli -s "$T/other.sock" DBSIZE)
+    [ "$(http_status)" = 200 ]
+    # The limit policy still follows the .htaccess (overrides=policy).
+    [ "$(header_of X-RateLimit-Limit)" = 2 ]
+    [ "$other_keys" = 0 ]
+    [ "$(rcli --scan --pattern 'ratelimit:*' | wc -l)" -ge 1 ]
+    grep -q 'request parameter RATELIMIT_REDIS_URL ignored' "$T/apache/error.log"
+    grep -q 'request parameter RATELIMIT_SCRIPT_ROOT ignored' "$T/apache/error.log"
+    run grep -c 'ignored.*other\.sock' "$T/apache/error.log"
+    assert_output 0
+}
+
+@test "apache mod_fcgid: with RATELIMIT_OVERRIDES=none an .htaccess SetEnv RATELIMIT_LIMIT does nothing" {
+    echo "FcgidInitialEnv RATELIMIT_OVERRIDES none" >"$T/apache/extra.conf"
+    htaccess_setenv "SetEnv RATELIMIT_LIMIT 1000000000"
+    apache_start fcgi-ratelimit-fcgid.conf
+    http "$BASE/cgi-bin/ok.cgi"
+    [ "$(http_status)" = 200 ]
+    [ "$(header_of X-RateLimit-Limit)" = 100 ]
+    grep -q 'RATELIMIT_OVERRIDES=none' "$T/apache/error.log"
 }

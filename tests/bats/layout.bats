@@ -174,25 +174,15 @@ window_cycle() {
     [ "$n" -le 60 ]
 }
 
-@test "buckets: a per-request RATELIMIT_STORE overrides the process (FastCGI)" {
-    export RATELIMIT_STORE=keys RATELIMIT_WINDOW=$((10 * TS))s
+@test "buckets: a per-request RATELIMIT_STORE is ignored: the layout is the process's (FastCGI)" {
+    export RATELIMIT_STORE=keys
     fcgi_start 1
-    period_start $((10000 * TS))
-    run fcgi_req </dev/null
-    assert_equal "$(status_of)" 200
-    assert_equal "$(rcli EXISTS "ratelimit:default:$(ip_hash 127.0.0.1)")" 1
-    assert_equal "$(bucket_keys)" ""
     for want in 200 200 200 429; do
         run fcgi_req RATELIMIT_STORE=buckets </dev/null
         assert_equal "$(status_of)" "$want"
     done
-    assert_bucket "$(bucket_keys)" $((10000 * TS)) 3
-    # The keys layout kept its own count: the one request before.
-    assert_equal "$(rcli GET "ratelimit:default:$(ip_hash 127.0.0.1)")" 1
-    # The worker's memory of the buckets denial is not one for keys.
-    run fcgi_req </dev/null
-    assert_equal "$(status_of)" 200
-    assert_equal "$(rcli GET "ratelimit:default:$(ip_hash 127.0.0.1)")" 2
+    assert_equal "$(bucket_keys)" ""
+    [ "$(rcli GET "ratelimit:default:$(ip_hash 127.0.0.1)")" -ge 3 ]
 }
 
 @test "buckets: sliding-log is refused: --check fails naming it, a request gets 500" {

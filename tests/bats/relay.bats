@@ -135,10 +135,15 @@ post_cgi() {
     assert_equal "$(status_of)" 403
     [ -n "$(json_field message)" ]
     refute_output --partial "must not run"
-    run fcgi_req "SCRIPT_FILENAME=$CGI/ok.cgi" RATELIMIT_SCRIPT_ROOT=/usr/lib/cgi-bin </dev/null
+    # RATELIMIT_SCRIPT_ROOT is the process's alone (a parameter is ignored).
+    fcgi_stop
+    RATELIMIT_SCRIPT_ROOT=/usr/lib/cgi-bin fcgi_start 1
+    run fcgi_req "SCRIPT_FILENAME=$CGI/ok.cgi" </dev/null
     assert_equal "$(status_of)" 403
     refute_output --partial "ok 127.0.0.1"
-    run fcgi_req "SCRIPT_FILENAME=$CGI/../cgi/ok.cgi" "RATELIMIT_SCRIPT_ROOT=$CGI" </dev/null
+    fcgi_stop
+    RATELIMIT_SCRIPT_ROOT="$CGI" fcgi_start 1
+    run fcgi_req "SCRIPT_FILENAME=$CGI/../cgi/ok.cgi" </dev/null
     assert_equal "$(status_of)" 200
 }
 

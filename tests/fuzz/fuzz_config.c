@@ -9,11 +9,14 @@
  * config cache, those after it a request's params for config_for_request().
  * Every value is also fed to config_parse_rules() and
  * config_parse_duration(), so RATELIMIT_RULES and RATELIMIT_WINDOW grammars
- * get inputs of their own. Results are checked against rlconfig.h's
- * promises; logging goes to a sink that drops it.
+ * get inputs of their own, and wrapped around a marker password into a
+ * Redis URL whose error message must never show that password. Results are
+ * checked against rlconfig.h's promises (a request never changes a
+ * boundary); logging goes to a sink that drops it.
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,7 +40,7 @@ static int drop_log(void *ctx, const char *line, int len)
 static void check_config(const struct rl_config *cfg)
 {
     char summary[1024];
-    const char *pw;
+    const char *pw, *shown;
     size_t i;
 
     if (cfg->nrules < 1 || cfg->nrules > RL_MAX_RULES)
@@ -61,13 +64,72 @@ static void check_config(const struct rl_config *cfg)
     if (cfg->redis.display == NULL)
         abort();
     /* The password never shows in the display form of the URL (unless it
-     * is also part of the host or path, which the display must show). */
+     * is also part of the host or path, which the display must show; the
+     * user name before the '@' may be anything). */
     pw = cfg->redis.password;
+    shown = cfg->redis.display;
+    if (cfg->redis.user != NULL && (shown = strchr(shown, '@')) == NULL)
+        abort(); /* the user name is shown, percent-encoded, before an '@' */
     if (pw != NULL && strlen(pw) >= 6 && strspn(pw, "0123456789") != strlen(pw) &&
-        strstr(cfg->redis.display, pw) != NULL &&
+        strstr(shown, pw) != NULL &&
         (cfg->redis.host == NULL || strstr(cfg->redis.host, pw) == NULL) &&
         (cfg->redis.path == NULL || strstr(cfg->redis.path, pw) == NULL))
         abort();
+}
+
+static int str_same(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* A request's config keeps every boundary of the process's (rlconfig.h:
+ * a boundary param is ignored). */
+static void check_boundaries(const struct rl_config *base, const struct rl_config *rc)
+{
+    if (!str_same(base->redis.display, rc->redis.display) ||
+        !str_same(base->redis.password, rc->redis.password) ||
+        !str_same(base->redis.user, rc->redis.user) || !str_same(base->backend, rc->backend) ||
+        !str_same(base->script_root, rc->script_root) ||
+        !str_same(base->metrics_path, rc->metrics_path) || base->mode != rc->mode ||
+        base->store != rc->store || base->max_body != rc->max_body ||
+        base->overrides != rc->overrides || base->redis_timeout_ms != rc->redis_timeout_ms ||
+        strcmp(base->prefix, rc->prefix) != 0 || base->trusted_proxies.n != rc->trusted_proxies.n)
+        abort();
+    if (base->overrides == RL_OVERRIDES_NONE && rc != base)
+        abort();
+}
+
+#define MARK "Pw7qXz"
+
+/* SCHEME v[0..half) ":" MARK "@" v[half..): when it is refused, the
+ * message must not hold MARK (unless v itself does). */
+static void fuzz_url_secret(const char *val)
+{
+    static const char *const schemes[] = {"redis://", "rediss://", "unix://", ""};
+    size_t len = strlen(val), half = len / 2;
+    char *kv, *env[2];
+    struct rl_config *cfg;
+    struct rl_err err;
+    const char *scheme = schemes[len % 4];
+    size_t n = 20 + strlen(scheme) + len + sizeof(MARK) + 2;
+
+    if (strstr(val, MARK) != NULL || (kv = malloc(n)) == NULL)
+        return;
+    (void)snprintf(kv, n, "RATELIMIT_REDIS_URL=%s%.*s:" MARK "@%s", scheme, (int)half, val,
+                   val + half);
+    env[0] = kv;
+    env[1] = NULL;
+    rl_err_clear(&err);
+    cfg = config_parse(env, &err);
+    if (cfg == NULL && strstr(err.msg, MARK) != NULL) {
+        fprintf(stderr, "password shown: %s\n", err.msg);
+        abort();
+    }
+    /* A unix:// URL has no password: its path may hold anything. */
+    if (cfg != NULL && cfg->redis.path == NULL && strstr(cfg->redis.display, MARK) != NULL)
+        abort();
+    config_free(cfg);
+    free(kv);
 }
 
 /* The rules and duration grammars on one value. */
@@ -154,8 +216,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         check_config(config_cache_base(cc));
         rc = config_for_request(cc, params, &err);
-        if (rc != NULL)
+        if (rc != NULL) {
             check_config(rc);
+            check_boundaries(config_cache_base(cc), rc);
+        }
         /* The same params again come from the cache. */
         if (config_for_request(cc, params, &err) != rc && rc != NULL)
             abort();
@@ -166,6 +230,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *eq = strchr(all[i], '=');
 
         fuzz_value(eq != NULL ? eq + 1 : all[i]);
+        if (i < 4)
+            fuzz_url_secret(eq != NULL ? eq + 1 : all[i]);
     }
     free(buf);
     return 0;

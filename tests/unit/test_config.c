@@ -457,13 +457,6 @@ static void test_password(void)
     test_cond("password var wins", with(ENV("RATELIMIT_REDIS_URL=redis://:fromurl@h",
                                             "RATELIMIT_REDIS_PASSWORD=fromvar")) &&
                                        strcmp(cur->redis.password, "fromvar") == 0);
-    test_cond("url ACL user and password",
-              with1("RATELIMIT_REDIS_URL=redis://lim:p:w@h/2") && cur->redis.user != NULL &&
-                  strcmp(cur->redis.user, "lim") == 0 && strcmp(cur->redis.password, "p:w") == 0 &&
-                  cur->redis.db == 2);
-    test_cond("url without user", with1("RATELIMIT_REDIS_URL=redis://:pw@h") &&
-                                      cur->redis.user == NULL &&
-                                      strcmp(cur->redis.password, "pw") == 0);
     test_cond("password var alone",
               with1("RATELIMIT_REDIS_PASSWORD=pw") && strcmp(cur->redis.password, "pw") == 0);
     test_cond("summary hides password", with(ENV("RATELIMIT_REDIS_URL=redis://:hunter2@h:1/0",
@@ -476,8 +469,8 @@ static void test_password(void)
               rejects("RATELIMIT_REDIS_URL=redis://:hunter2@h:99999", "'redis://:***@h:99999'") &&
                   strstr(cur_err.msg, "hunter2") == NULL);
     test_cond("url user error hides password",
-              rejects("RATELIMIT_REDIS_URL=redis://admin:hunter2@h:99999/0", "***") &&
-                  strstr(cur_err.msg, "hunter2") == NULL && strstr(cur_err.msg, "admin") == NULL);
+              rejects("RATELIMIT_REDIS_URL=redis://admin:hunter2@h:0/0", "'redis://***@h:0/0'") &&
+                  strstr(cur_err.msg, "hunter2") == NULL);
     test_cond("url bad db hides password",
               rejects("RATELIMIT_REDIS_URL=redis://:hunter2@h/x", "***") &&
                   strstr(cur_err.msg, "hunter2") == NULL);
@@ -792,6 +785,344 @@ static void test_cache_bad_base(void)
     env_burn(penv);
 }
 
+/* ------------------------------------------------------------ new variables */
+
+static void test_max_body(void)
+{
+    test_cond("max_body default 1g", with(EMPTY_ENV) && cur->max_body == 1073741824LL);
+    test_cond("max_body bytes", with1("RATELIMIT_MAX_BODY=1000") && cur->max_body == 1000);
+    test_cond("max_body 0", with1("RATELIMIT_MAX_BODY=0") && cur->max_body == 0);
+    test_cond("max_body k", with1("RATELIMIT_MAX_BODY=512k") && cur->max_body == 524288);
+    test_cond("max_body M", with1("RATELIMIT_MAX_BODY=10M") && cur->max_body == 10485760);
+    test_cond("max_body 64g", with1("RATELIMIT_MAX_BODY=64g") && cur->max_body == 68719476736LL);
+    test_cond(
+        "max_body bad",
+        rejects_all(ENV("RATELIMIT_MAX_BODY=65g", "RATELIMIT_MAX_BODY=-1", "RATELIMIT_MAX_BODY=1t",
+                        "RATELIMIT_MAX_BODY=1kb", "RATELIMIT_MAX_BODY=k", "RATELIMIT_MAX_BODY=1.5m",
+                        "RATELIMIT_MAX_BODY= 1k", "RATELIMIT_MAX_BODY=99999999999999999999",
+                        "RATELIMIT_MAX_BODY=9223372036854775807g")));
+    test_cond("max_body message", rejects("RATELIMIT_MAX_BODY=lots", "0..64g"));
+}
+
+static void test_body_near_limit(void)
+{
+    test_cond("body default", with(EMPTY_ENV) && cur->body == RL_BODY_JSON);
+    test_cond("body problem", with1("RATELIMIT_BODY=problem") && cur->body == RL_BODY_PROBLEM);
+    test_cond("body bad", rejects("RATELIMIT_BODY=xml", "json, problem"));
+    test_cond("near default", with(EMPTY_ENV) && cur->near_limit > 0.79 && cur->near_limit < 0.81);
+    test_cond("near 1", with1("RATELIMIT_NEAR_LIMIT=1") && cur->near_limit == 1.0);
+    test_cond("near 1.0", with1("RATELIMIT_NEAR_LIMIT=1.0") && cur->near_limit == 1.0);
+    test_cond("near .25", with1("RATELIMIT_NEAR_LIMIT=.25") && cur->near_limit == 0.25);
+    test_cond("near 0.000001", with1("RATELIMIT_NEAR_LIMIT=0.000001") && cur->near_limit > 0 &&
+                                   cur->near_limit < 0.00001);
+    test_cond("near bad",
+              rejects_all(ENV("RATELIMIT_NEAR_LIMIT=0", "RATELIMIT_NEAR_LIMIT=0.0",
+                              "RATELIMIT_NEAR_LIMIT=1.5", "RATELIMIT_NEAR_LIMIT=2",
+                              "RATELIMIT_NEAR_LIMIT=-0.5", "RATELIMIT_NEAR_LIMIT=1e-1",
+                              "RATELIMIT_NEAR_LIMIT=nan", "RATELIMIT_NEAR_LIMIT=0.",
+                              "RATELIMIT_NEAR_LIMIT=.", "RATELIMIT_NEAR_LIMIT=0.1234567",
+                              "RATELIMIT_NEAR_LIMIT= 0.5", "RATELIMIT_NEAR_LIMIT=0,5",
+                              "RATELIMIT_NEAR_LIMIT=1.000001", "RATELIMIT_NEAR_LIMIT=0.5.1")));
+    test_cond("overrides default", with(EMPTY_ENV) && cur->overrides == RL_OVERRIDES_POLICY);
+    test_cond("overrides none",
+              with1("RATELIMIT_OVERRIDES=none") && cur->overrides == RL_OVERRIDES_NONE);
+    test_cond("overrides bad", rejects("RATELIMIT_OVERRIDES=all", "policy, none"));
+    test_cond("metrics defaults",
+              with(EMPTY_ENV) && cur->metrics_path == NULL && cur->metrics_allow.n == 2);
+    test_cond("metrics set",
+              with(ENV("RATELIMIT_METRICS_PATH=/metrics", "RATELIMIT_METRICS_ALLOW=10.0.0.0/8")) &&
+                  strcmp(cur->metrics_path, "/metrics") == 0 && cur->metrics_allow.n == 1);
+    test_cond("metrics bad", rejects_all(ENV("RATELIMIT_METRICS_PATH=metrics",
+                                             "RATELIMIT_METRICS_ALLOW=10.0.0.0/33")));
+    test_cond("sentinel password", with1("RATELIMIT_SENTINEL_PASSWORD=sp") &&
+                                       strcmp(cur->redis.sentinel_password, "sp") == 0 &&
+                                       cur->redis.password == NULL);
+}
+
+/* ------------------------------------------------------------ URL user, secrecy */
+
+static void test_url_user(void)
+{
+    char line[512];
+
+    test_cond("url user", with1("RATELIMIT_REDIS_URL=redis://alice:s%40cr%3At@h:7/2") &&
+                              strcmp(cur->redis.user, "alice") == 0 &&
+                              strcmp(cur->redis.password, "s@cr:t") == 0 &&
+                              strcmp(cur->redis.host, "h") == 0 && cur->redis.port == 7 &&
+                              cur->redis.db == 2);
+    test_cond("url user display", strcmp(cur->redis.display, "redis://alice@h:7/2") == 0);
+    test_cond("url user summary", config_summary(cur, line, sizeof(line)) == RL_OK &&
+                                      strstr(line, "redis://alice@h:7/2 (auth)") != NULL &&
+                                      strstr(line, "cr") == NULL);
+    test_cond("url user encoded",
+              with1("RATELIMIT_REDIS_URL=redis://al%20ice:pw@[::1]") &&
+                  strcmp(cur->redis.user, "al ice") == 0 &&
+                  strcmp(cur->redis.display, "redis://al%20ice@[::1]:6379/0") == 0);
+    test_cond("url no user", with1("RATELIMIT_REDIS_URL=redis://:p%25w@h") &&
+                                 cur->redis.user == NULL &&
+                                 strcmp(cur->redis.password, "p%w") == 0);
+    test_cond("url raw @ in password", with1("RATELIMIT_REDIS_URL=redis://u:p@ss@h") &&
+                                           strcmp(cur->redis.password, "p@ss") == 0 &&
+                                           strcmp(cur->redis.host, "h") == 0);
+    test_cond(
+        "url user, password var wins",
+        with(ENV("RATELIMIT_REDIS_URL=redis://bob:fromurl@h", "RATELIMIT_REDIS_PASSWORD=var")) &&
+            strcmp(cur->redis.user, "bob") == 0 && strcmp(cur->redis.password, "var") == 0);
+    test_cond("url user, password from var",
+              with(ENV("RATELIMIT_REDIS_URL=redis://bob:@h", "RATELIMIT_REDIS_PASSWORD=var")) &&
+                  strcmp(cur->redis.user, "bob") == 0 && strcmp(cur->redis.password, "var") == 0);
+    test_cond("url user without password", rejects("RATELIMIT_REDIS_URL=redis://bob:@h", "user"));
+    test_cond("url bad escapes",
+              rejects_all(
+                  ENV("RATELIMIT_REDIS_URL=redis://u:%zz@h", "RATELIMIT_REDIS_URL=redis://u:%4@h",
+                      "RATELIMIT_REDIS_URL=redis://u:ab%@h", "RATELIMIT_REDIS_URL=redis://u:%00@h",
+                      "RATELIMIT_REDIS_URL=redis://u%0:p@h", "RATELIMIT_REDIS_URL=redis://u@h")));
+    test_cond("unix url still", with1("RATELIMIT_REDIS_URL=unix:///tmp/r.sock?db=2") &&
+                                    cur->redis.user == NULL && cur->redis.db == 2);
+}
+
+/* Malformed URLs holding the marker password: no message may show it. */
+static void test_url_secret_never_shown(void)
+{
+    static const char *const bad[] = {
+        "RATELIMIT_REDIS_URL=redis://:SeCrEt",
+        "RATELIMIT_REDIS_URL=redis://u:SeCrEt@host:notaport",
+        "RATELIMIT_REDIS_URL=redis://SeCrEt@",
+        "RATELIMIT_REDIS_URL=rediss://x:SeCrEt@h",
+        "RATELIMIT_REDIS_URL=redis://u:SeCrEt@",
+        "RATELIMIT_REDIS_URL=redis://:SeCrEt@[::1",
+        "RATELIMIT_REDIS_URL=http://u:SeCrEt@h",
+        "RATELIMIT_REDIS_URL=redis://u:SeCrEt%zz@h",
+        "RATELIMIT_REDIS_URL=redis://host:SeCrEt",
+        "RATELIMIT_REDIS_URL=redis://:SeCrEt/0",
+        "RATELIMIT_REDIS_URL=redis:/:SeCrEt@h",
+        "RATELIMIT_REDIS_URL=SeCrEt:x",
+        "RATELIMIT_REDIS_URL=:SeCrEt",
+        "RATELIMIT_REDIS_URL=unix://u:SeCrEt@/x",
+        "RATELIMIT_REDIS_URL=redis://u:SeCrEt@h/0/1",
+        "RATELIMIT_REDIS_URL=redis://u:SeCrEt@h h",
+        "RATELIMIT_REDIS_URL=redis://SeCrEt:@h",
+        "RATELIMIT_REDIS_URL=redis://u:SeCrEt@h\n",
+        "RATELIMIT_REDIS_URL=REDIS://:SeCrEt",
+        NULL,
+    };
+    char longurl[1200];
+    size_t i;
+    int ok = 1;
+
+    for (i = 0; bad[i] != NULL; i++) {
+        int r = rejects(bad[i], NULL);
+        int hidden = strstr(cur_err.msg, "SeCrEt") == NULL;
+
+        if (!r || !hidden)
+            printf("# leaked or accepted: %s -> %s\n", bad[i], cur_err.msg);
+        ok &= r && hidden;
+    }
+    test_cond("url secret never in message", ok);
+    memcpy(longurl, "RATELIMIT_REDIS_URL=redis://:SeCrEt", 35);
+    memset(longurl + 35, 'x', 1100);
+    longurl[1135] = '\0';
+    test_cond("long url secret hidden",
+              rejects(longurl, NULL) && strstr(cur_err.msg, "SeCrEt") == NULL);
+    test_cond("bad url names the variable",
+              rejects("RATELIMIT_REDIS_URL=redis://:SeCrEt", "'redis://***'"));
+}
+
+/* ------------------------------------------------------------ boundaries */
+
+/* The config for one request's params with the log captured into logged[]. */
+static const struct rl_config *req_logged(struct config_cache *cc, const char *const *list,
+                                          struct rl_err *err)
+{
+    const struct rl_config *c;
+    char **e = env_dup(list);
+
+    logged_len = 0;
+    logged[0] = '\0';
+    log_set_sink(capture, NULL);
+    c = config_for_request(cc, e, err);
+    log_set_sink(NULL, NULL);
+    env_burn(e);
+    return c;
+}
+
+static struct config_cache *cache_of(const char *const *list)
+{
+    char **penv = env_dup(list);
+    struct rl_err err;
+    struct config_cache *cc = config_cache_new(penv, &err);
+
+    env_burn(penv);
+    return cc;
+}
+
+#define BOUNDARY_BASE                                                                              \
+    ENV("RATELIMIT_REDIS_URL=unix:///base.sock", "RATELIMIT_SCRIPT_ROOT=/srv/cgi",                 \
+        "RATELIMIT_BACKEND=/srv/cgi/app", "RATELIMIT_LIMIT=100", "RATELIMIT_PREFIX=app:")
+
+static void test_boundary_params(void)
+{
+    struct config_cache *cc = cache_of(BOUNDARY_BASE);
+    const struct rl_config *base, *c;
+    struct rl_err err;
+
+    test_cond("boundary cache", cc != NULL);
+    if (cc == NULL)
+        return;
+    base = config_cache_base(cc);
+    c = req_logged(cc,
+                   ENV("RATELIMIT_REDIS_URL=redis://evil.example:1/0", "RATELIMIT_SCRIPT_ROOT=",
+                       "RATELIMIT_BACKEND=/bin/sh", "RATELIMIT_MODE=authorizer",
+                       "RATELIMIT_REDIS_PASSWORD=pw-evil", "RATELIMIT_PREFIX=evil:"),
+                   &err);
+    test_cond("boundary params give the base", c == base);
+    test_cond("boundary values kept", strcmp(base->redis.path, "/base.sock") == 0 &&
+                                          strcmp(base->script_root, "/srv/cgi") == 0 &&
+                                          strcmp(base->backend, "/srv/cgi/app") == 0 &&
+                                          base->mode == RL_MODE_AUTO &&
+                                          strcmp(base->prefix, "app:") == 0);
+    test_cond("boundary ignore logged by name",
+              count(logged, "request parameter RATELIMIT_REDIS_URL ignored") == 1 &&
+                  count(logged, "request parameter RATELIMIT_BACKEND ignored") == 1 &&
+                  count(logged, "request parameter RATELIMIT_SCRIPT_ROOT ignored") == 1 &&
+                  count(logged, "request parameter RATELIMIT_MODE ignored") == 1);
+    test_cond("boundary values never logged",
+              strstr(logged, "evil") == NULL && strstr(logged, "/bin/sh") == NULL);
+    c = req_logged(cc, ENV("RATELIMIT_REDIS_URL=redis://evil2:1", "RATELIMIT_LIMIT=5"), &err);
+    test_cond("policy still overrides", c != NULL && c != base && c->rules[0].limit == 5 &&
+                                            strcmp(c->redis.path, "/base.sock") == 0 &&
+                                            strcmp(c->backend, "/srv/cgi/app") == 0);
+    test_cond("boundary ignore logged once per worker", logged_len == 0);
+    test_cond("invalid boundary never parsed",
+              req_logged(cc, ENV("RATELIMIT_REDIS_TIMEOUT_MS=junk", "RATELIMIT_STORE=x"), &err) ==
+                  base);
+    test_cond("log level stays overridable",
+              (c = req_logged(cc, ENV("RATELIMIT_LOG=debug"), &err)) != NULL &&
+                  c->log_level == RL_LOG_DEBUG);
+    config_cache_free(cc);
+}
+
+/* Every boundary of SPEC.md is ignored as a request parameter (the value
+ * would be valid, so an override would show); every policy variable
+ * still overrides. */
+static void test_boundary_table(void)
+{
+    static const char *const boundary[] = {"RATELIMIT_REDIS_URL=redis://h:1/1",
+                                           "RATELIMIT_REDIS_PASSWORD=x",
+                                           "RATELIMIT_REDIS_TIMEOUT_MS=7",
+                                           "RATELIMIT_SENTINEL_PASSWORD=x",
+                                           "RATELIMIT_SCRIPT_ROOT=/",
+                                           "RATELIMIT_BACKEND=/bin/sh",
+                                           "RATELIMIT_MODE=wrapper",
+                                           "RATELIMIT_TRUSTED_PROXIES=0.0.0.0/0",
+                                           "RATELIMIT_PREFIX=x:",
+                                           "RATELIMIT_STORE=buckets",
+                                           "RATELIMIT_OVERRIDES=none",
+                                           "RATELIMIT_METRICS_PATH=/m",
+                                           "RATELIMIT_METRICS_ALLOW=0.0.0.0/0",
+                                           "RATELIMIT_MAX_BODY=64g",
+                                           NULL};
+    static const char *const policy[] = {"RATELIMIT_LIMIT=7",
+                                         "RATELIMIT_WINDOW=7",
+                                         "RATELIMIT_ALGORITHM=sliding-log",
+                                         "RATELIMIT_KEY=env:X",
+                                         "RATELIMIT_KEY_MISSING=skip",
+                                         "RATELIMIT_NAME=x",
+                                         "RATELIMIT_RULES=a ip 1/1",
+                                         "RATELIMIT_STATUS=503",
+                                         "RATELIMIT_FAIL=closed",
+                                         "RATELIMIT_IPV6_PREFIX=48",
+                                         "RATELIMIT_ALLOW=10.0.0.0/8",
+                                         "RATELIMIT_DENY=10.0.0.0/8",
+                                         "RATELIMIT_DRY_RUN=1",
+                                         "RATELIMIT_HEADERS=x",
+                                         "RATELIMIT_BACKEND_TIMEOUT=5",
+                                         "RATELIMIT_LOG=debug",
+                                         "RATELIMIT_BODY=problem",
+                                         "RATELIMIT_NEAR_LIMIT=0.5",
+                                         NULL};
+    struct config_cache *cc = cache_of(ENV("RATELIMIT_ALGORITHM=token-bucket"));
+    struct rl_err err;
+    size_t i;
+    int ok_b = 1, ok_p = 1;
+
+    if (cc == NULL)
+        return;
+    for (i = 0; boundary[i] != NULL; i++)
+        ok_b &= req_logged(cc, ENV(boundary[i]), &err) == config_cache_base(cc);
+    for (i = 0; policy[i] != NULL; i++) {
+        const struct rl_config *c = req_logged(cc, ENV(policy[i]), &err);
+
+        if (c == NULL || c == config_cache_base(cc))
+            printf("# policy did not override: %s\n", policy[i]);
+        ok_p &= c != NULL && c != config_cache_base(cc);
+    }
+    test_cond("every boundary ignored", ok_b);
+    test_cond("every policy variable overrides", ok_p);
+    config_cache_free(cc);
+}
+
+static void test_overrides_none(void)
+{
+    struct config_cache *cc = cache_of(ENV("RATELIMIT_LIMIT=100", "RATELIMIT_OVERRIDES=none"));
+    struct rl_err err;
+
+    test_cond("overrides none cache", cc != NULL);
+    if (cc == NULL)
+        return;
+    test_cond("overrides none: LIMIT ignored",
+              req_logged(cc, ENV("RATELIMIT_LIMIT=5", "RATELIMIT_NAME=x"), &err) ==
+                  config_cache_base(cc));
+    test_cond("overrides none logged",
+              count(logged, "RATELIMIT_OVERRIDES=none") == 1 && strstr(logged, "=5") == NULL);
+    test_cond("overrides none: invalid value not parsed",
+              req_logged(cc, ENV("RATELIMIT_LIMIT=nope"), &err) == config_cache_base(cc));
+    test_cond("overrides none logged once", logged_len == 0);
+    test_cond("overrides none: base limit", config_cache_base(cc)->rules[0].limit == 100);
+    config_cache_free(cc);
+}
+
+/* Plain CGI hands the process environment in as the params: no override,
+ * nothing ignored, nothing logged. */
+static void test_cgi_params_are_env(void)
+{
+    char **penv = env_dup(ENV("RATELIMIT_REDIS_URL=unix:///r.sock", "RATELIMIT_OVERRIDES=none",
+                              "RATELIMIT_LIMIT=4", "REMOTE_ADDR=1.2.3.4"));
+    struct rl_err err;
+    struct config_cache *cc = config_cache_new(penv, &err);
+    const struct rl_config *c;
+
+    test_cond("cgi cache", cc != NULL);
+    if (cc != NULL) {
+        logged_len = 0;
+        logged[0] = '\0';
+        log_set_sink(capture, NULL);
+        c = config_for_request(cc, penv, &err);
+        log_set_sink(NULL, NULL);
+        test_cond("cgi params are the base, quietly",
+                  c == config_cache_base(cc) && c->rules[0].limit == 4 && logged_len == 0);
+        test_cond("param equal to the process entry is quiet",
+                  req_logged(cc, ENV("RATELIMIT_REDIS_URL=unix:///r.sock"), &err) ==
+                          config_cache_base(cc) &&
+                      logged_len == 0);
+        config_cache_free(cc);
+    }
+    env_burn(penv);
+}
+
+static void test_warn_new_names(void)
+{
+    test_cond("new names quiet",
+              strlen(warnings(ENV("RATELIMIT_OVERRIDES=none", "RATELIMIT_MAX_BODY=1m",
+                                  "RATELIMIT_SENTINEL_PASSWORD=x", "RATELIMIT_BODY=json",
+                                  "RATELIMIT_NEAR_LIMIT=0.5", "RATELIMIT_METRICS_PATH=/m",
+                                  "RATELIMIT_METRICS_ALLOW=::1/128"))) == 0);
+    test_cond("typo max body", strstr(warnings(ENV("RATELIMIT_MAX_BODDY=1")),
+                                      "(did you mean RATELIMIT_MAX_BODY?)") != NULL);
+    test_cond("typo overrides", strstr(warnings(ENV("RATELIMIT_OVERIDES=none")),
+                                       "(did you mean RATELIMIT_OVERRIDES?)") != NULL);
+}
+
 int main(void)
 {
     test_defaults();
@@ -815,6 +1146,15 @@ int main(void)
     test_cache();
     test_cache_evict();
     test_cache_bad_base();
+    test_max_body();
+    test_body_near_limit();
+    test_url_user();
+    test_url_secret_never_shown();
+    test_boundary_params();
+    test_boundary_table();
+    test_overrides_none();
+    test_warn_new_names();
+    test_cgi_params_are_env();
     config_free(cur);
     return test_report();
 }
