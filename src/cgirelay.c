@@ -260,6 +260,14 @@ static int answer_write(struct relay *r, const char *p, size_t n)
     return r->outcome == RL_RELAY_OK ? answer_out(r, p, n) : RL_ERR;
 }
 
+/* 1 when mod_proxy_fcgi sent the request (its "proxy:" SCRIPT_FILENAME). */
+static int proxied(const struct relay *r)
+{
+    const char *sf = env_get(r->req->params, "SCRIPT_FILENAME");
+
+    return sf != NULL && strncmp(sf, "proxy:", 6) == 0;
+}
+
 /* Header block complete: "Status:" first, the script's fields, ours. */
 static int send_headers(struct relay *r)
 {
@@ -267,6 +275,12 @@ static int send_headers(struct relay *r)
     struct buf b;
 
     buf_init(&b, 2 * CGIHDR_BLOCK_MAX + CGIHDR_LINE_MAX + (extra ? strlen(extra) : 0));
+    if (r->hdr.local_redirect && proxied(r)) {
+        /* Apache's mod_proxy_fcgi (2.4.71 tried) does not serve a local
+         * redirect: without a status line the client would get an empty
+         * 200. It is given the 302 the header parser settled on. */
+        r->hdr.local_redirect = 0;
+    }
     if (cgihdr_block(&r->hdr, extra, &b) != RL_OK) {
         cgirelay_log(r, RL_LOG_ERROR, "cannot render the header block");
         set_outcome(r, RL_RELAY_INTERNAL);

@@ -256,7 +256,7 @@ htaccess_setenv() {
 
 @test "apache mod_fcgid: .htaccess SetEnv cannot re-point Redis or widen the script root" {
     # A second Redis anyone may use: were the SetEnv obeyed, counts went there.
-    redis-server --port 0 --unixsocket "$T/other.sock" --unixsocketperm 777 \
+    "$RL_SERVER_BIN" --port 0 --unixsocket "$T/other.sock" --unixsocketperm 777 \
         --save '' --appendonly no --dir "$T" --daemonize no --logfile "$T/other.log" 3>&- &
     OTHER_PID=$!
     wait_for "$T/other.sock"
@@ -264,7 +264,7 @@ htaccess_setenv() {
         "SetEnv RATELIMIT_SCRIPT_ROOT /" "SetEnv RATELIMIT_LIMIT 2"
     apache_start fcgi-ratelimit-fcgid.conf
     http "$BASE/cgi-bin/ok.cgi"
-    other_keys=$(redis-cli -s "$T/other.sock" DBSIZE)
+    other_keys=$("$RL_CLI_BIN" -s "$T/other.sock" DBSIZE)
     [ "$(http_status)" = 200 ]
     # The limit policy still follows the .htaccess (overrides=policy).
     [ "$(header_of X-RateLimit-Limit)" = 2 ]

@@ -27,7 +27,7 @@ teardown() {
 # other_redis_start: a second private redis-server on $T/other.sock, the
 # one a hostile request would point the worker at.
 other_redis_start() {
-    redis-server --port 0 --unixsocket "$T/other.sock" --unixsocketperm 700 \
+    "$RL_SERVER_BIN" --port 0 --unixsocket "$T/other.sock" --unixsocketperm 700 \
         --save '' --appendonly no --dir "$T" --daemonize no \
         --logfile "$T/other.log" 3>&- &
     OTHER_PID=$!
@@ -51,7 +51,7 @@ logs() {
     done
     # Counted in the administrator's Redis, none in the other one.
     [ "$(rcli --scan --pattern 'ratelimit:*' | wc -l)" -ge 1 ]
-    assert_equal "$(redis-cli -s "$T/other.sock" DBSIZE)" 0
+    assert_equal "$("$RL_CLI_BIN" -s "$T/other.sock" DBSIZE)" 0
     assert_equal "$(logs | grep -c 'request parameter RATELIMIT_REDIS_URL ignored')" 1
     assert_equal "$(logs | grep -c 'request parameter RATELIMIT_REDIS_PASSWORD ignored')" 1
     assert_equal "$(logs | grep -c -e other.sock -e pw-Zq9)" 0

@@ -23,7 +23,7 @@ setup() {
     chmod 755 "$S/fcgi-ratelimit" "$S/steal.sh"
     REDIS_SOCK="$S/redis.sock"
     RPORT=$(free_port)
-    redis-server --port "$RPORT" --bind 127.0.0.1 --unixsocket "$REDIS_SOCK" --unixsocketperm 777 --save '' \
+    "$RL_SERVER_BIN" --port "$RPORT" --bind 127.0.0.1 --unixsocket "$REDIS_SOCK" --unixsocketperm 777 --save '' \
         --appendonly no --dir "$S" --daemonize no --requirepass "$PW" \
         --logfile "$S/redis.log" 3>&- &
     REDIS_PID=$!
@@ -67,7 +67,7 @@ steal() {
     assert_output --partial "prlimit: denied"
     refute_output --partial "$PW"
     # The check itself used the password: Redis holds the counter.
-    [ -n "$(REDISCLI_AUTH="$PW" redis-cli -s "$REDIS_SOCK" --scan --pattern 'ratelimit:*')" ]
+    [ -n "$(REDISCLI_AUTH="$PW" VALKEYCLI_AUTH="$PW" "$RL_CLI_BIN" -s "$REDIS_SOCK" --scan --pattern 'ratelimit:*')" ]
 }
 
 @test "password in the URL: wiped as well" {
