@@ -111,7 +111,10 @@ static int take_new(struct acceptor *a)
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     char text[64];
-    int fd = accept4(a->listen_fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+    int fd;
+
+    memset(&ss, 0, sizeof(ss));
+    fd = accept4(a->listen_fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
 
     if (fd < 0) {
         /* Another worker took it, or it went away: not our failure. */

@@ -850,7 +850,8 @@ static void test_url_user(void)
                               strcmp(cur->redis.password, "s@cr:t") == 0 &&
                               strcmp(cur->redis.host, "h") == 0 && cur->redis.port == 7 &&
                               cur->redis.db == 2);
-    test_cond("url user display", strcmp(cur->redis.display, "redis://alice@h:7/2") == 0);
+    test_cond("url user display",
+              cur != NULL && strcmp(cur->redis.display, "redis://alice@h:7/2") == 0);
     test_cond("url user summary", config_summary(cur, line, sizeof(line)) == RL_OK &&
                                       strstr(line, "redis://alice@h:7/2 (auth)") != NULL &&
                                       strstr(line, "cr") == NULL);
