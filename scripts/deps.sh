@@ -6,7 +6,8 @@
 # Names valid on Debian 12 (bookworm) and 13 (trixie) alike; installed with
 # --no-install-recommends, so everything a script calls is listed, even
 # what a full system has anyway: libc6-dev (gcc only recommends it),
-# iproute2 (ss), procps (pgrep, ps), coreutils (timeout, sha256sum).
+# iproute2 (ss), procps (pgrep, ps), coreutils (timeout, sha256sum),
+# util-linux (prlimit).
 # libclang-rt-dev is llvm-defaults' name for the release's own clang
 # runtime (libFuzzer, sanitizers): 14 on bookworm, 19 on trixie.
 deps_build="gcc libc6-dev make autoconf automake pkg-config libfcgi-dev libhiredis-dev libjson-c-dev libssl-dev"
@@ -14,7 +15,7 @@ deps_demo="$deps_build redis-server redis-tools lighttpd curl jq"
 # spawn-fcgi starts the suites' FastCGI workers; clang + libclang-rt-dev:
 # make fuzz (libFuzzer) and the clang build; valgrind: make check-valgrind;
 # cppcheck, clang-format, clang-tools (scan-build): scripts/lint.
-deps_test="$deps_demo git coreutils iproute2 procps apache2 libapache2-mod-fcgid bats bats-assert bats-support spawn-fcgi clang libclang-rt-dev valgrind cppcheck clang-format clang-tools"
+deps_test="$deps_demo git coreutils util-linux iproute2 procps apache2 libapache2-mod-fcgid bats bats-assert bats-support spawn-fcgi clang libclang-rt-dev valgrind cppcheck clang-format clang-tools"
 # ./run-tests --valkey: the server-facing suites against Valkey (Debian 13+).
 deps_valkey="$deps_test valkey-server valkey-tools"
 deps_bench="$deps_test wrk fcgiwrap nginx gnuplot-nox python3-fastapi python3-uvicorn python3-redis"
