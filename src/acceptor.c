@@ -10,6 +10,8 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,11 +21,13 @@
 #include "util.h"
 
 #define PENDING_MAX 32
+#define RECHECK_MS 20 /* how often a connection with part of a head is looked at */
 #define PEEK_MAX (FCGIWIRE_PARAMS_MAX + 64 * 1024)
 
 struct pending {
     int fd;
     long long deadline; /* now_ms() clock */
+    int seen;           /* bytes waiting at the last look (FIONREAD) */
 };
 
 struct acceptor {
@@ -104,6 +108,34 @@ static void drop(struct acceptor *a, int i, const char *why)
     a->p[i] = a->p[--a->n];
 }
 
+static int is_inet(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET || ss->ss_family == AF_INET6;
+}
+
+/* Put fd in the table with a fresh deadline; when the table is full the
+ * connection nearest its deadline (the oldest) makes room. */
+static void pending_add(struct acceptor *a, int fd)
+{
+    if (a->n == PENDING_MAX) {
+        int oldest = 0;
+
+        for (int i = 1; i < a->n; i++)
+            if (a->p[i].deadline < a->p[oldest].deadline)
+                oldest = i;
+        drop(a, oldest, "too many connections still sending their request");
+    }
+    a->p[a->n].fd = fd;
+    a->p[a->n].deadline = now_ms() + a->head_ms;
+    a->p[a->n].seen = 0;
+    a->n++;
+}
+
+void acceptor_add(struct acceptor *a, int fd)
+{
+    pending_add(a, fd);
+}
+
 /* Accept one connection if the (non-blocking) listening socket has one.
  * Returns 0, or -1 with errno when accept() failed for good. */
 static int take_new(struct acceptor *a)
@@ -117,10 +149,19 @@ static int take_new(struct acceptor *a)
     fd = accept4(a->listen_fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
 
     if (fd < 0) {
-        /* Another worker took it, or it went away: not our failure. */
+        /* Another worker took it, it went away, or the network had a
+         * hiccup (accept(2): retry on these): not our failure. */
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED || errno == EPROTO ||
-            errno == EINTR)
+            errno == EINTR || errno == ENETDOWN || errno == ENETUNREACH || errno == EHOSTUNREACH ||
+            errno == EHOSTDOWN || errno == ENONET || errno == ENOPROTOOPT || errno == EOPNOTSUPP ||
+            errno == ECONNRESET || errno == ETIMEDOUT || errno == EPERM)
             return 0;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            /* Out of fds or memory: a pause, not the worker's end. */
+            rl_log(RL_LOG_ERROR, "accept: %s", strerror(errno));
+            (void)poll(NULL, 0, 100);
+            return 0;
+        }
         return -1;
     }
     if (!peer_ok(a, &ss, text, sizeof(text))) {
@@ -129,11 +170,14 @@ static int take_new(struct acceptor *a)
         close(fd);
         return 0;
     }
-    if (a->n == PENDING_MAX)
-        drop(a, 0, "too many connections still sending their request");
-    a->p[a->n].fd = fd;
-    a->p[a->n].deadline = now_ms() + a->head_ms;
-    a->n++;
+    if (is_inet(&ss)) {
+        int one = 1;
+
+        /* What libfcgi's accept did: answers are small writes, and Nagle
+         * with delayed ACKs would hold them back. */
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    pending_add(a, fd);
     return 0;
 }
 
@@ -143,8 +187,15 @@ static int check(struct acceptor *a, int i, long long now, int *body_whole)
 {
     struct fcgiwire_head head = {"no request before the deadline", 0};
     ssize_t r;
-    int st;
+    int st, avail = -1;
 
+    /* Nothing new since the last look: no copy, no scan (a head that
+     * trickles in must not cost a peek of everything each time). */
+    if (a->p[i].seen > 0 && ioctl(a->p[i].fd, FIONREAD, &avail) == 0 && avail == a->p[i].seen) {
+        if (now >= a->p[i].deadline)
+            drop(a, i, "no request before the deadline");
+        return -1;
+    }
     do
         r = recv(a->p[i].fd, a->peek, PEEK_MAX, MSG_PEEK | MSG_DONTWAIT);
     while (r < 0 && errno == EINTR);
@@ -152,6 +203,7 @@ static int check(struct acceptor *a, int i, long long now, int *body_whole)
         drop(a, i, "closed before its request was complete");
         return -1;
     }
+    a->p[i].seen = r > 0 ? (int)r : 0;
     st = r > 0 ? fcgiwire_scan(a->peek, (size_t)r, &head) : FCGIWIRE_INCOMPLETE;
     if (st == FCGIWIRE_COMPLETE) {
         int fd = a->p[i].fd;
@@ -182,10 +234,17 @@ static int wait_any(struct acceptor *a, struct pollfd *pfd)
     pfd[0].events = POLLIN;
     pfd[0].revents = 0;
     for (int i = 0; i < a->n; i++) {
-        pfd[i + 1].fd = a->p[i].fd;
+        long long due = a->p[i].deadline;
+
+        /* Bytes already waiting keep POLLIN set: such a connection is
+         * looked at again on a short timer instead, not in a busy loop. */
+        pfd[i + 1].fd = a->p[i].seen > 0 ? -1 : a->p[i].fd;
         pfd[i + 1].events = POLLIN;
-        if (until < 0 || a->p[i].deadline < until)
-            until = a->p[i].deadline;
+        pfd[i + 1].revents = 0;
+        if (a->p[i].seen > 0 && now + RECHECK_MS < due)
+            due = now + RECHECK_MS;
+        if (until < 0 || due < until)
+            until = due;
     }
     r = poll(pfd, (nfds_t)a->n + 1, until < 0 ? -1 : (int)(until > now ? until - now : 0));
     return r < 0 && errno == EINTR ? 0 : r;

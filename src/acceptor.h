@@ -44,6 +44,13 @@ int acceptor_next(struct acceptor *a, volatile sig_atomic_t *idle, volatile sig_
                   int *body_whole);
 
 /*
+ * Give back a connection the web server keeps open for its next request
+ * (FCGI_KEEP_CONN), owned by the acceptor from now on: its next head is
+ * awaited and checked like a new connection's, within a fresh deadline.
+ */
+void acceptor_add(struct acceptor *a, int fd);
+
+/*
  * The peer allow list of FCGI_WEB_SERVER_ADDRS (libfcgi's convention:
  * addresses separated by commas; CIDR blocks accepted too), or loopback
  * (127.0.0.0/8, ::1) when value is NULL or empty. RL_OK, or RL_ERR with

@@ -5,7 +5,8 @@
  * PARAMS content of all records is one stream of name-value pairs, each
  * length 1 byte (< 128) or 4 bytes with the top bit set (section 3.4); a
  * pair may cross a record boundary, so the pair walker keeps its state
- * from one record to the next.
+ * from one record to the next. Every record of the head must carry the
+ * BEGIN_REQUEST's id: libfcgi skips others without a word and would wait.
  */
 #include <string.h>
 
@@ -91,9 +92,9 @@ static int bad(const char **why, const char *reason)
     return FCGIWIRE_BAD;
 }
 
-/* 1 when the records from p on are STDIN records ending with an empty
- * one, all within the n bytes. */
-static int body_whole(const unsigned char *p, size_t n)
+/* 1 when the records from p on are STDIN records of request id, ending
+ * with an empty one, all within the n bytes. */
+static int body_whole(const unsigned char *p, size_t n, unsigned id)
 {
     size_t off = 0;
 
@@ -101,7 +102,7 @@ static int body_whole(const unsigned char *p, size_t n)
         const unsigned char *h = p + off;
         size_t clen = (size_t)h[4] << 8 | h[5];
 
-        if (h[0] != 1 || h[1] != T_STDIN)
+        if (h[0] != 1 || h[1] != T_STDIN || ((unsigned)h[2] << 8 | h[3]) != id)
             return 0;
         if (clen == 0)
             return 1;
@@ -117,7 +118,7 @@ int fcgiwire_scan(const unsigned char *p, size_t n, struct fcgiwire_head *hd)
     const char **why = &hd->why;
     struct pairs w;
     size_t off = 0;
-    int begun = 0;
+    unsigned begun = 0; /* the request's id once BEGIN_REQUEST was seen */
 
     memset(&w, 0, sizeof(w));
     hd->why = NULL;
@@ -129,20 +130,25 @@ int fcgiwire_scan(const unsigned char *p, size_t n, struct fcgiwire_head *hd)
 
         if (h[0] != 1)
             return bad(why, "not FastCGI (version is not 1)");
-        if (id == 0) { /* a management record: no part of the request */
-            if (begun)
-                return bad(why, "management record inside a request's params");
+        if (id == 0) {
+            /* Management records (FCGI_GET_VALUES): no web server sends
+             * them, and libfcgi answers them into a fixed 64-byte buffer
+             * with no bound. */
+            return bad(why, "a management record (request id 0)");
         } else if (!begun) {
             if (h[1] != T_BEGIN || clen != 8)
                 return bad(why, "the request does not start with BEGIN_REQUEST");
-            begun = 1;
+            begun = id;
+        } else if (id != begun) {
+            /* libfcgi would skip it silently and wait for more. */
+            return bad(why, "a record of another request id inside the head");
         } else if (h[1] != T_PARAMS) {
             return bad(why, "a record other than PARAMS before the params ended");
         } else if (clen == 0) {
             if (!pairs_whole(&w))
                 return bad(why, "params end inside a pair");
             off += rlen;
-            hd->body_whole = off <= n && body_whole(p + off, n - off);
+            hd->body_whole = off <= n && body_whole(p + off, n - off, begun);
             return FCGIWIRE_COMPLETE;
         } else if (n - off < REC_HEADER + clen) {
             /* Walk what is here of a record still arriving: a bad length

@@ -37,8 +37,8 @@ struct fcgiwire_head {
 
 /*
  * Scan the first n bytes a connection sent (borrowed). Returns an enum
- * fcgiwire_state and fills *h. Management records (request id 0) before
- * the request are allowed and skipped.
+ * fcgiwire_state and fills *h. Management records (request id 0) and
+ * records of another request id than the BEGIN_REQUEST's are refused.
  */
 int fcgiwire_scan(const unsigned char *p, size_t n, struct fcgiwire_head *h);
 

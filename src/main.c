@@ -242,7 +242,21 @@ static int fcgx_end(void *ctx)
 
 static int fd_write(void *ctx, const char *p, size_t n)
 {
-    return write_full(*(int *)ctx, p, n);
+    int fd = *(int *)ctx;
+
+    /* write_full retries EINTR; a web server that stopped reading our
+     * stdout must not hold us past the deadline, so write here. */
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+
+        if (w < 0 && errno == EINTR && !deadline_expired())
+            continue;
+        if (w <= 0)
+            return RL_ERR;
+        p += w;
+        n -= (size_t)w;
+    }
+    return RL_OK;
 }
 
 static ssize_t fd_read(void *ctx, char *p, size_t n)
@@ -250,9 +264,10 @@ static ssize_t fd_read(void *ctx, char *p, size_t n)
     int fd = *(int *)ctx;
     ssize_t r;
 
+    /* EINTR is retried, but not past the request's deadline. */
     do
         r = read(fd, p, n);
-    while (r < 0 && errno == EINTR);
+    while (r < 0 && errno == EINTR && !deadline_expired());
     return r;
 }
 
@@ -454,8 +469,9 @@ static void fastcgi_serve(struct rl_app *app, FCGX_Request *r, int body_whole)
     log_set_sink(fcgx_log, r);
     handle_request(app, &rq);
     request_reset(&rq);
-    /* Detached, libfcgi closes without lingering (see fcgx_drain). */
-    if (body_whole && fcgx_drain(r->in))
+    /* Detached, libfcgi closes without lingering (see fcgx_drain); a kept
+     * connection is not closed at all. */
+    if (body_whole && !r->keepConnection && fcgx_drain(r->in))
         (void)FCGX_Detach(r);
 }
 
@@ -479,22 +495,27 @@ static int fastcgi_loop(int listen_fd, void *ctx)
         return 1;
     acc = acceptor_new(listen_fd, RL_HEAD_TIMEOUT_MS, &app->peers);
     while (!stop_requested) {
+        r.ipcFd = acceptor_next(acc, &idle_in_accept, &stop_requested, &body_whole);
         if (r.ipcFd < 0) {
-            r.ipcFd = acceptor_next(acc, &idle_in_accept, &stop_requested, &body_whole);
-            if (r.ipcFd < 0) {
-                rc = stop_requested ? 0 : -1;
-                break;
-            }
-        } else {
-            /* The server kept the connection (FCGI_KEEP_CONN): libfcgi
-             * reads the next head itself, within the same deadline. */
-            body_whole = 0;
-            deadline_arm(RL_HEAD_TIMEOUT_MS);
+            rc = stop_requested ? 0 : -1;
+            break;
         }
         r.keepConnection = 1;
+        /* The head is whole, so libfcgi's read of it cannot block; the
+         * deadline is there should it disagree with fcgiwire.c. */
+        deadline_arm(RL_HEAD_TIMEOUT_MS);
         if (FCGX_Accept_r(&r) == 0)
             fastcgi_serve(app, &r, body_whole);
         FCGX_Finish_r(&r);
+        if (r.ipcFd >= 0) {
+            /* libfcgi left it open: the server keeps the connection
+             * (FCGI_KEEP_CONN) for its next request. The acceptor awaits
+             * and checks that head like a new connection's, so an idle
+             * kept connection holds no worker. */
+            acceptor_add(acc, r.ipcFd);
+            r.ipcFd = -1;
+            r.detached = 0;
+        }
         deadline_disarm();
     }
     if (rc < 0)

@@ -162,8 +162,26 @@ static void test_management(void)
     struct fcgiwire_head h;
 
     len = 0;
-    rec(9, 0, "", 0, 0); /* FCGI_GET_VALUES */
-    test_cond("a management record alone: incomplete", scan(len, &h) == FCGIWIRE_INCOMPLETE);
+    rec(9, 0, "", 0, 0); /* FCGI_GET_VALUES: libfcgi answers it unbounded */
+    test_cond("a management record: bad", scan(len, &h) == FCGIWIRE_BAD);
+}
+
+static void test_other_id(void)
+{
+    unsigned char p[64];
+    size_t pl = pair(p, "REQUEST_METHOD", "GET");
+    struct fcgiwire_head h;
+
+    begin();
+    rec(4, 1, p, pl, 0);
+    rec(4, 2, "", 0, 0); /* libfcgi skips it and waits forever */
+    test_cond("the end of params under another id: bad", scan(len, &h) == FCGIWIRE_BAD);
+    begin();
+    rec(4, 1, p, pl, 0);
+    rec(4, 1, "", 0, 0);
+    rec(5, 2, "", 0, 0);
+    test_cond("another id's STDIN: complete, body not whole",
+              scan(len, &h) == FCGIWIRE_COMPLETE && !h.body_whole);
 }
 
 int main(void)
@@ -174,5 +192,6 @@ int main(void)
     test_bad();
     test_large();
     test_management();
+    test_other_id();
     return test_report();
 }
