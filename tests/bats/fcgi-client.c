@@ -18,7 +18,10 @@
  * that stalls). -m: send a malformed params record (name and value lengths
  * of 2^31-1, whose sum overflows libfcgi's int: CVE-2025-23016) instead of
  * the params. -z: send the whole request, then read nothing for 60 s (a
- * peer that stops reading the answer); exit 0.
+ * peer that stops reading the answer); exit 0. -k N: N requests without a
+ * body on one connection (FCGI_KEEP_CONN, as nginx's fastcgi_keep_conn
+ * and mod_proxy_fcgi's enablereuse do), each answer printed in turn; exit
+ * 0 when all N came back, 4 when the app closed first.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -167,6 +170,66 @@ static void send_params(void)
     free(rec);
 }
 
+static void write_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            exit(3); /* our reader went away: nothing more to say */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* -k: read one answer (to END_REQUEST) from a blocking fd; 0, or 4. */
+static int keep_answer(int fd)
+{
+    unsigned char h[8], body[65536 + 256];
+
+    for (;;) {
+        size_t clen, plen, got = 0;
+
+        while (got < 8) {
+            ssize_t r = read(fd, h + got, 8 - got);
+
+            if (r <= 0)
+                return 4;
+            got += (size_t)r;
+        }
+        clen = ((size_t)h[4] << 8) | h[5];
+        plen = h[6];
+        for (got = 0; got < clen + plen;) {
+            ssize_t r = read(fd, body + got, clen + plen - got);
+
+            if (r <= 0)
+                return 4;
+            got += (size_t)r;
+        }
+        if (h[1] == REC_STDOUT)
+            write_all(1, body, clen);
+        else if (h[1] == REC_END)
+            return 0;
+    }
+}
+
+/* -k n: n requests on one kept connection. */
+static int keep_loop(int fd, const unsigned char *begin, long long n)
+{
+    for (long long i = 0; i < n; i++) {
+        olen = 0;
+        record(REC_BEGIN, begin, 8);
+        send_params();
+        record(REC_STDIN, NULL, 0);
+        write_all(fd, obuf, olen);
+        if (keep_answer(fd) != 0)
+            return 4;
+    }
+    return 0;
+}
+
 /* -s: send n bytes of the head, then wait for the app to hang up. */
 static int stall(int fd, size_t n)
 {
@@ -189,31 +252,20 @@ static int stall(int fd, size_t n)
     }
 }
 
-static void write_all(int fd, const unsigned char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            exit(3); /* our reader went away: nothing more to say */
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
 int main(int argc, char **argv)
 {
     int role = 1, no_stdin = 0, cut_body = 0, opt, fd, in_open = 1, app_status = 0, bad = 0;
     long long hangup_after = -1, got = 0, stall_after = -1;
     int deaf = 0;
+    long long keep = 0;
     unsigned char begin[8] = {0, 1, 0, 0, 0, 0, 0, 0};
     unsigned char ibuf[65536 + 8];
     size_t ilen = 0;
 
-    while ((opt = getopt(argc, argv, "abnmzc:s:")) != -1) {
-        if (opt == 'z')
+    while ((opt = getopt(argc, argv, "abnmzc:s:k:")) != -1) {
+        if (opt == 'k')
+            keep = strtoll(optarg, NULL, 10);
+        else if (opt == 'z')
             deaf = 1;
         else if (opt == 'm')
             bad = 1;
@@ -237,6 +289,10 @@ int main(int argc, char **argv)
     }
     fd = connect_to(argv[optind]);
     begin[1] = (unsigned char)role;
+    if (keep > 0) {
+        begin[2] = 1; /* FCGI_KEEP_CONN */
+        return keep_loop(fd, begin, keep);
+    }
     record(REC_BEGIN, begin, 8);
     if (bad) {
         static const unsigned char overflow[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};

@@ -183,3 +183,20 @@ authz() {
     [ -z "$(children_of "$w")" ]
     fcgi_stop
 }
+
+@test "FCGI_KEEP_CONN: several requests on one kept connection, and an idle kept connection holds no worker" {
+    listen "unix:$T/p.sock" --workers 1
+    FCGI_SOCK="$T/p.sock"
+    run timeout 30 env -i "${CGI_BASE[@]}" SCRIPT_FILENAME="$FIXTURES/cgi/ok.cgi" \
+        "$RL_FCGI_CLIENT" -k 3 "$FCGI_SOCK"
+    assert_success
+    [ "$(printf '%s\n' "$output" | grep -c 'ok 127.0.0.1')" -eq 3 ]
+    # A kept connection that sends nothing more must not hold the one
+    # worker: 12 bytes of a head (a kept connection's next request,
+    # begun and stalled) and a silent one, then a real request.
+    stallers "$FCGI_SOCK" 1 12
+    sleep 0.5
+    authz "$FCGI_SOCK"
+    assert_success
+    assert_equal "$(status_of)" 200
+}
