@@ -277,7 +277,7 @@ static int hash_update(EVP_MD_CTX *ctx, const void *p, size_t n)
 /* s[0..n) in ASCII lower case, a stack chunk at a time. */
 static int hash_lower(EVP_MD_CTX *ctx, const char *s, size_t n)
 {
-    char chunk[64];
+    char chunk[64] = {0}; /* (cppcheck 2.17 cannot see the loop fill it) */
 
     while (n > 0) {
         size_t k = n < sizeof(chunk) ? n : sizeof(chunk);

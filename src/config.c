@@ -1314,7 +1314,6 @@ struct cache_slot {
 
 struct config_cache {
     struct rl_config *base;
-    char *const *origin; /* the envp given to config_cache_new (not read: compared only) */
     unsigned char ignored_said[NVARS]; /* 1: "request parameter X ignored" logged */
     int none_said;                     /* 1: "RATELIMIT_OVERRIDES=none" logged */
     char **env; /* owned copies of the process RATELIMIT_* entries, NULL-terminated */
@@ -1344,7 +1343,6 @@ struct config_cache *config_cache_new(char *const *envp, struct rl_err *err)
     struct config_cache *cc = xcalloc(1, sizeof(*cc));
 
     buf_init(&cc->key, CACHE_KEY_MAX);
-    cc->origin = envp;
     copy_env(cc, envp);
     cc->base = config_parse(cc->env, err);
     if (cc->base == NULL) {
@@ -1492,9 +1490,6 @@ const struct rl_config *config_for_request(struct config_cache *cc, char *const 
     struct cache_slot *s;
     size_t n;
 
-    /* Plain CGI: the params are the very environment of the base. */
-    if (params == cc->origin)
-        return cc->base;
     if (build_key(cc, params, &n, err) != RL_OK)
         return NULL;
     if (n == 0)
