@@ -1,4 +1,5 @@
 # debian/tests/lib.sh - shared by the autopkgtests (sourced, POSIX sh).
+# shellcheck shell=sh
 #
 # The tests run the installed package with its configuration files
 # unchanged: the web server's stock configuration (port 80), Redis at the
@@ -38,7 +39,7 @@ rl_private_net() {
 rl_setup() {
     tmp=$(mktemp -d)
     chmod 755 "$tmp"
-    redis_pid= server_pid=
+    redis_pid='' server_pid=''
     cgi_dir=/var/www/html/fcgi-ratelimit-autopkgtest
     trap rl_cleanup EXIT
     redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no \
