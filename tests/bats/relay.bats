@@ -85,7 +85,8 @@ post_cgi() {
     pid=$(fcgi_pids | head -n1)
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
     echo "worker VmHWM ${hwm} kB"
-    [ "$hwm" -lt 20480 ]
+    # Under TEST_PREFIX (valgrind) the worker's RSS is valgrind's own.
+    [ -n "${TEST_PREFIX:-}" ] || [ "$hwm" -lt 20480 ]
 }
 
 @test "answers: Location without Status is a 302, a custom Status and headers are kept" {
@@ -199,6 +200,12 @@ post_cgi() {
     for i in $(seq 200); do
         body="x=$i"
         printf '%s' "$body" | fcgi_req REQUEST_METHOD=POST CONTENT_LENGTH=${#body} >/dev/null
+    done
+    # The answer ends when the script closes its output, so the worker may
+    # still be reaping the last script when the client has its answer.
+    for i in $(seq 50); do
+        [ -z "$(children_of "$pid")" ] && [ "$(fd_count "$pid")" = "$before" ] && break
+        sleep 0.1
     done
     assert_equal "$(fd_count "$pid")" "$before"
     assert_equal "$(zombies_of "$pid")" ""

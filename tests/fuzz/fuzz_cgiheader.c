@@ -71,13 +71,17 @@ static void check_block(const struct cgihdr *h)
 {
     struct buf out;
 
-    if (h->status < 100 || h->status > 599 || h->reason.len == 0)
+    /* A finished block's status is a final one (1xx is a 502). */
+    if (h->status < 200 || h->status > 599 || h->reason.len == 0)
         abort();
     buf_init(&out, 2 * CGIHDR_BLOCK_MAX);
     if (cgihdr_block(h, "X-Fuzz: 1\r\n", &out) == RL_OK) {
         if (out.len < 4 || memcmp(out.ptr + out.len - 4, "\r\n\r\n", 4) != 0)
             abort();
-        if (memcmp(out.ptr, "Status: ", 8) != 0)
+        /* A local redirect (a local Location, no Status) has no status
+         * line, so that Apache serves the path itself; all else starts
+         * with one. */
+        if ((memcmp(out.ptr, "Status: ", 8) == 0) == h->local_redirect)
             abort();
     }
     buf_free(&out);
