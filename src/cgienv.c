@@ -119,17 +119,6 @@ char **cgienv_build(char *const *params, const char *script, long long content_l
     return x.v;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* s[0..n) percent-decoded (a bad escape is kept as is, as Apache's
  * ap_unescape_url leaves it); caller owns. NULL when it decodes a NUL. */
 static char *decode_word(const char *s, size_t n)
@@ -141,8 +130,8 @@ static char *decode_word(const char *s, size_t n)
         int hi = -1, lo = -1;
 
         if (s[i] == '%' && i + 2 < n) {
-            hi = hexval(s[i + 1]);
-            lo = hexval(s[i + 2]);
+            hi = hex_value(s[i + 1]);
+            lo = hex_value(s[i + 2]);
         }
         if (hi >= 0 && lo >= 0) {
             w[j] = (char)(hi * 16 + lo);

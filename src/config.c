@@ -817,17 +817,6 @@ static int parse_url_port_db(struct rl_redis_target *t, const char *s, const cha
     return RL_OK;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* s[0..n) percent-decoded (RFC 3986 2.1) into a new string (caller owns),
  * or NULL when an escape is malformed or decodes to NUL, or the result is
  * longer than max. */
@@ -845,8 +834,8 @@ static char *pct_decode(const char *s, size_t n, size_t max)
         }
         if (i + 2 >= n)
             goto bad; /* "%" or "%X" at the end */
-        hi = hex_digit(s[i + 1]);
-        lo = hex_digit(s[i + 2]);
+        hi = hex_value(s[i + 1]);
+        lo = hex_value(s[i + 2]);
         if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
             goto bad;
         out[o++] = (char)(hi * 16 + lo);

@@ -43,6 +43,9 @@ int ascii_ncaseeq(const char *a, const char *b, size_t n);
 /* Find NAME in a NULL-terminated "NAME=VALUE" array; borrowed value or NULL. */
 const char *env_get(char *const *envp, const char *name);
 
+/* The value of one hexadecimal digit (0-9, a-f, A-F), or -1. */
+int hex_value(char c);
+
 /*
  * Write all n bytes of p to fd, retrying on EINTR and short writes.
  * RL_OK, or RL_ERR with errno set (EPIPE: the reader went away).
