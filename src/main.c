@@ -242,21 +242,7 @@ static int fcgx_end(void *ctx)
 
 static int fd_write(void *ctx, const char *p, size_t n)
 {
-    int fd = *(int *)ctx;
-
-    /* write_full retries EINTR; a web server that stopped reading our
-     * stdout must not hold us past the deadline, so write here. */
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-
-        if (w < 0 && errno == EINTR && !deadline_expired())
-            continue;
-        if (w <= 0)
-            return RL_ERR;
-        p += w;
-        n -= (size_t)w;
-    }
-    return RL_OK;
+    return write_full(*(int *)ctx, p, n);
 }
 
 static ssize_t fd_read(void *ctx, char *p, size_t n)

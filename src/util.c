@@ -6,6 +6,7 @@
  * written digest: SHA-256 hides credentials in Redis keys, SHA-1 names Lua
  * scripts the way Redis does.
  */
+#include "deadline.h"
 #include "util.h"
 
 #include <errno.h>
@@ -211,7 +212,9 @@ int write_full(int fd, const void *p, size_t n)
     while (n > 0) {
         ssize_t w = write(fd, s, n);
 
-        if (w < 0 && errno == EINTR)
+        /* EINTR is retried, but not past the request's deadline: a
+         * reader that stopped must not hold us (deadline.h). */
+        if (w < 0 && errno == EINTR && !deadline_expired())
             continue;
         if (w <= 0)
             return RL_ERR;

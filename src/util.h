@@ -47,7 +47,8 @@ const char *env_get(char *const *envp, const char *name);
 int hex_value(char c);
 
 /*
- * Write all n bytes of p to fd, retrying on EINTR and short writes.
+ * Write all n bytes of p to fd, retrying on short writes and on EINTR
+ * until the request's deadline (deadline.h) has passed.
  * RL_OK, or RL_ERR with errno set (EPIPE: the reader went away).
  */
 int write_full(int fd, const void *p, size_t n);
