@@ -432,7 +432,7 @@ side hold much better):
   request, sent straight to the limiter script with EVALSHA through
   `redis-cli --pipe` (same script text and key format
   `PREFIX NAME ":" 64-hex` as the binary), `used_memory` before and after,
-  for both layouts: `RATELIMIT_STORE=keys` (the default, SPEC's one key
+  for both layouts: `RATELIMIT_STORE=keys` (the default, one key
   per client and rule) and `RATELIMIT_STORE=buckets` (clients share 4096
   small hashes per rule and window; "Redis keys" counts the hashes).
 - (g) nginx `limit_req` is the in-process ceiling: its counters live in one
