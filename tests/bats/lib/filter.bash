@@ -92,7 +92,7 @@ fcgi_stop() {
 # -u USER: run as USER (with USER's group, in SOCKET's folder, the socket
 # 0666; needs root). -b BIN: that copy of the binary. Sets FCGI_SOCK.
 worker_start() {
-    local bin="$RL_BIN" user= sock
+    local bin="$RL_BIN" user='' sock
     local -a as envs
     while [ $# -gt 0 ]; do
         case "$1" in
