@@ -8,10 +8,7 @@
 # Apache runs as root here only to start; its children (and mod_fcgid's
 # filter processes) run as www-data, so the test folder is opened to it.
 
-load helpers
-load fixtures/servers
-
-APACHE_MODULES=/usr/lib/apache2/modules
+load lib/load
 
 setup() {
     command -v apache2 >/dev/null || skip "apache2 is not installed"
@@ -34,11 +31,7 @@ setup() {
 
 teardown() {
     apache_stop
-    if [ -n "${LPID:-}" ]; then
-        kill "$LPID" 2>/dev/null
-        wait_gone "$LPID" 100 || kill -9 "$LPID" 2>/dev/null
-        wait "$LPID" 2>/dev/null || true
-    fi
+    listen_stop
     kill_leftovers
     if [ -n "${OTHER_PID:-}" ]; then
         kill "$OTHER_PID" 2>/dev/null || true
@@ -47,91 +40,14 @@ teardown() {
     redis_stop
 }
 
-# apache_conf NAME...: $T/apache/httpd.conf: the test's server (loopback
-# port, own pid file, logs, mutexes and fcgid state in $T) with the Defines
-# the shipped files read, then an Include of each shipped apache/NAME.
-apache_conf() {
-    local m f
-    {
-        echo "ServerRoot \"$T/apache\""
-        echo "Define RATELIMIT_BIN $T/bin/fcgi-ratelimit"
-        echo "Define RATELIMIT_REDIS_URL $RATELIMIT_REDIS_URL"
-        echo "Define RATELIMIT_CGI_DIR $WWW"
-        echo "Define RATELIMIT_SOCKET $T/rl.sock"
-        echo "Define RATELIMIT_AUTHORIZER 127.0.0.1:$AUTH_PORT"
-        echo "Define RATELIMIT_PROTECTED_DIR $WWW/downloads"
-        for m in mpm_event authz_core authn_core authz_user mime env fcgid proxy proxy_fcgi \
-            authnz_fcgi; do
-            echo "LoadModule ${m}_module $APACHE_MODULES/mod_$m.so"
-        done
-        cat <<EOF
-Listen 127.0.0.1:$PORT
-ServerName 127.0.0.1
-PidFile $T/apache/httpd.pid
-ErrorLog $T/apache/error.log
-LogLevel warn
-Mutex file:$T/apache default
-DefaultRuntimeDir $T/apache
-User www-data
-Group www-data
-TypesConfig /etc/mime.types
-FcgidIPCDir $T/apache/fcgid
-FcgidProcessTableFile $T/apache/fcgid_shm
-DocumentRoot $WWW
-<Directory $WWW>
-    AllowOverride None
-    Require all granted
-</Directory>
-EOF
-        for f in "$@"; do
-            echo "Include $RL_SRCDIR/apache/$f"
-        done
-        # a test's own additions, when it wrote some
-        if [ -f "$T/apache/extra.conf" ]; then echo "Include $T/apache/extra.conf"; fi
-    } >"$T/apache/httpd.conf"
-}
-
-# apache_start NAME...: configure (as apache_conf), check and start; waits
-# until the port accepts. The daemon's PID comes from its PidFile.
-apache_start() {
-    apache_conf "$@"
-    apache2 -f "$T/apache/httpd.conf" -t
-    # fd 3 closed: a server that outlived its test must not keep bats
-    # waiting for its output.
-    apache2 -f "$T/apache/httpd.conf" -k start 3>&- </dev/null
-    wait_for "$PORT"
-    # The port may accept before the PidFile is written.
-    for _ in $(seq 100); do
-        [ -s "$T/apache/httpd.pid" ] && break
-        sleep 0.05
-    done
-    AP_PID=$(cat "$T/apache/httpd.pid")
-}
-
-apache_stop() {
-    if [ -z "${AP_PID:-}" ] && [ -s "$T/apache/httpd.pid" ]; then
-        AP_PID=$(cat "$T/apache/httpd.pid")
-    fi
-    [ -n "${AP_PID:-}" ] || return 0
-    kill -TERM "$AP_PID" 2>/dev/null
-    wait_gone "$AP_PID" 100 || kill -9 "$AP_PID" 2>/dev/null
-    AP_PID=
-}
-
 # filter_start ADDR [VAR=VALUE...]: the standalone filter for mod_proxy_fcgi
 # or mod_authnz_fcgi, `--listen ADDR --workers 4`, configured like
 # examples/systemd/fcgi-ratelimit.service plus the given variables.
 filter_start() {
     local addr="$1"
     shift
-    env RATELIMIT_LIMIT=100 RATELIMIT_WINDOW=1m RATELIMIT_SCRIPT_ROOT="$WWW" "$@" \
-        ${TEST_PREFIX:-} "$RL_BIN" --listen "$addr" --workers 4 --socket-mode 0666 \
-        2>>"$T/filter.log" &
-    LPID=$!
-    case "$addr" in
-    unix:*) wait_for "${addr#unix:}" ;;
-    *) wait_for "${addr##*:}" ;;
-    esac
+    listen_start RATELIMIT_LIMIT=100 RATELIMIT_WINDOW=1m RATELIMIT_SCRIPT_ROOT="$WWW" "$@" \
+        "$addr" --workers 4 --socket-mode 0666
 }
 
 @test "apache: the shipped files pass apache2 -t, all four together" {
@@ -190,7 +106,7 @@ filter_start() {
 @test "apache mod_proxy_fcgi -> --listen: exactly LIMIT of 300, 30 at a time, 4 workers" {
     filter_start "unix:$T/rl.sock"
     apache_start fcgi-ratelimit-proxy.conf
-    [ "$(pgrep -P "$LPID" | wc -l)" -eq 4 ]
+    [ "$(workers | wc -l)" -eq 4 ]
     burst_codes "$BASE/cgi-bin/ok.cgi" 300 30 >"$T/codes"
     assert_exact_split "$T/codes" 100 200
 }
@@ -256,10 +172,7 @@ htaccess_setenv() {
 
 @test "apache mod_fcgid: .htaccess SetEnv cannot re-point Redis or widen the script root" {
     # A second Redis anyone may use: were the SetEnv obeyed, counts went there.
-    "$RL_SERVER_BIN" --port 0 --unixsocket "$T/other.sock" --unixsocketperm 777 \
-        --save '' --appendonly no --dir "$T" --daemonize no --logfile "$T/other.log" 3>&- &
-    OTHER_PID=$!
-    wait_for "$T/other.sock"
+    redis_server OTHER_PID "$T/other.sock"
     htaccess_setenv "SetEnv RATELIMIT_REDIS_URL unix://$T/other.sock" \
         "SetEnv RATELIMIT_SCRIPT_ROOT /" "SetEnv RATELIMIT_LIMIT 2"
     apache_start fcgi-ratelimit-fcgid.conf

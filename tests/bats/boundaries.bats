@@ -1,12 +1,13 @@
 #!/usr/bin/env bats
-# boundaries.bats - what a FastCGI request may not change (SPEC.md,
-# Configuration): a request parameter naming a boundary (Redis, the script
-# root, the backend, the mode...) is ignored and named once per worker in
-# the log, never with its value; RATELIMIT_OVERRIDES=none ignores every
-# RATELIMIT_* parameter. Against the real binary as a FastCGI worker and a
-# real private redis-server.
+# boundaries.bats - what a FastCGI request may not change: the settings
+# that decide where counts go and what runs are the administrator's alone,
+# so a request parameter naming one (Redis, the script root, the backend,
+# the mode...) is ignored and named once per worker in the log, never with
+# its value; RATELIMIT_OVERRIDES=none ignores every RATELIMIT_* parameter.
+# Against the real binary as a FastCGI worker and a real private
+# redis-server.
 
-load helpers
+load lib/load
 
 CGI="$FIXTURES/cgi"
 
@@ -24,16 +25,6 @@ teardown() {
     fi
 }
 
-# other_redis_start: a second private redis-server on $T/other.sock, the
-# one a hostile request would point the worker at.
-other_redis_start() {
-    "$RL_SERVER_BIN" --port 0 --unixsocket "$T/other.sock" --unixsocketperm 700 \
-        --save '' --appendonly no --dir "$T" --daemonize no \
-        --logfile "$T/other.log" 3>&- &
-    OTHER_PID=$!
-    wait_for "$T/other.sock"
-}
-
 # logs: everything the workers logged (the request's FCGI_STDERR and the
 # process stderr).
 logs() {
@@ -42,7 +33,8 @@ logs() {
 
 @test "boundary: a RATELIMIT_REDIS_URL parameter does not re-point Redis; logged once, no value" {
     export RATELIMIT_BACKEND="$CGI/ok.cgi"
-    other_redis_start
+    # A second server, the one a hostile request would point the worker at.
+    redis_server OTHER_PID "$T/other.sock"
     fcgi_start 1
     for want in 200 200 429; do
         run fcgi_req "RATELIMIT_REDIS_URL=unix://$T/other.sock" RATELIMIT_REDIS_PASSWORD=pw-Zq9 \

@@ -1,8 +1,9 @@
 #!/usr/bin/env bats
 # engine.bats - the deciding half against a real private Redis: plain CGI,
-# FastCGI Responder and Authorizer, answers, keys, outages, configuration.
+# FastCGI Responder and Authorizer, answers, keys, outages, configuration,
+# dry run and the header families (RATELIMIT_HEADERS).
 
-load helpers
+load lib/load
 
 setup() {
     redis_start
@@ -80,7 +81,7 @@ teardown() {
         [ "$(rcli PTTL "$key")" -gt 0 ]
     done
     # The key is the SHA-256 of the identity, never the credential.
-    want="ratelimit:default:$(printf 'header\0secret-beta' | sha256sum | cut -c1-64)"
+    want=$(header_key secret-beta)
     assert_equal "$(rcli EXISTS "$want")" 1
 }
 
@@ -295,4 +296,57 @@ teardown() {
     sleep "$first"
     run fcgi_req </dev/null
     assert_equal "$(status_of)" 200
+}
+
+# ------------------------------------------------------ dry run, headers
+
+@test "dry run: never denies, logs each would-be denial with rule and client, headers still sent" {
+    export RATELIMIT_DRY_RUN=1 RATELIMIT_LIMIT=2
+    for i in 1 2 3 4 5; do
+        run cgi_run </dev/null
+        assert_equal "$(status_of)" 200
+        assert_output --partial "ok 127.0.0.1"
+        want=$((2 - i)); [ "$want" -lt 0 ] && want=0
+        assert_equal "$(header_of X-RateLimit-Remaining)" "$want"
+        assert_equal "$(rl_r)" "$want"
+        assert_equal "$(header_of Retry-After)" ""
+    done
+    assert_equal "$(grep -c 'would deny' "$T/stderr")" 3
+    assert_equal "$(grep 'would deny' "$T/stderr" | grep -c 'client 127.0.0.1.*rule default')" 3
+    # Counted as a real run would: the would-be denials charged nothing.
+    assert_equal "$(rcli GET "$(ip_key 127.0.0.1)")" 2
+
+    export RATELIMIT_RULES='wide ip 10/1m; narrow ip 1/1m sliding-log'
+    : >"$T/stderr"
+    for i in 1 2; do
+        run cgi_run REMOTE_ADDR=2001:db8:5::1 </dev/null
+        assert_equal "$(status_of)" 200
+    done
+    [[ "$(header_of RateLimit)" == '"narrow";r=0;t='* ]]
+    assert_equal "$(grep 'would deny' "$T/stderr" | grep -c 'client 2001:db8:5::/64.*rule narrow')" 1
+}
+
+@test "RATELIMIT_HEADERS: all, ietf, x and none select the header families" {
+    export RATELIMIT_LIMIT=1
+    for mode in all ietf x none; do
+        export RATELIMIT_HEADERS=$mode RATELIMIT_NAME=h-$mode
+        for want in 200 429; do
+            run cgi_run </dev/null
+            assert_equal "$(status_of)" "$want"
+            for h in RateLimit-Policy RateLimit; do
+                case $mode in
+                all | ietf) [ -n "$(header_of $h)" ] ;;
+                *) assert_equal "$(header_of $h)" "" ;;
+                esac
+            done
+            for h in X-RateLimit-Limit X-RateLimit-Remaining X-RateLimit-Reset; do
+                case $mode in
+                all | x) [ -n "$(header_of $h)" ] ;;
+                *) assert_equal "$(header_of $h)" "" ;;
+                esac
+            done
+        done
+        # A denial always carries Retry-After and the JSON ttl.
+        assert_equal "$(header_of Retry-After)" "$(json_field ttl)"
+    done
 }

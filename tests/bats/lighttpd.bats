@@ -3,8 +3,7 @@
 # the shipped lighttpd/*.conf files with only their site settings (the
 # `var.ratelimit_* := "..."` lines) rewritten to this test's paths.
 
-load helpers
-load fixtures/servers
+load lib/load
 
 setup() {
     command -v lighttpd >/dev/null || skip "lighttpd is not installed"

@@ -3,8 +3,7 @@
 # IPv4, IPv6, or one inherited on fd 0), its pre-forked workers, their
 # respawn, and the orderly stop on SIGTERM.
 
-load helpers
-load fixtures/servers
+load lib/load
 
 setup() {
     redis_start
@@ -14,54 +13,8 @@ setup() {
 }
 
 teardown() {
-    local w
-    if [ -n "${LPID:-}" ]; then
-        w=$(workers)
-        kill -9 "$LPID" $w 2>/dev/null
-        wait "$LPID" 2>/dev/null || true
-    fi
+    listen_stop
     redis_stop
-}
-
-# listen_start ADDR [ARGS...]: the binary with --listen ADDR in the
-# background (PID in LPID, stderr in $T/listen.log); waits until it accepts.
-listen_start() {
-    local addr="$1"
-    shift
-    ${TEST_PREFIX:-} "$RL_BIN" --listen "$addr" "$@" 2>>"$T/listen.log" &
-    LPID=$!
-    case "$addr" in
-    unix:*) wait_for "${addr#unix:}" ;;
-    *) wait_tcp "$addr" ;;
-    esac
-}
-
-# wait_tcp HOST:PORT | [V6]:PORT: until the address accepts (10 s).
-wait_tcp() {
-    local host="${1%:*}" port="${1##*:}" i
-    host=${host#[}
-    host=${host%]}
-    for ((i = 0; i < 200; i++)); do
-        (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
-
-# workers: the supervisor's children (the workers), one PID a line.
-workers() {
-    pgrep -P "$LPID" || true
-}
-
-# wait_workers N: until the supervisor has exactly N children (10 s).
-wait_workers() {
-    local i
-    for ((i = 0; i < 200; i++)); do
-        [ "$(workers | wc -l)" -eq "$1" ] && return 0
-        sleep 0.05
-    done
-    echo "workers: $(workers | tr '\n' ' '), expected $1" >&2
-    return 1
 }
 
 # ok_request ADDR: one request for ok.cgi must come back allowed.
@@ -71,18 +24,6 @@ ok_request() {
     assert_success
     assert_output --partial "ok 127.0.0.1"
     [ "$(header_of X-RateLimit-Limit)" = 1000 ]
-}
-
-# wait_gone_pid PID: until PID has exited (10 s).
-wait_gone_pid() {
-    local i
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$1" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    echo "process $1 still running" >&2
-    kill -9 "$1" 2>/dev/null
-    return 1
 }
 
 @test "--listen unix: serves requests on a 0660 socket" {
@@ -156,7 +97,7 @@ wait_gone_pid() {
     wait "$LPID" 2>/dev/null || true
     LPID=
     for p in $w; do
-        wait_gone_pid "$p"
+        wait_gone "$p" || { kill -9 "$p"; false; }
     done
 }
 
@@ -168,11 +109,7 @@ wait_gone_pid() {
     fcgi_req SCRIPT_FILENAME="$FIXTURES/cgi/sleep1.cgi" CONTENT_LENGTH=0 </dev/null >"$T/inflight.out" &
     req=$!
     # wait until a worker runs the script (a child of a worker)
-    for _ in $(seq 200); do
-        [ -n "$(pgrep -P "$(workers | paste -sd,)" 2>/dev/null)" ] && break
-        sleep 0.02
-    done
-    [ -n "$(pgrep -P "$(workers | paste -sd,)")" ]
+    wait_child "$(workers | paste -sd,)"
     kill -TERM "$LPID"
     rc=0
     wait "$req" || rc=$?
@@ -195,7 +132,7 @@ wait_gone_pid() {
     w=$(workers)
     kill -9 "$LPID" $w
     wait "$LPID" 2>/dev/null || true
-    wait_gone_pid "$w"
+    wait_gone "$w" || { kill -9 "$w"; false; }
     [ -S "$T/l.sock" ]
     ! listening "$T/l.sock"
     listen_start "unix:$T/l.sock" --workers 1

@@ -5,7 +5,7 @@
 # CGI runs (one request a process); this reaches the per-request paths of
 # the FastCGI loop, where a leak grows with every request.
 
-load helpers
+load lib/load
 
 CGI="$FIXTURES/cgi"
 
@@ -35,19 +35,15 @@ ask() {
 }
 
 @test "memcheck: 240 FastCGI requests of every kind through one worker, no error, no definite leak" {
-    local i rc envs
-    mapfile -t envs < <(rl_env)
-    # spawn-fcgi -n binds the socket and execs valgrind in place: W_PID is
-    # the worker, and its exit status valgrind's (99 on any finding)
-    env -i PATH="$PATH" "${envs[@]}" RATELIMIT_LIMIT=1000000 spawn-fcgi -n -s "$T/w.sock" -- \
-        "$(command -v valgrind)" -q --error-exitcode=99 --leak-check=full \
-        --errors-for-leak-kinds=definite \
-        --show-leak-kinds=definite --track-origins=yes --trace-children=no \
-        --child-silent-after-fork=yes --suppressions="$RL_SRCDIR/tests/valgrind.supp" \
-        --log-file="$T/vg.log" "$RL_BIN" 2>>"$T/worker.log" &
-    W_PID=$!
-    FCGI_SOCK="$T/w.sock"
-    wait_for "$FCGI_SOCK" 1200
+    local i rc
+    # The worker under valgrind (worker_start runs it under TEST_PREFIX):
+    # W_PID is the worker, and its exit status valgrind's (99 on any
+    # finding).
+    TEST_PREFIX="$(command -v valgrind) -q --error-exitcode=99 --leak-check=full \
+        --errors-for-leak-kinds=definite --show-leak-kinds=definite --track-origins=yes \
+        --trace-children=no --child-silent-after-fork=yes \
+        --suppressions=$RL_SRCDIR/tests/valgrind.supp --log-file=$T/vg.log" \
+        worker_start "$T/w.sock" RATELIMIT_LIMIT=1000000
     printf 'a=1&b=2' >"$T/body"
     for ((i = 0; i < 20; i++)); do
         # relayed: allowed, a POST body, a redirect, a key from a header

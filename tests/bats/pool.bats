@@ -3,8 +3,7 @@
 # stall before their request is whole, peers outside FCGI_WEB_SERVER_ADDRS,
 # and malformed FastCGI params (the record that makes libfcgi abort).
 
-load helpers
-load fixtures/servers
+load lib/load
 
 setup() {
     redis_start
@@ -16,26 +15,8 @@ setup() {
 teardown() {
     local p
     for p in "${STALLERS[@]}"; do kill "$p" 2>/dev/null || true; done
-    if [ -n "${LPID:-}" ]; then
-        kill -9 "$LPID" $(pgrep -P "$LPID") 2>/dev/null || true
-        wait "$LPID" 2>/dev/null || true
-    fi
+    listen_stop
     redis_stop
-}
-
-# listen ADDR [ARGS]: --listen in the background; waits until it listens.
-listen() {
-    local addr="$1"
-    shift
-    ${TEST_PREFIX:-} "$RL_BIN" --listen "$addr" "$@" 2>>"$T/listen.log" &
-    LPID=$!
-    case "$addr" in
-    unix:*) wait_for "${addr#unix:}" ;;
-    *) for ((i = 0; i < 200; i++)); do
-        [ "$(pgrep -P "$LPID" | wc -l)" -ge 1 ] && ss -Hltn | grep -q ":${addr##*:} " && return 0
-        sleep 0.05
-    done; return 1 ;;
-    esac
 }
 
 # stallers SOCKET N BYTES: N clients that send BYTES of their request's
@@ -44,7 +25,7 @@ listen() {
 stallers() {
     local i
     for ((i = 0; i < $2; i++)); do
-        (env -i "${CGI_BASE[@]}" "$RL_FCGI_CLIENT" -s "$3" "$1" </dev/null; echo $? >"$T/stall.$3.$i") &
+        (FCGI_SOCK="$1" fcgi_req -s "$3" </dev/null; echo $? >"$T/stall.$3.$i") &
         STALLERS+=($!)
     done
 }
@@ -53,11 +34,11 @@ stallers() {
 # $output.
 authz() {
     FCGI_SOCK="$1"
-    run timeout 30 env -i "${CGI_BASE[@]}" "$RL_FCGI_CLIENT" -a "$FCGI_SOCK" </dev/null
+    run fcgi_req -a </dev/null
 }
 
 @test "--workers 2 and 20 stalled connections (silent, and a few bytes): real requests are still answered" {
-    listen "unix:$T/p.sock" --workers 2
+    listen_start "unix:$T/p.sock" --workers 2
     stallers "$T/p.sock" 10 0
     stallers "$T/p.sock" 10 12
     sleep 0.5
@@ -76,7 +57,7 @@ authz() {
 @test "TCP: 20 silent connections do not hold --workers 2" {
     local port
     port=$(free_port)
-    listen "127.0.0.1:$port" --workers 2
+    listen_start "127.0.0.1:$port" --workers 2
     stallers "127.0.0.1:$port" 20 0
     sleep 0.5
     for i in 1 2 3; do
@@ -87,30 +68,31 @@ authz() {
 }
 
 @test "a params record whose lengths overflow libfcgi is dropped; the worker lives on and says why once" {
-    listen "unix:$T/p.sock" --workers 1
+    listen_start "unix:$T/p.sock" --workers 1
     local w
-    w=$(pgrep -P "$LPID")
-    run timeout 30 env -i "$RL_FCGI_CLIENT" -m "$T/p.sock" </dev/null
+    w=$(workers)
+    FCGI_SOCK="$T/p.sock"
+    run fcgi_req -m </dev/null
     assert_equal "$status" 4 # closed before END_REQUEST
     authz "$T/p.sock"
     assert_success
     assert_equal "$(status_of)" 200
     # The same worker: libfcgi never saw the record, so it did not abort.
-    assert_equal "$(pgrep -P "$LPID")" "$w"
+    assert_equal "$(workers)" "$w"
     [ "$(grep -c 'FastCGI connection dropped: malformed or oversized params' "$T/listen.log")" -eq 1 ]
 }
 
 @test "FCGI_WEB_SERVER_ADDRS: a TCP peer outside the list is hung up on at once, IPv4 and IPv6" {
     local port
     port=$(free_port)
-    FCGI_WEB_SERVER_ADDRS=127.0.0.2 listen "[::1]:$port" --workers 1
+    FCGI_WEB_SERVER_ADDRS=127.0.0.2 listen_start "[::1]:$port" --workers 1
     authz "[::1]:$port"
     assert_failure 4
     grep -q 'FastCGI connection from ::1 refused: not in FCGI_WEB_SERVER_ADDRS' "$T/listen.log"
     kill "$LPID"
     wait "$LPID" || true
     port=$(free_port)
-    FCGI_WEB_SERVER_ADDRS=127.0.0.2 listen "127.0.0.1:$port" --workers 1
+    FCGI_WEB_SERVER_ADDRS=127.0.0.2 listen_start "127.0.0.1:$port" --workers 1
     authz "127.0.0.1:$port"
     assert_failure 4
     grep -q 'FastCGI connection from 127.0.0.1 refused' "$T/listen.log"
@@ -119,14 +101,14 @@ authz() {
 @test "FCGI_WEB_SERVER_ADDRS: loopback is served by default, a listed peer is served" {
     local port
     port=$(free_port)
-    listen "[::1]:$port" --workers 1
+    listen_start "[::1]:$port" --workers 1
     authz "[::1]:$port"
     assert_success
     assert_equal "$(status_of)" 200
     kill "$LPID"
     wait "$LPID" || true
     port=$(free_port)
-    FCGI_WEB_SERVER_ADDRS="10.1.2.3, 127.0.0.1" listen "127.0.0.1:$port" --workers 1
+    FCGI_WEB_SERVER_ADDRS="10.1.2.3, 127.0.0.1" listen_start "127.0.0.1:$port" --workers 1
     authz "127.0.0.1:$port"
     assert_success
     assert_equal "$(status_of)" 200
@@ -141,7 +123,7 @@ authz() {
     authz "$FCGI_SOCK"
     assert_success
     assert_equal "$(status_of)" 200
-    run timeout 30 env -i "$RL_FCGI_CLIENT" -m "$FCGI_SOCK" </dev/null
+    run fcgi_req -m </dev/null
     assert_equal "$status" 4
     authz "$FCGI_SOCK"
     assert_equal "$(status_of)" 200
@@ -149,12 +131,12 @@ authz() {
 }
 
 @test "a worker that aborts (as libfcgi does on some malformed records) is replaced, logged once" {
-    listen "unix:$T/p.sock" --workers 1
+    listen_start "unix:$T/p.sock" --workers 1
     local w n
-    w=$(pgrep -P "$LPID")
+    w=$(workers)
     kill -ABRT "$w"
     for ((i = 0; i < 200; i++)); do
-        n=$(pgrep -P "$LPID" || true)
+        n=$(workers)
         [ -n "$n" ] && [ "$n" != "$w" ] && break
         sleep 0.05
     done
@@ -171,8 +153,7 @@ authz() {
     w=$(fcgi_pids)
     # 50 MB of answer to a client that reads none of it: the worker blocks
     # in write() until the deadline breaks it.
-    (env -i "${CGI_BASE[@]}" SCRIPT_FILENAME="$FIXTURES/cgi/big.sh" QUERY_STRING=50 \
-        "$RL_FCGI_CLIENT" -z "$FCGI_SOCK" </dev/null >/dev/null 2>&1) &
+    (fcgi_req -z SCRIPT_FILENAME="$FIXTURES/cgi/big.sh" QUERY_STRING=50 </dev/null >/dev/null) &
     STALLERS+=($!)
     sleep 0.5
     authz "$FCGI_SOCK"
@@ -185,10 +166,9 @@ authz() {
 }
 
 @test "FCGI_KEEP_CONN: several requests on one kept connection, and an idle kept connection holds no worker" {
-    listen "unix:$T/p.sock" --workers 1
+    listen_start "unix:$T/p.sock" --workers 1
     FCGI_SOCK="$T/p.sock"
-    run timeout 30 env -i "${CGI_BASE[@]}" SCRIPT_FILENAME="$FIXTURES/cgi/ok.cgi" \
-        "$RL_FCGI_CLIENT" -k 3 "$FCGI_SOCK"
+    run fcgi_req -k 3 SCRIPT_FILENAME="$FIXTURES/cgi/ok.cgi" </dev/null
     assert_success
     [ "$(printf '%s\n' "$output" | grep -c 'ok 127.0.0.1')" -eq 3 ]
     # A kept connection that sends nothing more must not hold the one

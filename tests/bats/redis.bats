@@ -12,8 +12,7 @@
 # a unix socket in the test's temp dir; its default user needs ADMIN_PW.
 # Outcomes and counted log lines only, no timing.
 
-load helpers
-load fixtures/servers
+load lib/load
 
 CGI="$FIXTURES/cgi"
 ADMIN_PW=admin-pw-7
@@ -49,14 +48,6 @@ acl_from_readme() {
     (set -f; rcli $line) | grep -qx OK
 }
 
-# nlines REGEX FILE...: how many lines of the FILEs (missing ones: none)
-# match the extended REGEX.
-nlines() {
-    local re="$1"
-    shift
-    cat "$@" 2>/dev/null | grep -cE -- "$re" || true
-}
-
 # req ADDR: one plain CGI request from ADDR; prints the status.
 req() {
     run cgi_run REMOTE_ADDR="$1" </dev/null
@@ -76,7 +67,7 @@ req() {
             assert_equal "$a/$s $(req 10.0.0.$n) $(req 10.0.0.$n) $(req 10.0.0.$n)" "$a/$s 200 200 429"
         done
     done
-    assert_equal "$(nlines 'unreachable|configuration error' "$T/stderr")" 0
+    assert_equal "$(log_count 'unreachable|configuration error' "$T/stderr")" 0
     # Everything went to database 1, under the prefix.
     [ -n "$(rcli -n 1 --scan --pattern 'ratelimit:*')" ]
     [ -z "$(rcli -n 0 --scan --pattern '*')" ]
@@ -91,9 +82,9 @@ req() {
         run fcgi_req </dev/null
         assert_equal "$(status_of)" 503
     done
-    assert_equal "$(nlines "configuration error, authentication refused: AUTH as user 'ratelimit': WRONGPASS" "$T/fcgi-stderr")" 1
-    assert_equal "$(nlines unreachable "$T/fcgi-stderr")" 0
-    assert_equal "$(nlines "$RL_PW" "$T/fcgi-stderr" "$T/fcgi.log")" 0
+    assert_equal "$(log_count "configuration error, authentication refused: AUTH as user 'ratelimit': WRONGPASS" "$T/fcgi-stderr")" 1
+    assert_equal "$(log_count unreachable "$T/fcgi-stderr")" 0
+    assert_equal "$(log_count "$RL_PW" "$T/fcgi-stderr" "$T/fcgi.log")" 0
     fcgi_stop
     export RATELIMIT_FAIL=open
     assert_equal "$(req 10.0.1.1)" 200
@@ -113,7 +104,7 @@ req() {
     export RATELIMIT_REDIS_URL="redis://ratelimit:$RL_PW@127.0.0.1:$PORT/99"
     assert_equal "$(req 10.0.2.1)" 200
     grep -q "configuration error, database refused: SELECT 99: ERR DB index is out of range" "$T/stderr"
-    assert_equal "$(nlines unreachable "$T/stderr")" 0
+    assert_equal "$(log_count unreachable "$T/stderr")" 0
     run env -i PATH="$PATH" RATELIMIT_REDIS_URL="$RATELIMIT_REDIS_URL" ${TEST_PREFIX:-} "$RL_BIN" --check
     assert_failure 1
     assert_output --partial "configuration error, database refused: SELECT 99"
@@ -139,8 +130,8 @@ req() {
         run fcgi_req </dev/null
         assert_equal "$(status_of)" 503
     done
-    assert_equal "$(nlines 'configuration error, ACL permission missing: EVALSHA: ' "$T/fcgi-stderr")" 1
-    assert_equal "$(nlines unreachable "$T/fcgi-stderr")" 0
+    assert_equal "$(log_count 'configuration error, ACL permission missing: EVALSHA: ' "$T/fcgi-stderr")" 1
+    assert_equal "$(log_count unreachable "$T/fcgi-stderr")" 0
 }
 
 @test "the Redis socket never reaches a CGI script (plain CGI and FastCGI)" {

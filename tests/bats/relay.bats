@@ -4,7 +4,7 @@
 # deadlock, bounded memory, answers relayed, every error status, killing and
 # reaping.
 
-load helpers
+load lib/load
 
 CGI="$FIXTURES/cgi"
 
@@ -55,7 +55,7 @@ post_cgi() {
 
 @test "cgi: 8 MB POST to a script that prints 200 KB before reading: no deadlock" {
     head -c 8388608 /dev/urandom >"$T/body"
-    want=$(sha256sum <"$T/body" | cut -c1-64)
+    want=$(sha256_of "$T/body")
     export RATELIMIT_BACKEND="$CGI/echo-sha.sh"
     run post_cgi "$T/body"
     assert_equal "$(status_of)" 200
@@ -64,7 +64,7 @@ post_cgi() {
 
 @test "fastcgi: 8 MB POST both ways, and a body without CONTENT_LENGTH is spooled exactly" {
     head -c 8388608 /dev/urandom >"$T/body"
-    want=$(sha256sum <"$T/body" | cut -c1-64)
+    want=$(sha256_of "$T/body")
     export RATELIMIT_BACKEND="$CGI/echo-sha.sh"
     fcgi_start 1
     run fcgi_req REQUEST_METHOD=POST CONTENT_LENGTH=8388608 <"$T/body"
@@ -180,25 +180,12 @@ post_cgi() {
     refute_output --partial '"message"'
 }
 
-# settle PID: until PID has no child left (5 s).
-settle() {
-    for _ in $(seq 50); do
-        [ -z "$(children_of "$1")" ] && return 0
-        sleep 0.1
-    done
-}
-
 @test "a client that goes away kills the script; 200 requests leave no zombie, no fd" {
     export RATELIMIT_BACKEND="$CGI/big.sh"
     fcgi_start 1
     pid=$(fcgi_pids | head -n1)
     fcgi_req -c 100000 QUERY_STRING=1000 </dev/null >/dev/null || true
-    gone=
-    for i in $(seq 50); do
-        [ -z "$(children_of "$pid")" ] && { gone=1; break; }
-        sleep 0.1
-    done
-    [ -n "$gone" ]
+    wait_childless "$pid"
     export RATELIMIT_BACKEND="$CGI/ok.cgi"
     fcgi_stop
     fcgi_start 1
@@ -207,13 +194,13 @@ settle() {
     # The answer ends when the script closes its output, so the worker may
     # still be reaping a script (its pipes open) when the client has the
     # answer: count the fds once it has no child. A leak only grows them.
-    settle "$pid"
+    wait_childless "$pid" || true
     before=$(fd_count "$pid")
     for i in $(seq 200); do
         body="x=$i"
         printf '%s' "$body" | fcgi_req REQUEST_METHOD=POST CONTENT_LENGTH=${#body} >/dev/null
     done
-    settle "$pid"
+    wait_childless "$pid" || true
     after=$(fd_count "$pid")
     echo "fds: $before before, $after after"
     [ "$after" -le "$before" ]
@@ -289,10 +276,8 @@ settle() {
     assert_equal "$(body_of)" answered
     # The answer came while the script still ran.
     [ ! -e "$T/linger.done" ]
-    for i in $(seq 100); do [ -e "$T/linger.done" ] && break; sleep 0.1; done
-    [ -e "$T/linger.done" ]
-    for i in $(seq 50); do [ -z "$(children_of "$pid")" ] && break; sleep 0.1; done
-    assert_equal "$(children_of "$pid")" ""
+    retry 100 0.1 test -e "$T/linger.done"
+    wait_childless "$pid"
 }
 
 @test "which script: a folder swapped for a symlink after the check never runs a script outside it" {

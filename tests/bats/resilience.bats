@@ -8,8 +8,7 @@
 # Every process is stopped by its PID; a SIGSTOPped Redis gets SIGCONT
 # before it is stopped.
 
-load helpers
-load fixtures/servers
+load lib/load
 
 CGI="$FIXTURES/cgi"
 
@@ -53,60 +52,16 @@ unstall_redis() {
     REDIS_STOPPED=
 }
 
-# worker_start SOCKET [ARGS...]: one FastCGI worker of the binary on fd 0
-# (spawn-fcgi -n binds SOCKET and execs it in place, so W_PID is the worker
-# and `wait` gives its exit status), with the shell's RATELIMIT_*.
-worker_start() {
-    local sock="$1" envs
-    shift
-    mapfile -t envs < <(rl_env)
-    env -i PATH="$PATH" "${envs[@]}" spawn-fcgi -n -s "$sock" -- \
-        ${TEST_PREFIX:-} "$RL_BIN" "$@" 2>>"$T/worker.log" &
-    W_PID=$!
-    FCGI_SOCK="$sock"
-    wait_for "$sock"
-}
-
 # redis_unread: a line per connection of the private Redis with bytes it
 # has not read (sent while it is stopped).
 redis_unread() {
     ss -xH state established 2>/dev/null | awk -v p="$REDIS_SOCK" 'index($0, p) && $2 > 0'
 }
 
-# wait_child PID: until PID has a child (the CGI script is running; 10 s).
-wait_child() {
-    local i
-    for ((i = 0; i < 500; i++)); do
-        pgrep -P "$1" >/dev/null && return 0 # (children_of is too slow for 1 s)
-        sleep 0.02
-    done
-    echo "process $1 never started a child" >&2
-    return 1
-}
-
-# wait_exit PID: wait for PID (a child of this shell, so not in a $(...))
-# and set RC to its exit status; fails when it still runs after 10 s.
-wait_exit() {
-    RC=0
-    wait_gone "$1" 100 || { echo "process $1 did not exit" >&2; return 1; }
-    wait "$1" || RC=$?
-}
-
-# req VAR=VALUE...: fcgi_req, but a hang is a failure (60 s), not a stuck
-# suite.
-req() {
-    env -i "${CGI_BASE[@]}" "$@" timeout 60 "$RL_FCGI_CLIENT" "$FCGI_SOCK" 2>>"$T/fcgi-stderr"
-}
-
 # addr_re: how the log names the private Redis (unix:///PATH?db=0), as an
 # extended regex.
 addr_re() {
     echo "unix://+${REDIS_SOCK}[^ ]*"
-}
-
-# log_count PATTERN FILE: lines of FILE matching the extended regex.
-log_count() {
-    grep -cE "$1" "$2" || true
 }
 
 # ---------------------------------------------------------------- (a) stall
@@ -120,11 +75,11 @@ log_count() {
     export RATELIMIT_BACKEND="$CGI/ok.cgi"
     fcgi_start 1
     pid=$(fcgi_pids)
-    run req </dev/null
+    run fcgi_req </dev/null
     assert_equal "$(status_of)" 200
     stall_redis
     for i in $(seq 10); do
-        run req </dev/null
+        run fcgi_req </dev/null
         assert_equal "$(status_of)" 503
         assert_equal "$(header_of Retry-After)" 1
         refute_output --partial "ok 127.0.0.1"
@@ -143,7 +98,7 @@ log_count() {
     # Redis answers again: limits apply within the back-off, same worker.
     unstall_redis
     for i in $(seq 160); do
-        run req </dev/null
+        run fcgi_req </dev/null
         [ "$(status_of)" = 200 ] && { ok=1; break; }
         assert_equal "$(status_of)" 503
         sleep 0.25
@@ -152,7 +107,7 @@ log_count() {
     assert_equal "$(header_of X-RateLimit-Limit)" 5
     ok=
     for i in $(seq 6); do
-        run req </dev/null
+        run fcgi_req </dev/null
         [ "$(status_of)" = 429 ] && { ok=1; break; }
     done
     [ -n "$ok" ]
@@ -170,12 +125,12 @@ log_count() {
     export RATELIMIT_REDIS_TIMEOUT_MS=300 RATELIMIT_FAIL=open RATELIMIT_LIMIT=3
     export RATELIMIT_BACKEND="$CGI/ok.cgi"
     fcgi_start 1
-    run req </dev/null
+    run fcgi_req </dev/null
     assert_equal "$(header_of X-RateLimit-Remaining)" 2
     stall_redis
     # More requests than the limit: all admitted, none counted.
     for i in $(seq 6); do
-        run req </dev/null
+        run fcgi_req </dev/null
         assert_equal "$(status_of)" 200
         assert_output --partial "ok 127.0.0.1"
         assert_equal "$(header_of X-RateLimit-Limit)" ""
@@ -184,7 +139,7 @@ log_count() {
     grep -qE "redis $(addr_re) unreachable: .*; failing open" "$T/fcgi-stderr"
     unstall_redis
     for i in $(seq 160); do
-        run req </dev/null
+        run fcgi_req </dev/null
         [ -n "$(header_of X-RateLimit-Limit)" ] && { ok=1; break; }
         sleep 0.25
     done
@@ -215,17 +170,6 @@ setenv.add-environment = ( "RATELIMIT_KEY" => "header:X-Client"'
     expect_n_ok 1 "$BASE/cgi-bin/ok.cgi"
 }
 
-# wait_lines FILE N: until FILE has at least N lines (the run is that far).
-wait_lines() {
-    local i
-    for ((i = 0; i < 6000; i++)); do
-        [ "$(wc -l <"$1")" -ge "$2" ] && return 0
-        sleep 0.05
-    done
-    echo "$1 never reached $2 lines" >&2
-    return 1
-}
-
 # redis_restart: SIGKILL the private Redis and start a fresh, empty one on
 # the same socket path.
 redis_restart() {
@@ -241,11 +185,7 @@ redis_restart() {
 # shutdown would unlink the path, now the new server's.)
 redis_failover() {
     local old_pid="$REDIS_PID" old_sock="$REDIS_SOCK"
-    "$RL_SERVER_BIN" --port 0 --unixsocket "$T/redis-new.sock" --unixsocketperm 777 \
-        --save '' --appendonly no --dir "$T" --daemonize no \
-        --logfile "$T/redis-new.log" &
-    REDIS_PID=$!
-    wait_for "$T/redis-new.sock"
+    redis_server REDIS_PID "$T/redis-new.sock"
     mv -f "$T/redis-new.sock" "$old_sock"
     kill -9 "$old_pid"
     wait "$old_pid" 2>/dev/null || true
@@ -314,9 +254,9 @@ stop_in_flight() {
     local req
     redis_start
     worker_start "$T/w.sock"
-    run req SCRIPT_FILENAME="$CGI/ok.cgi" </dev/null
+    run fcgi_req SCRIPT_FILENAME="$CGI/ok.cgi" </dev/null
     assert_output --partial "ok 127.0.0.1"
-    req SCRIPT_FILENAME="$CGI/sleep1.cgi" </dev/null >"$T/inflight.out" &
+    fcgi_req SCRIPT_FILENAME="$CGI/sleep1.cgi" </dev/null >"$T/inflight.out" &
     req=$!
     wait_child "$W_PID"
     kill "-$1" "$W_PID"
@@ -341,7 +281,7 @@ stop_in_flight() {
 @test "FastCGI on fd 0: SIGTERM when idle, right after a request, exits 0" {
     redis_start
     worker_start "$T/w.sock"
-    run req SCRIPT_FILENAME="$CGI/ok.cgi" </dev/null
+    run fcgi_req SCRIPT_FILENAME="$CGI/ok.cgi" </dev/null
     assert_output --partial "ok 127.0.0.1"
     kill -TERM "$W_PID"
     # no next connection is needed to notice it
@@ -355,10 +295,10 @@ stop_in_flight() {
     redis_start
     export RATELIMIT_REDIS_TIMEOUT_MS=3000 RATELIMIT_FAIL=closed
     worker_start "$T/w.sock"
-    run req SCRIPT_FILENAME="$CGI/ok.cgi" </dev/null
+    run fcgi_req SCRIPT_FILENAME="$CGI/ok.cgi" </dev/null
     assert_output --partial "ok 127.0.0.1"
     stall_redis
-    req SCRIPT_FILENAME="$CGI/ok.cgi" </dev/null >"$T/inflight.out" &
+    fcgi_req SCRIPT_FILENAME="$CGI/ok.cgi" </dev/null >"$T/inflight.out" &
     req=$!
     # until the worker has sent its EVALSHA (it sits in the stopped
     # server's socket buffer)
@@ -402,16 +342,14 @@ stop_in_flight() {
     pid=$(fcgi_pids)
     # a long answer from the script, cut after 1000 bytes, three times
     for i in 1 2 3; do
-        req SCRIPT_FILENAME="$CGI/big.sh" QUERY_STRING=20 </dev/null >/dev/null || true
-        env -i "${CGI_BASE[@]}" SCRIPT_FILENAME="$CGI/big.sh" QUERY_STRING=20 \
-            timeout 60 "$RL_FCGI_CLIENT" -c 1000 "$FCGI_SOCK" </dev/null >/dev/null 2>&1 || true
+        fcgi_req SCRIPT_FILENAME="$CGI/big.sh" QUERY_STRING=20 </dev/null >/dev/null || true
+        fcgi_req -c 1000 SCRIPT_FILENAME="$CGI/big.sh" QUERY_STRING=20 </dev/null >/dev/null || true
     done
     assert_equal "$(fcgi_pids)" "$pid"
     # our own (denial) answer, cut after 10 bytes
-    env -i "${CGI_BASE[@]}" SCRIPT_FILENAME="$CGI/ok.cgi" \
-        timeout 60 "$RL_FCGI_CLIENT" -c 10 "$FCGI_SOCK" </dev/null >/dev/null 2>&1 || true
+    fcgi_req -c 10 SCRIPT_FILENAME="$CGI/ok.cgi" </dev/null >/dev/null || true
     assert_equal "$(fcgi_pids)" "$pid"
-    run req SCRIPT_FILENAME="$CGI/ok.cgi" RATELIMIT_LIMIT=100 </dev/null
+    run fcgi_req SCRIPT_FILENAME="$CGI/ok.cgi" RATELIMIT_LIMIT=100 </dev/null
     assert_output --partial "ok 127.0.0.1"
     assert_equal "$(fcgi_pids)" "$pid"
     ! grep -q "signal 13" "$T/fcgi.log"
@@ -434,18 +372,14 @@ stop_in_flight() {
     # 100 000 of 1 000 000 bytes, then the connection closes: nothing sent
     # on it any more reaches the web server, so the line must go to the
     # process' stderr, which lighttpd and mod_fcgid put in their log too
-    env -i "${CGI_BASE[@]}" SCRIPT_FILENAME="$CGI/echo-sha.sh" REQUEST_METHOD=POST \
-        CONTENT_LENGTH=1000000 timeout 60 "$RL_FCGI_CLIENT" -b "$FCGI_SOCK" <"$T/part" \
-        >/dev/null 2>&1 || true
-    for _ in $(seq 100); do
-        grep -q "request body" "$T/worker.log" && break
-        sleep 0.1
-    done
+    fcgi_req -b SCRIPT_FILENAME="$CGI/echo-sha.sh" REQUEST_METHOD=POST CONTENT_LENGTH=1000000 \
+        <"$T/part" >/dev/null || true
+    retry 100 0.1 grep -q "request body" "$T/worker.log" || true
     run grep "request body" "$T/worker.log"
     assert_output --regexp "cgi $CGI/echo-sha.sh \(client 127\.0\.0\.1\): request body ended early after 100000 bytes"
     assert_equal "${#lines[@]}" 1
     [ -z "$(children_of "$W_PID")" ]
-    run req SCRIPT_FILENAME="$CGI/ok.cgi" </dev/null
+    run fcgi_req SCRIPT_FILENAME="$CGI/ok.cgi" </dev/null
     assert_output --partial "ok 127.0.0.1"
     kill -0 "$W_PID"
 }
@@ -456,7 +390,7 @@ stop_in_flight() {
     fcgi_start 1
     pid=$(fcgi_pids)
     head -c 8388608 /dev/urandom >"$T/body"
-    want=$(sha256sum "$T/body" | cut -d' ' -f1)
+    want=$(sha256_of "$T/body")
     # FCGX_Init installs a no-op SIGPIPE handler without SA_RESTART: each
     # delivery made libfcgi's blocking read of the body fail with EINTR and
     # the request was dropped. The worker must ignore SIGPIPE (bit 13 of
@@ -465,7 +399,7 @@ stop_in_flight() {
     [ $(((0x$ign >> 12) & 1)) -eq 1 ]
     (while kill -PIPE "$pid" 2>/dev/null; do sleep 0.001; done) &
     storm=$!
-    run req SCRIPT_FILENAME="$CGI/echo-sha.sh" REQUEST_METHOD=POST CONTENT_LENGTH=8388608 <"$T/body"
+    run fcgi_req SCRIPT_FILENAME="$CGI/echo-sha.sh" REQUEST_METHOD=POST CONTENT_LENGTH=8388608 <"$T/body"
     kill "$storm" 2>/dev/null
     wait "$storm" 2>/dev/null || true
     got=$(body_of | tail -n1)

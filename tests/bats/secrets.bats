@@ -5,8 +5,7 @@
 # file. The filter runs as an unprivileged user here (nobody), as a web
 # server runs it, under a password-protected private redis-server.
 
-load helpers
-load fixtures/servers
+load lib/load
 
 PW=Sekr1t-Redis-Passw0rd-4711
 
@@ -23,11 +22,7 @@ setup() {
     chmod 755 "$S/fcgi-ratelimit" "$S/steal.sh"
     REDIS_SOCK="$S/redis.sock"
     RPORT=$(free_port)
-    "$RL_SERVER_BIN" --port "$RPORT" --bind 127.0.0.1 --unixsocket "$REDIS_SOCK" --unixsocketperm 777 --save '' \
-        --appendonly no --dir "$S" --daemonize no --requirepass "$PW" \
-        --logfile "$S/redis.log" 3>&- &
-    REDIS_PID=$!
-    wait_for "$REDIS_SOCK"
+    redis_server REDIS_PID "$REDIS_SOCK" --port "$RPORT" --bind 127.0.0.1 --requirepass "$PW"
     W_PID=
 }
 
@@ -38,13 +33,10 @@ teardown() {
     return 0
 }
 
-# worker VAR=VALUE...: one FastCGI worker as nobody on $S/w.sock.
+# worker VAR=VALUE...: one FastCGI worker as nobody on $S/w.sock, a copy of
+# the binary in $S.
 worker() {
-    env -i PATH=/usr/bin:/bin RATELIMIT_REDIS_TIMEOUT_MS=2000 "$@" \
-        spawn-fcgi -n -u nobody -g nogroup -d "$S" -M 0666 -s "$S/w.sock" -- "$S/fcgi-ratelimit" \
-        2>>"$T/worker.log" 3>&- &
-    W_PID=$!
-    wait_for "$S/w.sock"
+    worker_start -u nobody -b "$S/fcgi-ratelimit" "$S/w.sock" RATELIMIT_REDIS_TIMEOUT_MS=2000 "$@"
 }
 
 # steal: run steal.sh through the worker; its answer in $output.

@@ -1,10 +1,12 @@
 #!/usr/bin/env bats
-# layout.bats - RATELIMIT_STORE=buckets against a real private Redis:
-# exact limits with a ttl, the shape of the shared hashes (PREFIX NAME ":"
-# first 3 hex ":" window index or epoch, field = the other 61 hex), that
-# they expire, the per-request override, and the refusal of sliding-log.
+# buckets.bats - the bucket store (RATELIMIT_STORE=buckets) against a real
+# private Redis: exact limits with a ttl, the shape of the shared hashes
+# (PREFIX NAME ":" first 3 hex of the client's hash ":" window index or
+# epoch, field = the other 61 hex; see id_hash in lib/hash.bash), that they
+# expire, that a request cannot switch stores, and the refusal of
+# sliding-log. The keys store, one key per client, is algorithms.bats.
 
-load helpers
+load lib/load
 
 setup() {
     redis_start
@@ -17,29 +19,11 @@ teardown() {
     redis_stop
 }
 
-# check_run: the binary's --check with the shell's RATELIMIT_*.
-check_run() {
-    local -a envs
-    mapfile -t envs < <(rl_env)
-    env -i PATH="$PATH" "${envs[@]}" ${TEST_PREFIX:-} "$RL_BIN" --check 2>&1
-}
-
-# ip_hash ADDR: the 64 hex digits of an ip identity (SPEC: sha256("ip\0" ADDR)).
-ip_hash() {
-    printf 'ip\0%s' "$1" | sha256sum | cut -c1-64
-}
-
-# now_ms: Redis' clock in ms.
-now_ms() {
-    rcli TIME | tr '\n' ' ' | awk '{ printf "%.0f", $1 * 1000 + int($2 / 1000) }'
-}
-
 # period_start PERIOD_MS: sleep to just after the start of the next period
 # of the clock (buckets' windows and epochs are aligned to it), so that
 # a test's requests fall within one.
 period_start() {
-    local left=$(($1 - $(now_ms) % $1 + 50))
-    sleep "$(printf '%d.%03d' $((left / 1000)) $((left % 1000)))"
+    sleep_ms $(($1 - $(now_ms) % $1 + 50))
 }
 
 # limit_cycle QUOTA MAXTTL: QUOTA requests admitted with remaining
@@ -61,7 +45,7 @@ limit_cycle() {
 # bucket_keys [NAME]: the bucket hashes of 127.0.0.1 for rule NAME.
 bucket_keys() {
     local h
-    h=$(ip_hash 127.0.0.1)
+    h=$(id_hash ip 127.0.0.1)
     rcli --scan --pattern "ratelimit:${1:-default}:${h:0:3}:*" | sort
 }
 
@@ -71,7 +55,7 @@ bucket_keys() {
 # holding COUNT (or, with COUNT "tat", a number).
 assert_bucket() {
     local key="$1" period="$2" count="$3" h n now pttl v
-    h=$(ip_hash 127.0.0.1)
+    h=$(id_hash ip 127.0.0.1)
     now=$(now_ms)
     n=${key##*:}
     [[ "$key" =~ ^ratelimit:[a-z-]+:${h:0:3}:[0-9]+$ ]]
@@ -116,8 +100,7 @@ window_cycle() {
 @test "buckets, sliding-window: LIMIT admitted, then 429; counts per aligned window, hashes live two windows" {
     window_cycle sliding-window $((6 * TS))
     # In the next window the previous one still weighs: no full quota.
-    sleep_to=$(( (${KEYS_NOW##*:} + 1) * 3000 * TS - $(now_ms) + 100 ))
-    sleep "$(printf '%d.%03d' $((sleep_to / 1000)) $((sleep_to % 1000)))"
+    sleep_ms $(((${KEYS_NOW##*:} + 1) * 3000 * TS - $(now_ms) + 100))
     run cgi_run </dev/null
     [ "$(status_of)" = 429 ] || [ "$(header_of X-RateLimit-Remaining)" -lt 2 ]
 }
@@ -144,7 +127,7 @@ window_cycle() {
         assert_equal "$(status_of)" "$want"
     done
     assert_equal "$(json_field policy)" burst
-    h=$(ip_hash 127.0.0.1)
+    h=$(id_hash ip 127.0.0.1)
     kb=$(bucket_keys burst)
     # tokens: epochs of 30 s; the two charges may straddle two of them.
     kt=$(bucket_keys tokens | tail -n1)
@@ -182,7 +165,7 @@ window_cycle() {
         assert_equal "$(status_of)" "$want"
     done
     assert_equal "$(bucket_keys)" ""
-    [ "$(rcli GET "ratelimit:default:$(ip_hash 127.0.0.1)")" -ge 3 ]
+    [ "$(rcli GET "$(ip_key 127.0.0.1)")" -ge 3 ]
 }
 
 @test "buckets: sliding-log is refused: --check fails naming it, a request gets 500" {
