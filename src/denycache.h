@@ -13,8 +13,8 @@
 #ifndef RL_DENYCACHE_H
 #define RL_DENYCACHE_H
 
+#include "decision.h"
 #include "rlconfig.h"
-#include "limiter.h"
 
 /*
  * Look up the denial for keys (as passed to limiter_check) under cfg at

@@ -1,14 +1,13 @@
 /*
- * limiter.c - the algorithm table, the EVALSHA call and the strict decoding
- * of the script's reply into a struct rl_decision.
+ * limiter.c - the EVALSHA call and the strict decoding of the script's
+ * reply into a struct rl_decision.
  *
- * Every algorithm is a file of src/lua/ that registers itself in the
- * scripts the Makefile embeds (see src/lua/prelude.lua for KEYS, ARGV and
- * the reply): limiter_lua with all of them, and limiter_lua_<algorithm>
- * with one algorithm in one layout (RATELIMIT_STORE). algo_table maps
- * configuration names to enum rl_algo; script_table maps the id a script
- * dispatches on (algorithm and layout) to the script holding it alone. A
- * request whose rules share one id runs that script, the cheapest for
+ * Every algorithm is a row of src/algorithms.def and a file of src/lua/
+ * that registers itself in the scripts the build embeds (see
+ * src/lua/prelude.lua for KEYS, ARGV and the reply, src/lua/embed.sh for
+ * how they are made): limiter_lua with all of them, and
+ * limiter_lua_by_id[id] with one algorithm in one layout (RATELIMIT_STORE).
+ * A request whose rules share one id runs that script, the cheapest for
  * Redis (it re-creates every function of a script per call); mixed rules
  * run the full one. The hot path allocates nothing and skips
  * hiredis' printf formatting: the EVALSHA request is written in RESP
@@ -20,48 +19,18 @@
 #include <string.h>
 
 #include "log.h"
-#include "lua_algos.h"
 #include "lua_scripts.h"
 #include "redisconn.h"
 #include "util.h"
 
-/* One row per algorithm: its configuration name and its enum rl_algo. */
-struct algo_row {
-    const char *name;
-    int id;
-};
-
-static const struct algo_row algo_table[] = {
-    {"fixed-window", RL_ALGO_FIXED_WINDOW},
-    {"sliding-log", RL_ALGO_SLIDING_LOG},
-    {"sliding-window", RL_ALGO_SLIDING_WINDOW},
-    {"token-bucket", RL_ALGO_TOKEN_BUCKET},
-};
-
-#define ALGO_ROWS (sizeof(algo_table) / sizeof(algo_table[0]))
-
 /* The id a script dispatches on (its ALGO[id] table, sent in ARGV) for an
- * algorithm in a layout (enum rl_store): 0-3 keys, 4-7 buckets. */
+ * algorithm in a layout (enum rl_store): the algorithm's number for keys,
+ * plus RL_ALGO_COUNT for buckets; limiter_lua_by_id is indexed by it. */
 #define SCRIPT_ID(algo, store) ((algo) + RL_ALGO_COUNT * (store))
 
-/* One row per script of one algorithm and layout: lua holds it alone.
- * sliding-log has no buckets layout (config.c refuses it). */
-struct script_row {
-    int id; /* SCRIPT_ID */
-    const char *lua;
-};
-
-static const struct script_row script_table[] = {
-    {SCRIPT_ID(RL_ALGO_FIXED_WINDOW, RL_STORE_KEYS), limiter_lua_fixed_window},
-    {SCRIPT_ID(RL_ALGO_SLIDING_LOG, RL_STORE_KEYS), limiter_lua_sliding_log},
-    {SCRIPT_ID(RL_ALGO_SLIDING_WINDOW, RL_STORE_KEYS), limiter_lua_sliding_window},
-    {SCRIPT_ID(RL_ALGO_TOKEN_BUCKET, RL_STORE_KEYS), limiter_lua_token_bucket},
-    {SCRIPT_ID(RL_ALGO_FIXED_WINDOW, RL_STORE_BUCKETS), limiter_lua_fixed_window_buckets},
-    {SCRIPT_ID(RL_ALGO_SLIDING_WINDOW, RL_STORE_BUCKETS), limiter_lua_sliding_window_buckets},
-    {SCRIPT_ID(RL_ALGO_TOKEN_BUCKET, RL_STORE_BUCKETS), limiter_lua_token_bucket_buckets},
-};
-
-#define SCRIPT_ROWS (sizeof(script_table) / sizeof(script_table[0]))
+#define SCRIPT_ROWS (sizeof(limiter_lua_by_id) / sizeof(limiter_lua_by_id[0]))
+_Static_assert(SCRIPT_ROWS == RL_ALGO_COUNT * RL_STORE_COUNT,
+               "one script per algorithm and layout (src/lua/embed.sh)");
 /* The script index of the all-algorithm script, after the rows'. */
 #define SCRIPT_ALL SCRIPT_ROWS
 
@@ -69,35 +38,11 @@ static const struct script_row script_table[] = {
 #define ARGS_PER_RULE 4
 #define REPLY_PER_RULE 4
 
-int limiter_algo_parse(const char *name, size_t len)
-{
-    size_t i;
-
-    if (name == NULL)
-        return -1;
-    for (i = 0; i < ALGO_ROWS; i++) {
-        if (strlen(algo_table[i].name) == len && ascii_ncaseeq(algo_table[i].name, name, len))
-            return algo_table[i].id;
-    }
-    return -1;
-}
-
-const char *limiter_algo_name(int algo)
-{
-    size_t i;
-
-    for (i = 0; i < ALGO_ROWS; i++) {
-        if (algo_table[i].id == algo)
-            return algo_table[i].name;
-    }
-    return "unknown";
-}
-
 /* Script i (a row's, or SCRIPT_ALL) and its SHA-1, computed once. */
 static const char *script_at(size_t i, const char **sha)
 {
     static char shas[SCRIPT_ROWS + 1][RL_SHA1_HEX_LEN + 1];
-    const char *lua = i < SCRIPT_ROWS ? script_table[i].lua : limiter_lua;
+    const char *lua = i < SCRIPT_ROWS ? limiter_lua_by_id[i] : limiter_lua;
 
     /* Workers are single-threaded: computing it on first use is enough.
      * On failure (libcrypto OOM) the empty name makes SCRIPT LOAD's check
@@ -138,21 +83,12 @@ const char *limiter_pick_script(const struct rl_config *cfg, const char *const *
         }
         id = SCRIPT_ID(cfg->rules[i].algo, cfg->store);
     }
-    /* An id without a row takes the full script, whose dispatcher refuses
-     * it with an error reply. */
-    for (i = 0; id != -1 && i < SCRIPT_ROWS; i++) {
-        if (script_table[i].id == id)
-            pick = i;
-    }
+    /* An id without a script of its own (out of range, or a layout the
+     * algorithm lacks) takes the full script, whose dispatcher refuses it
+     * with an error reply. */
+    if (id >= 0 && (size_t)id < SCRIPT_ROWS && limiter_lua_by_id[id] != NULL)
+        pick = (size_t)id;
     return script_at(pick, sha);
-}
-
-long long limiter_ttl_seconds(long long ms)
-{
-    if (ms <= 1000)
-        return 1;
-    /* No ms + 999: it would overflow for LLONG_MAX. */
-    return ms / 1000 + (ms % 1000 != 0);
 }
 
 /* ------------------------------------------------------------ the call */

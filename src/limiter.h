@@ -1,12 +1,13 @@
 /*
- * limiter.h - the rate-limit algorithms and the decision they produce.
+ * limiter.h - running the rate-limit algorithms in Redis (the decision
+ * they produce is in decision.h, their names in algo.h).
  *
  * The algorithms are Lua (src/lua/, embedded at build time) so that every
  * rule of a request is checked, and only if all pass committed, in one
  * EVALSHA: one round trip, atomic, Redis time. Each algorithm has a script
  * of its own and one script holds them all (for rules that mix them).
- * Adding an algorithm is one .lua file, one name in Makefile.am's
- * LUA_ALGOS and one row of the table in limiter.c.
+ * Adding an algorithm is one .lua file and one row of src/algorithms.def
+ * (README: "Adding an algorithm").
  */
 #ifndef RL_LIMITER_H
 #define RL_LIMITER_H
@@ -15,32 +16,12 @@
 
 #include <hiredis/hiredis.h>
 
+#include "algo.h"
+#include "decision.h"
 #include "rlconfig.h"
 #include "rl.h"
 
 struct redisconn;
-
-struct rl_rule_result {
-    int applied;         /* 0 when the rule was skipped (no key) */
-    int allowed;         /* this rule alone admits the request */
-    long long remaining; /* requests left after this one (0 when denied) */
-    long long reset_ms;  /* until the quota is whole again (RateLimit t) */
-    long long retry_ms;  /* until a request would be admitted; 0 if allowed */
-};
-
-struct rl_decision {
-    int allowed; /* every applied rule admits (the request was charged) */
-    size_t nrules;
-    struct rl_rule_result r[RL_MAX_RULES];
-    /* The rule the headers and JSON describe: on a denial the violated rule
-     * with the longest retry; when allowed the one with the fewest remaining
-     * (ties: the longer reset). */
-    size_t worst;
-};
-
-/* Name <-> enum rl_algo. limiter_algo_parse returns -1 when unknown. */
-int limiter_algo_parse(const char *name, size_t len);
-const char *limiter_algo_name(int algo);
 
 /* The script with every algorithm and its SHA-1 (computed once): what
  * --check loads. Borrowed, static. */
@@ -72,8 +53,5 @@ int limiter_check(struct redisconn *rc, const struct rl_config *cfg, const char 
  */
 int limiter_decode(const redisReply *reply, const struct rl_config *cfg,
                    const unsigned char *applied, struct rl_decision *out, struct rl_err *err);
-
-/* Whole seconds, at least 1, for a millisecond delay: Retry-After / ttl. */
-long long limiter_ttl_seconds(long long ms);
 
 #endif

@@ -3,9 +3,8 @@
  * with JSON ttl, Retry-After, RateLimit-Policy/RateLimit draft-11 and
  * X-RateLimit-*), the JSON error answers, and the Authorizer's 200.
  *
- * Answers go through struct rl_out, a tiny sink that is either the FastCGI
- * out stream or fd 1 (plain CGI), so that formatting is testable into a
- * memory buffer. JSON bodies are built with json-c.
+ * Answers go through struct rl_out (out.h), so that formatting is testable
+ * into a memory buffer. JSON bodies are built with json-c.
  */
 #ifndef RL_RESPONSE_H
 #define RL_RESPONSE_H
@@ -13,23 +12,9 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "decision.h"
+#include "out.h"
 #include "rlconfig.h"
-#include "limiter.h"
-
-struct rl_out {
-    /* Write all n bytes: RL_OK or RL_ERR (peer gone). */
-    int (*write)(void *ctx, const char *p, size_t n);
-    /* Push buffered bytes to the peer now: RL_OK or RL_ERR. May be NULL. */
-    int (*flush)(void *ctx);
-    void *ctx;
-    int failed;       /* sticky: set by the first failed write */
-    int headers_sent; /* set once the header block has been written */
-};
-
-/* Write through o unless it already failed. RL_OK or RL_ERR (sticky). */
-int out_write(struct rl_out *o, const void *p, size_t n);
-int out_puts(struct rl_out *o, const char *s);
-int out_flush(struct rl_out *o);
 
 /* "Too Many Requests" for 429, etc.; "Unknown" for others. Static. */
 const char *response_reason(int status);
@@ -64,8 +49,8 @@ int response_error(struct rl_out *o, int status, const char *message, int retry_
 
 /*
  * Authorizer allow: "Status: 200" and only Variable-RATELIMIT_LIMIT,
- * Variable-RATELIMIT_REMAINING and Variable-RATELIMIT_RESET (SPEC: nothing
- * else, Apache leaks other headers to the client); no variables at all
+ * Variable-RATELIMIT_REMAINING and Variable-RATELIMIT_RESET (nothing
+ * else: Apache leaks other headers to the client); no variables at all
  * when no rule applied. RL_ERR, writing nothing, if headers were sent.
  */
 int response_authorizer_allow(struct rl_out *o, const struct rl_config *cfg,

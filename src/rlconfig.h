@@ -1,11 +1,11 @@
 /*
- * rlconfig.h - the configuration: every RATELIMIT_* variable of SPEC.md,
- * parsed and validated by one declarative table in config.c.
+ * rlconfig.h - the configuration: every RATELIMIT_* variable (README's
+ * table), parsed and validated by one declarative table in config.c.
  *
  * The process environment gives the base configuration. A FastCGI request
  * may carry RATELIMIT_* params (Apache SetEnv, lighttpd setenv) that
  * override its limit policy for that request only (never a boundary: Redis,
- * the script root, the backend, the mode...; see F_BOUNDARY in config.c);
+ * the script root, the backend, the mode...; see F_BOUNDARY in confint.h);
  * config_for_request() returns a cached parse for each distinct set of
  * overrides so the hot path does no parsing.
  * A struct rl_config is immutable once built: callers get const pointers.
@@ -15,7 +15,9 @@
 
 #include <stddef.h>
 
+#include "algo.h"
 #include "cidr.h"
+#include "redisurl.h"
 #include "rl.h"
 
 #define RL_MAX_RULES 8
@@ -23,14 +25,6 @@
 #define RL_PARAM_MAX 128 /* CGI variable name a key is read from */
 #define RL_PREFIX_MAX 128
 #define RL_KEY_MAX (RL_PREFIX_MAX + RL_NAME_MAX + 1 + 64 + 1)
-
-enum rl_algo {
-    RL_ALGO_FIXED_WINDOW = 0,
-    RL_ALGO_SLIDING_LOG,
-    RL_ALGO_SLIDING_WINDOW,
-    RL_ALGO_TOKEN_BUCKET,
-    RL_ALGO_COUNT
-};
 
 /* RATELIMIT_STORE: how rule state is laid out in Redis. keys: one key per
  * client and rule (PREFIX NAME ":" hash); buckets: clients share hashes
@@ -62,20 +56,8 @@ struct rl_rule {
     char key_param[RL_PARAM_MAX + 1];
     long long limit;     /* requests per window, >= 1 */
     long long window_ms; /* >= 1 */
-    int algo;            /* enum rl_algo */
+    int algo;            /* enum rl_algo (algo.h) */
     long long burst;     /* token-bucket capacity; = limit when not given */
-};
-
-struct rl_redis_target {
-    char *host; /* TCP host, or NULL for a unix socket; owned */
-    int port;
-    char *path;     /* unix socket path, or NULL; owned */
-    int db;         /* SELECT after connecting when != 0 */
-    char *user;     /* ACL user (redis://USER:PASSWORD@...): AUTH user password; NULL: default user;
-                       owned */
-    char *password; /* AUTH; RATELIMIT_REDIS_PASSWORD wins over the URL; owned */
-    char *display;  /* "redis://[user@]host:port/db" or "unix:///p?db=N", never the password */
-    char *sentinel_password; /* RATELIMIT_SENTINEL_PASSWORD, or NULL; owned */
 };
 
 struct rl_config {

@@ -1,6 +1,6 @@
 --[[
-buckets: the shared layout of RATELIMIT_STORE=buckets (ids 4 + algorithm:
-4 fixed-window, 6 sliding-window, 7 token-bucket; sliding-log has none).
+buckets: the shared layout of RATELIMIT_STORE=buckets (the algorithms whose
+row in src/algorithms.def names buckets files; sliding-log has none).
 Clients share small hashes instead of owning a key each, so that a tracked
 client costs a hash field (about 70 bytes) rather than a key (about 180).
   KEYS[i] is the client's key of the keys layout, PREFIX NAME ":" H with H

@@ -1,5 +1,5 @@
 --[[
-fixed-window (id 0)
+fixed-window
   KEYS[i]: string, the number of requests admitted in the current window.
   Created by the client's first request with SET 1 PX window_ms, so a
   window starts at that request (Redis time) and ends when the key
@@ -48,4 +48,4 @@ local function fw_commit(key, now, limit, window_ms, burst, exists)
     end
 end
 
-ALGO[0] = {check = fw_check, commit = fw_commit, time = false}
+ALGO[ID] = {check = fw_check, commit = fw_commit, time = false}

@@ -1,5 +1,5 @@
 --[[
-fixed-window, buckets layout (id 4; see buckets.lua)
+fixed-window, buckets layout (see buckets.lua)
   Windows aligned to the clock: N = floor(now_ms / window_ms), the window
   ends at (N + 1) * window_ms, when its hash expires. The field is the
   number of requests the client was admitted in window N.
@@ -21,4 +21,4 @@ local function fwb_check(key, now, limit, window_ms)
     return true, limit - count - 1, reset, 0, {hash, field, (n + 1) * window_ms}
 end
 
-ALGO[4] = {check = fwb_check, commit = rl_bucket_incr, time = true}
+ALGO[ID] = {check = fwb_check, commit = rl_bucket_incr, time = true}

@@ -16,8 +16,9 @@ called only when an algorithm of the request needs it.
 EVALSHA sha numkeys key [key ...] algo limit window_ms burst [algo limit window_ms burst ...]
   KEYS[i]      the key of the i-th applied rule for this client (one key
                per rule: a string or a sorted set, by algorithm)
-  ARGV[4i-3]   algorithm id (enum rl_algo): 0 fixed-window, 1 sliding-log,
-               2 sliding-window, 3 token-bucket
+  ARGV[4i-3]   script id: the algorithm's row in src/algorithms.def
+               (enum rl_algo, from 0), plus the number of rows for
+               RATELIMIT_STORE=buckets
   ARGV[4i-2]   limit: requests per window, integer >= 1
   ARGV[4i-1]   window_ms: the window in milliseconds, integer >= 1
   ARGV[4i]     burst: token-bucket capacity, integer >= 1 (others ignore it)
@@ -34,7 +35,8 @@ Errors: "ERR fcgi-ratelimit: ..." for malformed arguments or an algorithm
 this script does not hold; errors raised by the commands themselves are
 passed on.
 
-An algorithm registers ALGO[id] = {check = check, commit = commit, time = bool}:
+An algorithm registers ALGO[ID] = {check = check, commit = commit, time = bool}
+(the build writes its script id for ID: see src/lua/embed.sh):
   check(key, now, limit, window_ms, burst)
       -> allowed (boolean), remaining, reset_ms, retry_ms, save
       reads the state and decides; it must not charge anything (it may

@@ -1,5 +1,5 @@
 --[[
-sliding-log (id 1)
+sliding-log
   KEYS[i]: sorted set of the admitted requests: score = server time in us,
   member = "<us>:<count>" (unique even for two requests in one us).
   Entries at least window_ms old are dropped (ZREMRANGEBYSCORE), then the
@@ -37,4 +37,4 @@ local function sl_commit(key, now, limit, window_ms, burst, n)
     redis.call('PEXPIRE', key, window_ms)
 end
 
-ALGO[1] = {check = sl_check, commit = sl_commit, time = true}
+ALGO[ID] = {check = sl_check, commit = sl_commit, time = true}

@@ -1,5 +1,5 @@
 --[[
-sliding-window (id 2): the sliding-window counter (Cloudflare's estimate).
+sliding-window: the sliding-window counter (Cloudflare's estimate).
   KEYS[i]: string "s c p": s = start of the current window in ms, aligned
   to floor(now / window) * window; c = requests admitted in it; p =
   requests admitted in the window before. O(1) memory, SET PX 2 * window_ms.
@@ -87,4 +87,4 @@ local function sw_commit(key, now, limit, w, burst, v)
     redis.call('SET', key, v, 'PX', 2 * w)
 end
 
-ALGO[2] = {check = sw_check, commit = sw_commit, time = true}
+ALGO[ID] = {check = sw_check, commit = sw_commit, time = true}

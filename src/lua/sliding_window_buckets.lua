@@ -1,5 +1,5 @@
 --[[
-sliding-window, buckets layout (id 6; see buckets.lua; needs
+sliding-window, buckets layout (see buckets.lua; needs
 sliding_window.lua before it for the decision)
   N = floor(now_ms / window_ms); the field of hash N is the number of
   requests the client was admitted in window N. c is read from hash N, p
@@ -25,4 +25,4 @@ local function swb_check(key, now, limit, w)
     return ok, remaining, reset, retry, nil
 end
 
-ALGO[6] = {check = swb_check, commit = rl_bucket_incr, time = true}
+ALGO[ID] = {check = swb_check, commit = rl_bucket_incr, time = true}

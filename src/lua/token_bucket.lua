@@ -1,5 +1,5 @@
 --[[
-token-bucket (id 3): GCRA, the token bucket as redis-cell computes it.
+token-bucket: GCRA, the token bucket as redis-cell computes it.
   KEYS[i]: string "@" tat: the theoretical arrival time, server time in
   us, kept fractional (the "@" tells it from the other algorithms'
   strings). Emission interval T = window_ms * 1000 / limit us (one token
@@ -52,4 +52,4 @@ local function tb_commit(key, now, limit, window_ms, burst, tat)
     redis.call('SET', key, string.format('@%.17g', tat), 'PX', rl_us_to_ms(tat - now))
 end
 
-ALGO[3] = {check = tb_check, commit = tb_commit, time = true}
+ALGO[ID] = {check = tb_check, commit = tb_commit, time = true}

@@ -1,5 +1,5 @@
 --[[
-token-bucket, buckets layout (id 7; see buckets.lua; needs token_bucket.lua
+token-bucket, buckets layout (see buckets.lua; needs token_bucket.lua
 before it for the decision)
   Epochs of P = max(1, ceil(tau / 1000)) ms, tau = burst * T the bucket's
   tolerance in us: N = floor(now_ms / P). The field of hash N is the
@@ -44,4 +44,4 @@ local function tbb_commit(key, now, limit, window_ms, burst, st)
     end
 end
 
-ALGO[7] = {check = tbb_check, commit = tbb_commit, time = true}
+ALGO[ID] = {check = tbb_check, commit = tbb_commit, time = true}

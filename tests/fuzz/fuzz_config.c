@@ -1,6 +1,7 @@
 /*
  * fuzz_config.c - libFuzzer target for the configuration parser
- * (src/config.c): what an administrator, or a FastCGI request carrying
+ * (rlconfig.h: src/config.c and its rooms rules.c, units.c, confcache.c,
+ * redisurl.c): what an administrator, or a FastCGI request carrying
  * RATELIMIT_* params, can put into the environment.
  *
  * The input is split into lines; each line is one "NAME=VALUE" entry of a

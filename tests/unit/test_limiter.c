@@ -224,24 +224,21 @@ static void test_algos(void)
     int a, ok = 1;
 
     for (a = 0; a < RL_ALGO_COUNT; a++) {
-        const char *name = limiter_algo_name(a);
+        const char *name = algo_name(a);
 
-        ok = ok && limiter_algo_parse(name, strlen(name)) == a;
+        ok = ok && algo_parse(name, strlen(name)) == a;
     }
     test_cond("algo name/parse round trip", ok);
-    test_cond("algo names",
-              strcmp(limiter_algo_name(RL_ALGO_FIXED_WINDOW), "fixed-window") == 0 &&
-                  strcmp(limiter_algo_name(RL_ALGO_SLIDING_LOG), "sliding-log") == 0 &&
-                  strcmp(limiter_algo_name(RL_ALGO_SLIDING_WINDOW), "sliding-window") == 0 &&
-                  strcmp(limiter_algo_name(RL_ALGO_TOKEN_BUCKET), "token-bucket") == 0);
-    test_cond("algo parse unknown", limiter_algo_parse("leaky-bucket", 12) == -1);
-    test_cond("algo parse prefix", limiter_algo_parse("token", 5) == -1);
-    test_cond("algo parse len bound",
-              limiter_algo_parse("sliding-logx", 11) == RL_ALGO_SLIDING_LOG);
-    test_cond("algo parse empty / NULL",
-              limiter_algo_parse("", 0) == -1 && limiter_algo_parse(NULL, 3) == -1);
-    test_cond("algo name unknown", strcmp(limiter_algo_name(99), "unknown") == 0 &&
-                                       strcmp(limiter_algo_name(-1), "unknown") == 0);
+    test_cond("algo names", strcmp(algo_name(RL_ALGO_FIXED_WINDOW), "fixed-window") == 0 &&
+                                strcmp(algo_name(RL_ALGO_SLIDING_LOG), "sliding-log") == 0 &&
+                                strcmp(algo_name(RL_ALGO_SLIDING_WINDOW), "sliding-window") == 0 &&
+                                strcmp(algo_name(RL_ALGO_TOKEN_BUCKET), "token-bucket") == 0);
+    test_cond("algo parse unknown", algo_parse("leaky-bucket", 12) == -1);
+    test_cond("algo parse prefix", algo_parse("token", 5) == -1);
+    test_cond("algo parse len bound", algo_parse("sliding-logx", 11) == RL_ALGO_SLIDING_LOG);
+    test_cond("algo parse empty / NULL", algo_parse("", 0) == -1 && algo_parse(NULL, 3) == -1);
+    test_cond("algo name unknown",
+              strcmp(algo_name(99), "unknown") == 0 && strcmp(algo_name(-1), "unknown") == 0);
 }
 
 static void test_ttl(void)
@@ -271,9 +268,21 @@ static void test_script(void)
 }
 
 /* The script limiter_pick_script gives cfg and keys holds exactly the
- * algorithms of want (a bit per script id: algorithm + 4 * store), and its
- * sha is its SHA-1. */
-#define ALL_IDS 0xdfU /* every id but 5: sliding-log has no buckets */
+ * algorithms of want (a bit per script id: algorithm + RL_ALGO_COUNT *
+ * store), and its sha is its SHA-1. */
+#define ID_BIT(algo, store) (1U << ((algo) + RL_ALGO_COUNT * (store)))
+
+/* Every script id of src/algorithms.def: each algorithm in the keys
+ * layout, and in the buckets layout when it has one. */
+static unsigned all_ids(void)
+{
+    unsigned ids = 0;
+    int a;
+
+    for (a = 0; a < RL_ALGO_COUNT; a++)
+        ids |= ID_BIT(a, RL_STORE_KEYS) | (algo_has_buckets(a) ? ID_BIT(a, RL_STORE_BUCKETS) : 0);
+    return ids;
+}
 static int picks(const struct rl_config *cfg, const char *const *keys, unsigned want)
 {
     char marker[16], again[RL_SHA1_HEX_LEN + 1];
@@ -300,32 +309,38 @@ static void test_pick_script(void)
     cfg_init(&cfg, 1);
     for (a = 0; a < RL_ALGO_COUNT; a++) {
         cfg.rules[0].algo = a;
-        ok = ok && picks(&cfg, keys, 1U << a);
+        ok = ok && picks(&cfg, keys, ID_BIT(a, RL_STORE_KEYS));
     }
     test_cond("one rule: its algorithm's script alone", ok);
     cfg_init(&cfg, 3);
     cfg.rules[1].algo = RL_ALGO_TOKEN_BUCKET;
-    test_cond("mixed algorithms: the full script", picks(&cfg, keys, ALL_IDS));
+    test_cond("mixed algorithms: the full script", picks(&cfg, keys, all_ids()));
     keys[1] = NULL;
     test_cond("a mix only among unapplied rules: one script",
-              picks(&cfg, keys, 1U << RL_ALGO_FIXED_WINDOW));
+              picks(&cfg, keys, ID_BIT(RL_ALGO_FIXED_WINDOW, RL_STORE_KEYS)));
     cfg.rules[0].algo = cfg.rules[2].algo = RL_ALGO_SLIDING_WINDOW;
     test_cond("same algorithm in every applied rule: one script",
-              picks(&cfg, keys, 1U << RL_ALGO_SLIDING_WINDOW));
-    cfg.rules[0].algo = 7;
-    test_cond("unknown algorithm: the full script (which refuses it)", picks(&cfg, keys, ALL_IDS));
+              picks(&cfg, keys, ID_BIT(RL_ALGO_SLIDING_WINDOW, RL_STORE_KEYS)));
+    cfg.rules[0].algo = RL_ALGO_COUNT;
+    test_cond("unknown algorithm: the full script (which refuses it)",
+              picks(&cfg, keys, all_ids()));
     cfg_init(&cfg, 1);
     cfg.store = RL_STORE_BUCKETS;
-    test_cond("buckets: fixed-window's own script", picks(&cfg, keys, 1U << 4));
+    test_cond("buckets: fixed-window's own script",
+              picks(&cfg, keys, ID_BIT(RL_ALGO_FIXED_WINDOW, RL_STORE_BUCKETS)));
     cfg.rules[0].algo = RL_ALGO_SLIDING_WINDOW;
     test_cond("buckets: sliding-window's, with the keys layout's decision",
-              picks(&cfg, keys, 1U << 6 | 1U << 2));
+              picks(&cfg, keys,
+                    ID_BIT(RL_ALGO_SLIDING_WINDOW, RL_STORE_BUCKETS) |
+                        ID_BIT(RL_ALGO_SLIDING_WINDOW, RL_STORE_KEYS)));
     cfg.rules[0].algo = RL_ALGO_TOKEN_BUCKET;
     test_cond("buckets: token-bucket's, with the keys layout's decision",
-              picks(&cfg, keys, 1U << 7 | 1U << 3));
+              picks(&cfg, keys,
+                    ID_BIT(RL_ALGO_TOKEN_BUCKET, RL_STORE_BUCKETS) |
+                        ID_BIT(RL_ALGO_TOKEN_BUCKET, RL_STORE_KEYS)));
     cfg.rules[0].algo = RL_ALGO_SLIDING_LOG;
     test_cond("buckets: sliding-log has none: the full script (which refuses it)",
-              picks(&cfg, keys, ALL_IDS));
+              picks(&cfg, keys, all_ids()));
 }
 
 /* cmd holds exactly what hiredis' redisFormatCommandArgv makes of argv. */

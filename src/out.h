@@ -1,0 +1,25 @@
+/*
+ * out.h - struct rl_out, the sink every answer is written through: the
+ * FastCGI out stream, fd 1 (plain CGI) or, in tests, a memory buffer.
+ */
+#ifndef RL_OUT_H
+#define RL_OUT_H
+
+#include <stddef.h>
+
+struct rl_out {
+    /* Write all n bytes: RL_OK or RL_ERR (peer gone). */
+    int (*write)(void *ctx, const char *p, size_t n);
+    /* Push buffered bytes to the peer now: RL_OK or RL_ERR. May be NULL. */
+    int (*flush)(void *ctx);
+    void *ctx;
+    int failed;       /* sticky: set by the first failed write */
+    int headers_sent; /* set once the header block has been written */
+};
+
+/* Write through o unless it already failed. RL_OK or RL_ERR (sticky). */
+int out_write(struct rl_out *o, const void *p, size_t n);
+int out_puts(struct rl_out *o, const char *s);
+int out_flush(struct rl_out *o);
+
+#endif

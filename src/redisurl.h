@@ -1,0 +1,59 @@
+/*
+ * redisurl.h - where Redis is: RATELIMIT_REDIS_URL parsed into a target,
+ * its display for logs and a mask for error messages (never a password).
+ *
+ * Schemes: redis://[[USER]:PASSWORD@]host[:port][/db] (user and password
+ * percent-decoded, RFC 3986 2.1) and unix:///path/redis.sock[?db=N]. Each
+ * is one row of the scheme table in redisurl.c with its parser and the
+ * mode it gives; a scheme that reaches Redis another way (through
+ * Sentinel, or a Cluster) is a new mode and a new row.
+ */
+#ifndef RL_REDISURL_H
+#define RL_REDISURL_H
+
+#include <stddef.h>
+
+/* How the target is reached. */
+enum rl_redis_mode {
+    RL_REDIS_SERVER = 0 /* one server: host:port, or a unix socket path */
+};
+
+#define REDISURL_MAX 1024    /* longest URL accepted */
+#define REDISURL_PW_MAX 1024 /* longest password, in the URL or not */
+
+struct rl_redis_target {
+    int mode;   /* enum rl_redis_mode */
+    char *host; /* TCP host, or NULL for a unix socket; owned */
+    int port;
+    char *path;     /* unix socket path, or NULL; owned */
+    int db;         /* SELECT after connecting when != 0 */
+    char *user;     /* ACL user (redis://USER:PASSWORD@...): AUTH user password; NULL: default user;
+                       owned */
+    char *password; /* AUTH; RATELIMIT_REDIS_PASSWORD wins over the URL; owned */
+    char *display;  /* "redis://[user@]host:port/db" or "unix:///p?db=N", never the password */
+    char *sentinel_password; /* RATELIMIT_SENTINEL_PASSWORD, or NULL; owned */
+};
+
+/*
+ * Parse url into t, whose URL fields (mode, host, port, path, db, user,
+ * password, display) must be unset (zero); sentinel_password is left
+ * alone. RL_OK with t filled and t->display set; RL_ERR with *why (static
+ * text saying what was expected) and t unchanged. The scheme's case does
+ * not matter.
+ */
+int redisurl_parse(const char *url, struct rl_redis_target *t, const char **why);
+
+/*
+ * url as an error message may show it, into out (cut at outsz): whatever
+ * lies between the scheme's "//" and the last '@' (the userinfo, where the
+ * password is) becomes "***"; without an '@', a ':' after the "//" may
+ * still be a password that lost its '@' (redis://:secret), and a value
+ * without a scheme is no URL at all (perhaps a pasted password): then
+ * nothing past the scheme is shown.
+ */
+void redisurl_mask(const char *url, char *out, size_t outsz);
+
+/* Free what t owns and zero it; NULL is a no-op. */
+void redisurl_target_free(struct rl_redis_target *t);
+
+#endif
