@@ -10,16 +10,11 @@
  * it is freed and reopened on a later call. A changed target (per-request
  * RATELIMIT_REDIS_URL) reconnects.
  *
- * I/O: hiredis' blocking mode bounds each read() (SO_RCVTIMEO), so a
- * server trickling its reply a byte at a time held a request for seconds.
- * We drive the socket ourselves instead (roundtrip): it is non-blocking,
- * our RESP bytes (struct redisconn_cmd) go out with send(), and the reply
- * is read with redisBufferRead() + redisGetReplyFromReader() whenever
- * poll() says so, all before one deadline: the timeout bounds the whole
- * command. Those functions exist in hiredis 0.14 and 1.x alike. Our bytes
- * never enter hiredis' output buffer, which is freed without being wiped:
- * AUTH's password is wiped from ours once sent. The socket is FD_CLOEXEC
- * (hiredis 0.14 does not ask for SOCK_CLOEXEC): CGI scripts never get it.
+ * I/O is rediswire's (rediswire.h): a non-blocking, close-on-exec socket
+ * and each command, sent and its whole reply read, within
+ * RATELIMIT_REDIS_TIMEOUT_MS from its start, however the server trickles
+ * the reply. Our RESP bytes never enter hiredis' output buffer: AUTH's
+ * password is wiped from ours once sent.
  *
  * Circuit breaker (a dead Redis must not cost every request a timeout):
  * after a failure calls fail at once, with no I/O, for 1 s, doubling to
@@ -47,31 +42,18 @@
  */
 #include "redisconn.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 
-#include "deadline.h"
 #include "log.h"
+#include "rediswire.h"
 #include "util.h"
 
 #define BACKOFF_FIRST_MS 1000LL
 #define BACKOFF_MAX_MS 30000LL
-#define CONNECT_ATTEMPTS 3        /* only a signal (EINTR) makes us try again */
 #define SCRIPT_ERR_LOG_MS 60000LL /* at most one such WARN a minute */
 #define DEFAULT_TIMEOUT_MS 100
-
-/* What Redis refused when it is a configuration error; CONF_NONE: not one. */
-enum conf_kind { CONF_NONE = 0, CONF_AUTH, CONF_SELECT, CONF_NOPERM, CONF_KINDS };
-
-static const char *const conf_names[CONF_KINDS] = {"", "authentication refused", "database refused",
-                                                   "ACL permission missing"};
 
 struct redisconn {
     redisContext *ctx;
@@ -81,9 +63,9 @@ struct redisconn {
     int has_target;
     char *host, *path, *user, *password, *display;
     int port, db;
-    int conf; /* enum conf_kind: what the current call's failure was */
+    int conf; /* enum rediswire_conf: what the current call's failure was */
     /* Circuit breaker: down while an outage lasts (it was logged);
-     * down_conf: the configuration error it is open for, or CONF_NONE. */
+     * down_conf: the configuration error it is open for, or RW_CONF_NONE. */
     int down, down_conf;
     unsigned conf_logged; /* bit (1 << kind): that kind's line was logged */
     long long down_since_ms, retry_at_ms, backoff_ms;
@@ -93,12 +75,6 @@ struct redisconn {
 
 /* How the EVALSHA went. */
 enum eval_outcome { EV_OK, EV_SCRIPT_ERROR, EV_DOWN };
-
-/* A piece of a command to send: borrowed bytes. */
-struct part {
-    const char *p;
-    size_t n;
-};
 
 struct redisconn *redisconn_new(void)
 {
@@ -170,7 +146,7 @@ static void target_sync(struct redisconn *rc, const struct rl_config *cfg)
     const struct rl_redis_target *t = &cfg->redis;
 
     rc->timeout_ms = cfg->redis_timeout_ms > 0 ? cfg->redis_timeout_ms : DEFAULT_TIMEOUT_MS;
-    rc->conf = CONF_NONE;
+    rc->conf = RW_CONF_NONE;
     if (target_eq(rc, t))
         return;
     if (rc->has_target)
@@ -186,7 +162,7 @@ static void target_sync(struct redisconn *rc, const struct rl_config *cfg)
     rc->db = t->db;
     rc->has_target = 1;
     rc->down = 0;
-    rc->down_conf = CONF_NONE;
+    rc->down_conf = RW_CONF_NONE;
     rc->conf_logged = 0;
     rc->backoff_ms = 0;
 }
@@ -204,7 +180,7 @@ static int breaker_blocks(const struct redisconn *rc, struct rl_err *err)
     if (now >= rc->retry_at_ms)
         return 0; /* this call is the probe */
     rl_err_set(err, RL_E_REDIS, "redis %s %s: %s (next try in %lld ms)", rc->display,
-               rc->down_conf != CONF_NONE ? "configuration error" : "unavailable", rc->reason,
+               rc->down_conf != RW_CONF_NONE ? "configuration error" : "unavailable", rc->reason,
                rc->retry_at_ms - now);
     return 1;
 }
@@ -220,7 +196,7 @@ static void log_down(struct redisconn *rc, const struct rl_config *cfg, const ch
 {
     unsigned bit = 1U << rc->conf;
 
-    if (rc->conf == CONF_NONE) {
+    if (rc->conf == RW_CONF_NONE) {
         rl_log(RL_LOG_ERROR, "redis %s unreachable: %s; failing %s until it is back", rc->display,
                reason, fail_mode(cfg));
         return;
@@ -229,7 +205,7 @@ static void log_down(struct redisconn *rc, const struct rl_config *cfg, const ch
         return;
     rc->conf_logged |= bit;
     rl_log(RL_LOG_ERROR, "redis %s: configuration error, %s: %s; failing %s until it is fixed",
-           rc->display, conf_names[rc->conf], reason, fail_mode(cfg));
+           rc->display, rediswire_conf_name(rc->conf), reason, fail_mode(cfg));
 }
 
 /* A failure (rc->conf says of what kind): open the breaker (log if it was
@@ -250,7 +226,7 @@ static void breaker_fail(struct redisconn *rc, const struct rl_config *cfg, cons
     } else {
         rc->backoff_ms = rc->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : rc->backoff_ms * 2;
         rl_log(RL_LOG_DEBUG, "redis %s still %s: %s; next try in %lld ms", rc->display,
-               rc->conf != CONF_NONE ? "refusing" : "unreachable", reason, rc->backoff_ms);
+               rc->conf != RW_CONF_NONE ? "refusing" : "unreachable", reason, rc->backoff_ms);
     }
     rc->retry_at_ms = now + rc->backoff_ms;
 }
@@ -260,244 +236,29 @@ static void breaker_ok(struct redisconn *rc)
 {
     if (!rc->down)
         return;
-    if (rc->down_conf != CONF_NONE)
+    if (rc->down_conf != RW_CONF_NONE)
         rl_log(RL_LOG_WARN, "redis %s: configuration accepted now, after %lld ms", rc->display,
                now_ms() - rc->down_since_ms);
     else
         rl_log(RL_LOG_WARN, "redis %s is back after %lld ms", rc->display,
                now_ms() - rc->down_since_ms);
     rc->down = 0;
-    rc->down_conf = CONF_NONE;
+    rc->down_conf = RW_CONF_NONE;
     rc->conf_logged = 0;
     rc->backoff_ms = 0;
 }
 
-/* ------------------------------------------------------------ RESP */
-
-/* Append n bytes, or mark the command overflowed. */
-static void cmd_put(struct redisconn_cmd *cmd, const char *p, size_t n)
-{
-    if (cmd->overflow || n > sizeof(cmd->buf) - cmd->len) {
-        cmd->overflow = 1;
-        return;
-    }
-    memcpy(cmd->buf + cmd->len, p, n);
-    cmd->len += n;
-}
-
-/* Write v in decimal ending just before end; the first digit's address. */
-static char *dec_rev(char *end, unsigned long long v)
-{
-    do {
-        *--end = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    return end;
-}
-
-/* Append tag ('*' or '$'), n in decimal and CRLF: a RESP header. */
-static void cmd_put_header(struct redisconn_cmd *cmd, char tag, unsigned long long n)
-{
-    char tmp[24];
-    char *p;
-
-    tmp[22] = '\r';
-    tmp[23] = '\n';
-    p = dec_rev(tmp + 22, n);
-    *--p = tag;
-    cmd_put(cmd, p, (size_t)(tmp + sizeof(tmp) - p));
-}
-
-void redisconn_cmd_init(struct redisconn_cmd *cmd, int argc)
-{
-    cmd->len = 0;
-    cmd->overflow = argc < 0;
-    cmd->left = argc < 0 ? 0 : argc;
-    cmd_put_header(cmd, '*', (unsigned long long)cmd->left);
-}
-
-void redisconn_cmd_str(struct redisconn_cmd *cmd, const char *s, size_t len)
-{
-    if (cmd->left-- <= 0)
-        cmd->overflow = 1;
-    cmd_put_header(cmd, '$', len);
-    cmd_put(cmd, s, len);
-    cmd_put(cmd, "\r\n", 2);
-}
-
-void redisconn_cmd_ll(struct redisconn_cmd *cmd, long long v)
-{
-    char tmp[24];
-    /* The magnitude through unsigned arithmetic: LLONG_MIN has no positive
-     * long long. */
-    char *p =
-        dec_rev(tmp + sizeof(tmp), v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
-
-    if (v < 0)
-        *--p = '-';
-    redisconn_cmd_str(cmd, p, (size_t)(tmp + sizeof(tmp) - p));
-}
-
-int redisconn_cmd_complete(const struct redisconn_cmd *cmd)
-{
-    return !cmd->overflow && cmd->left == 0;
-}
-
-/* ------------------------------------------------------------ I/O */
-
-/* Dead context or failed read: say why. */
-static void set_ctx_err(struct rl_err *err, const redisContext *c, const char *what)
-{
-    rl_err_set(err, RL_E_REDIS, "%s: %s", what, c->err ? c->errstr : "no reply");
-}
-
-/* Say why a system call failed; saved is its errno. EINTR reaches here
- * only when the request's deadline (deadline.h) fired. */
-static void set_errno_err(struct rl_err *err, int saved, const char *what)
-{
-    rl_err_set(err, RL_E_REDIS, "%s: %s", what,
-               saved == EINTR ? "interrupted by the request deadline" : strerror(saved));
-}
-
-/* Wait until fd is ready for events (POLLIN or POLLOUT) before deadline
- * (now_ms() clock). RL_OK, or RL_ERR with *err: time is up, poll failed,
- * or a signal was the request deadline's (any other signal: wait on).
- * POLLERR and POLLHUP count as ready: the read or write that follows
- * reports them. */
-static int wait_fd(int fd, short events, long long deadline, const char *what, struct rl_err *err)
-{
-    struct pollfd pfd;
-
-    pfd.fd = fd;
-    pfd.events = events;
-    for (;;) {
-        long long left = deadline - now_ms();
-        int n, saved;
-
-        if (left <= 0) {
-            rl_err_set(err, RL_E_REDIS, "%s: timed out", what);
-            return RL_ERR;
-        }
-        pfd.revents = 0;
-        n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
-        saved = errno;
-        if (n > 0)
-            return RL_OK;
-        if (n < 0 && (saved != EINTR || deadline_expired())) {
-            set_errno_err(err, saved, what);
-            return RL_ERR;
-        }
-    }
-}
-
-/* Send p[0..n) on the non-blocking fd before deadline. A full socket
- * buffer waits for POLLOUT; MSG_NOSIGNAL: a closed peer is EPIPE, not a
- * signal. RL_OK, or RL_ERR with *err. */
-static int send_all(int fd, const char *p, size_t n, long long deadline, const char *what,
-                    struct rl_err *err)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        int saved = errno;
-
-        if (w > 0) {
-            p += w;
-            n -= (size_t)w;
-        } else if (w < 0 && saved != EAGAIN && saved != EWOULDBLOCK &&
-                   (saved != EINTR || deadline_expired())) {
-            set_errno_err(err, saved, what);
-            return RL_ERR;
-        } else if (wait_fd(fd, POLLOUT, deadline, what, err) != RL_OK) {
-            return RL_ERR;
-        }
-    }
-    return RL_OK;
-}
-
-/* The next reply on c, read before deadline. The reader is tried first
- * (no system call); then each poll() that says POLLIN is followed by one
- * read (redisBufferRead), so the fd never blocks. A reply (caller owns:
- * freeReplyObject), or NULL with *err: time is up, the connection failed
- * or the reply is malformed. */
-static redisReply *read_reply(redisContext *c, long long deadline, const char *what,
-                              struct rl_err *err)
-{
-    for (;;) {
-        void *r = NULL;
-
-        if (redisGetReplyFromReader(c, &r) != REDIS_OK) {
-            set_ctx_err(err, c, what);
-            return NULL;
-        }
-        if (r != NULL)
-            return r;
-        if (wait_fd(c->fd, POLLIN, deadline, what, err) != RL_OK)
-            return NULL;
-        if (redisBufferRead(c) != REDIS_OK) {
-            set_ctx_err(err, c, what);
-            return NULL;
-        }
-    }
-}
-
-/* One command and its reply, all within RATELIMIT_REDIS_TIMEOUT_MS from
- * now (SPEC "Redis": the timeout bounds the whole command, however the
- * server trickles its reply): parts[0..nparts) are sent in order, then
- * the reply is read. The reply (caller owns), or NULL with *err: then the
- * connection is unusable (a late reply could still arrive), close it. */
-static redisReply *roundtrip(struct redisconn *rc, const struct part *parts, size_t nparts,
-                             const char *what, struct rl_err *err)
-{
-    long long deadline = now_ms() + rc->timeout_ms;
-    size_t i;
-
-    for (i = 0; i < nparts; i++) {
-        if (send_all(rc->ctx->fd, parts[i].p, parts[i].n, deadline, what, err) != RL_OK)
-            return NULL;
-    }
-    return read_reply(rc->ctx, deadline, what, err);
-}
-
-/* roundtrip() of one complete command. */
+/* One command and its reply within RATELIMIT_REDIS_TIMEOUT_MS from now:
+ * the timeout bounds the whole command, however the server trickles its
+ * reply. The reply (caller owns), or NULL with *err: then the connection
+ * is unusable (a late reply could still arrive), close it. */
 static redisReply *send_cmd(struct redisconn *rc, const struct redisconn_cmd *cmd, const char *what,
                             struct rl_err *err)
 {
-    struct part part = {cmd->buf, cmd->len};
-
-    return roundtrip(rc, &part, 1, what, err);
+    return rediswire_command(rc->ctx, cmd, now_ms() + rc->timeout_ms, what, err);
 }
 
 /* ------------------------------------------------------------ commands */
-
-static int error_is(const redisReply *r, const char *code)
-{
-    size_t n = strlen(code);
-
-    return r->type == REDIS_REPLY_ERROR && r->len >= n && memcmp(r->str, code, n) == 0 &&
-           (r->len == n || r->str[n] == ' ');
-}
-
-/* The configuration error an error reply to a command is (enum
- * conf_kind), or CONF_NONE. refused: the kind a refusal of this very
- * command is (AUTH, SELECT), else CONF_NONE. NOAUTH is a missing password
- * whatever the command. An ACL refusal inside a script comes as ERR with
- * Redis 7.0's "can't run this command" or later versions' "NOPERM" and
- * "no permissions" somewhere in the text. */
-static int conf_kind_of(const redisReply *r, int refused)
-{
-    if (r->type != REDIS_REPLY_ERROR)
-        return CONF_NONE;
-    if (error_is(r, "NOAUTH"))
-        return CONF_AUTH;
-    if (refused != CONF_NONE)
-        return refused;
-    if (error_is(r, "WRONGPASS"))
-        return CONF_AUTH;
-    if (strstr(r->str, "NOPERM") != NULL || strstr(r->str, "no permissions") != NULL ||
-        strstr(r->str, "can't run this command") != NULL)
-        return CONF_NOPERM;
-    return CONF_NONE;
-}
 
 /* Run a command that must answer +OK (AUTH, SELECT); what names it in
  * messages. An error reply is a configuration error of kind refused
@@ -513,7 +274,7 @@ static int command_ok(struct redisconn *rc, const struct redisconn_cmd *cmd, con
     ok = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0;
     /* Redis' error text never repeats the password. */
     if (!ok) {
-        rc->conf = conf_kind_of(r, refused);
+        rc->conf = rediswire_conf_of(r, refused);
         rl_err_set(err, RL_E_REDIS, "%s: %s", what,
                    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
     }
@@ -521,8 +282,8 @@ static int command_ok(struct redisconn *rc, const struct redisconn_cmd *cmd, con
     return ok ? RL_OK : RL_ERR;
 }
 
-/* AUTH [user] password, when there is a password or an ACL user
- * (SPEC: RATELIMIT_REDIS_PASSWORD, redis://user:password@). The RESP
+/* AUTH [user] password, when there is a password (RATELIMIT_REDIS_PASSWORD
+ * or the URL's) or an ACL user (redis://user:password@). The RESP
  * bytes holding the password are ours and wiped once sent. */
 static int auth(struct redisconn *rc, const struct rl_config *cfg, struct rl_err *err)
 {
@@ -545,10 +306,10 @@ static int auth(struct redisconn *rc, const struct rl_config *cfg, struct rl_err
     else
         (void)snprintf(what, sizeof(what), "AUTH");
     if (redisconn_cmd_complete(&cmd)) {
-        ret = command_ok(rc, &cmd, what, CONF_AUTH, err);
+        ret = command_ok(rc, &cmd, what, RW_CONF_AUTH, err);
     } else {
         rl_err_set(err, RL_E_REDIS, "%s: user name and password exceed %d bytes", what, RL_CMD_MAX);
-        rc->conf = CONF_AUTH;
+        rc->conf = RW_CONF_AUTH;
         ret = RL_ERR;
     }
     explicit_bzero(cmd.buf, cmd.len);
@@ -567,7 +328,7 @@ static int select_db(struct redisconn *rc, const struct rl_config *cfg, struct r
     redisconn_cmd_str(&cmd, "SELECT", 6);
     redisconn_cmd_ll(&cmd, cfg->redis.db);
     (void)snprintf(what, sizeof(what), "SELECT %d", cfg->redis.db);
-    return command_ok(rc, &cmd, what, CONF_SELECT, err);
+    return command_ok(rc, &cmd, what, RW_CONF_SELECT, err);
 }
 
 /* SCRIPT LOAD script; the SHA Redis names it by must be sha. The script
@@ -577,22 +338,22 @@ static int script_load(struct redisconn *rc, const char *script, const char *sha
                        struct rl_err *err)
 {
     struct redisconn_cmd head;
-    struct part parts[3];
+    struct rediswire_part parts[3];
     redisReply *r;
     int ret = RL_ERR;
 
     redisconn_cmd_init(&head, 3);
     redisconn_cmd_str(&head, "SCRIPT", 6);
     redisconn_cmd_str(&head, "LOAD", 4);
-    cmd_put_header(&head, '$', strlen(script));
-    parts[0] = (struct part){head.buf, head.len};
-    parts[1] = (struct part){script, strlen(script)};
-    parts[2] = (struct part){"\r\n", 2};
-    r = roundtrip(rc, parts, 3, "SCRIPT LOAD", err);
+    redisconn_cmd_str_header(&head, strlen(script));
+    parts[0] = (struct rediswire_part){head.buf, head.len};
+    parts[1] = (struct rediswire_part){script, strlen(script)};
+    parts[2] = (struct rediswire_part){"\r\n", 2};
+    r = rediswire_roundtrip(rc->ctx, parts, 3, now_ms() + rc->timeout_ms, "SCRIPT LOAD", err);
     if (r == NULL)
         return RL_ERR;
     if (r->type == REDIS_REPLY_ERROR) {
-        rc->conf = conf_kind_of(r, CONF_NONE);
+        rc->conf = rediswire_conf_of(r, RW_CONF_NONE);
         rl_err_set(err, RL_E_REDIS, "SCRIPT LOAD: %s", r->str);
     } else if (r->type != REDIS_REPLY_STRING || r->len != strlen(sha) ||
                !ascii_ncaseeq(r->str, sha, r->len)) {
@@ -606,86 +367,14 @@ static int script_load(struct redisconn *rc, const char *script, const char *sha
 
 /* ------------------------------------------------------------ connecting */
 
-static struct timeval timeout_tv(int ms)
-{
-    struct timeval tv;
-
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = (ms % 1000) * 1000;
-    return tv;
-}
-
-/* hiredis bounds the connect itself (its poll() on the non-blocking
- * connect); a host name's resolution (getaddrinfo) is not bounded. */
-static redisContext *connect_once(const struct rl_config *cfg, int timeout_ms)
-{
-    struct timeval tv = timeout_tv(timeout_ms);
-
-    if (cfg->redis.path != NULL)
-        return redisConnectUnixWithTimeout(cfg->redis.path, tv);
-    return redisConnectWithTimeout(cfg->redis.host != NULL ? cfg->redis.host : "127.0.0.1",
-                                   cfg->redis.port, tv);
-}
-
-/* The socket is non-blocking (roundtrip() polls) and close-on-exec:
- * hiredis 0.14 opens it without SOCK_CLOEXEC, and a CGI script must not
- * inherit a connection to Redis. RL_OK, or RL_ERR with errno. */
-static int fd_setup(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
-        return RL_ERR;
-    return RL_OK;
-}
-
-/* A connected context, set up for roundtrip(), or NULL with *err.
- * A signal during hiredis' connect poll() fails the connect (libfcgi's
- * handlers have no SA_RESTART): that is no outage, so try again a few
- * times. */
-static redisContext *connect_ctx(const struct rl_config *cfg, int timeout_ms, struct rl_err *err)
-{
-    redisContext *c = NULL;
-    int attempt, saved = 0;
-
-    for (attempt = 0; attempt < CONNECT_ATTEMPTS; attempt++) {
-        errno = 0;
-        c = connect_once(cfg, timeout_ms);
-        saved = errno;
-        if (c == NULL || !c->err || saved != EINTR || deadline_expired())
-            break;
-        redisFree(c);
-        c = NULL;
-    }
-    if (c == NULL) {
-        rl_err_set(err, RL_E_REDIS, "connect: %s",
-                   saved == EINTR ? "interrupted" : "out of memory");
-        return NULL;
-    }
-    if (c->err) {
-        rl_err_set(err, RL_E_REDIS, "connect: %s", c->errstr);
-        redisFree(c);
-        return NULL;
-    }
-    if (fd_setup(c->fd) != RL_OK) {
-        set_errno_err(err, errno, "connect: fcntl");
-        redisFree(c);
-        return NULL;
-    }
-    /* TCP: hiredis sets TCP_NODELAY itself; keepalive finds a peer that
-     * vanished while the connection sat idle between requests. */
-    if (cfg->redis.path == NULL)
-        (void)redisEnableKeepAlive(c);
-    return c;
-}
-
 /* Connect, authenticate, select and load the script into rc->ctx. On
  * failure rc->ctx is NULL and rc->conf says whether it was a
  * configuration error. */
 static int conn_open(struct redisconn *rc, const struct rl_config *cfg, const char *script,
                      const char *sha, struct rl_err *err)
 {
-    rc->ctx = connect_ctx(cfg, rc->timeout_ms, err);
+    rc->ctx =
+        rediswire_connect(cfg->redis.host, cfg->redis.port, cfg->redis.path, rc->timeout_ms, err);
     if (rc->ctx == NULL)
         return RL_ERR;
     if (auth(rc, cfg, err) != RL_OK || select_db(rc, cfg, err) != RL_OK ||
@@ -698,21 +387,6 @@ static int conn_open(struct redisconn *rc, const struct rl_config *cfg, const ch
 
 /* ------------------------------------------------------------ EVALSHA */
 
-/* Error replies about the server's state rather than this request: every
- * request would get them, so they count as an outage. */
-static int error_is_server_state(const redisReply *r)
-{
-    static const char *const codes[] = {"LOADING", "BUSY",        "MASTERDOWN", "READONLY", "OOM",
-                                        "MISCONF", "CLUSTERDOWN", "NOREPLICAS", "TRYAGAIN"};
-    size_t i;
-
-    for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
-        if (error_is(r, codes[i]))
-            return 1;
-    }
-    return 0;
-}
-
 /* EVALSHA, re-loading the script once on NOSCRIPT. EV_OK with *out, or
  * EV_SCRIPT_ERROR / EV_DOWN with *err (and rc->conf for a configuration
  * error). */
@@ -722,7 +396,7 @@ static int eval_reload(struct redisconn *rc, const char *script, const char *sha
     redisReply *r = send_cmd(rc, cmd, "EVALSHA", err);
     int outcome;
 
-    if (r != NULL && error_is(r, "NOSCRIPT")) {
+    if (r != NULL && rediswire_error_is(r, "NOSCRIPT")) {
         freeReplyObject(r);
         if (script_load(rc, script, sha, err) != RL_OK)
             return EV_DOWN;
@@ -734,8 +408,9 @@ static int eval_reload(struct redisconn *rc, const char *script, const char *sha
         *out = r;
         return EV_OK;
     }
-    rc->conf = conf_kind_of(r, CONF_NONE);
-    outcome = rc->conf != CONF_NONE || error_is_server_state(r) ? EV_DOWN : EV_SCRIPT_ERROR;
+    rc->conf = rediswire_conf_of(r, RW_CONF_NONE);
+    outcome =
+        rc->conf != RW_CONF_NONE || rediswire_error_is_server_state(r) ? EV_DOWN : EV_SCRIPT_ERROR;
     rl_err_set(err, RL_E_REDIS, "EVALSHA: %s", r->str);
     freeReplyObject(r);
     return outcome;
@@ -789,7 +464,7 @@ redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, co
  * script then refuses the arguments before it touches any key ("ERR
  * fcgi-ratelimit: expected 4 arguments per key"): that refusal is the
  * success. The rights for the commands inside the script are not checked
- * (only a real run would): a request reports them (CONF_NOPERM). */
+ * (only a real run would): a request reports them (RW_CONF_NOPERM). */
 static int check_eval(struct redisconn *rc, const struct rl_config *cfg, const char *sha,
                       struct rl_err *err)
 {
@@ -810,7 +485,7 @@ static int check_eval(struct redisconn *rc, const struct rl_config *cfg, const c
         return RL_ERR;
     ok = r->type == REDIS_REPLY_ERROR && strncmp(r->str, ours, sizeof(ours) - 1) == 0;
     if (!ok) {
-        rc->conf = conf_kind_of(r, CONF_NONE);
+        rc->conf = rediswire_conf_of(r, RW_CONF_NONE);
         rl_err_set(err, RL_E_REDIS, "EVALSHA: %s",
                    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
     }
@@ -835,10 +510,10 @@ int redisconn_check(struct redisconn *rc, const struct rl_config *cfg, const cha
         return RL_OK;
     }
     redisconn_close(rc);
-    if (err != NULL && rc->conf != CONF_NONE) {
+    if (err != NULL && rc->conf != RW_CONF_NONE) {
         (void)snprintf(msg, sizeof(msg), "%s", err->msg);
         rl_err_set(err, RL_E_CONFIG, "%s: configuration error, %s: %s", rc->display,
-                   conf_names[rc->conf], msg);
+                   rediswire_conf_name(rc->conf), msg);
     } else if (err != NULL) {
         (void)snprintf(msg, sizeof(msg), "%s", err->msg);
         rl_err_set(err, RL_E_REDIS, "%s unreachable or failing: %s", rc->display, msg);
