@@ -3,6 +3,7 @@
  * the rule registry, and the atomic adds of the request path (see
  * metrics.h; the layout is metricsint.h, the exposition metricsfmt.c).
  */
+#include "metrics.h"
 #include "metricsint.h"
 
 #include <errno.h>

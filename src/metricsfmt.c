@@ -4,6 +4,7 @@
  * order it is rendered, so its name, type, help and labels are in one
  * place.
  */
+#include "metrics.h"
 #include "metricsint.h"
 
 #include <inttypes.h>
