@@ -145,7 +145,7 @@ int clientkey_xff_pick(const char *xff, const struct rl_cidr_list *trusted,
 
 /* "ADDR" for IPv4, "NET/PREFIX" for IPv6 grouped by prefix (just the
  * address for /128). Values outside 1..128 (an unset config) mean 64,
- * SPEC's default. */
+ * RATELIMIT_IPV6_PREFIX's default. */
 static void client_format(const struct rl_config *cfg, struct rl_client *c)
 {
     struct rl_addr net = c->addr;

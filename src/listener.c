@@ -7,7 +7,8 @@
  * FCGX_OpenSocket()'s exit() (and IPv6 works); "fd:N" adopts a socket that
  * systemd passed (StandardInput=socket). listener_run() forks the
  * workers, which share the listening fd and each run libfcgi's accept loop
- * (Linux needs no accept lock: see notes/fastcgi.md "Thread safety").
+ * (Linux needs no accept lock: the kernel hands each connection to one
+ * accept() of the processes sharing the socket).
  *
  * The supervisor keeps SIGTERM, SIGINT, SIGHUP and SIGCHLD blocked and
  * takes them with sigtimedwait(): no async handler, no self-pipe, no lost

@@ -278,7 +278,8 @@ static const char *json_name(const char *name)
     return memo[i].json;
 }
 
-/* SPEC's fields in SPEC's order; remaining is 0 in every denial. */
+/* The fields in the order the README shows them; remaining is 0 in
+ * every denial. */
 int response_deny_body(struct buf *b, const struct rl_config *cfg, const struct rl_decision *d)
 {
     long long ttl;
@@ -326,7 +327,8 @@ int response_deny(struct rl_out *o, const struct rl_config *cfg, const struct rl
         return RL_ERR; /* a second header block would corrupt the answer */
     (void)deny_rule(cfg, d, &ttl);
     buf_init(&b, RESP_MAX);
-    /* Status first (SPEC); 429 must not be cached (RFC 6585 section 4). */
+    /* Status first, as in every answer of ours; 429 must not be cached
+     * (RFC 6585 section 4). */
     if (buf_reserve(&b, RESP_START) != RL_OK || append_status(&b, status) != RL_OK ||
         buf_puts(&b, "Content-Type: application/json\r\nCache-Control: no-store\r\n"
                      "Retry-After: ") != RL_OK ||

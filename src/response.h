@@ -64,8 +64,8 @@ int response_error(struct rl_out *o, int status, const char *message, int retry_
 
 /*
  * Authorizer allow: "Status: 200" and only Variable-RATELIMIT_LIMIT,
- * Variable-RATELIMIT_REMAINING and Variable-RATELIMIT_RESET (SPEC: nothing
- * else, Apache leaks other headers to the client); no variables at all
+ * Variable-RATELIMIT_REMAINING and Variable-RATELIMIT_RESET (nothing
+ * else: Apache leaks other headers to the client); no variables at all
  * when no rule applied. RL_ERR, writing nothing, if headers were sent.
  */
 int response_authorizer_allow(struct rl_out *o, const struct rl_config *cfg,

@@ -126,6 +126,7 @@ static int run_src(struct rl_config *cfg, const char *path, const char *cl, int 
     struct rl_body_src body = {rd != NULL ? rd : pipe_read, fd, &pb};
     struct rl_out out = {mem_write, mem_flush, m, 0, 0};
     struct rl_relay_req req;
+    struct relay *r;
     int rc;
 
     (void)snprintf(clv, sizeof clv, "CONTENT_LENGTH=%s", cl != NULL ? cl : "");
@@ -143,7 +144,9 @@ static int run_src(struct rl_config *cfg, const char *path, const char *cl, int 
     buf_init(&m->b, 64 << 20);
     m->writes = m->flushes = m->ends = m->ended_early = 0;
     err_bytes = 0;
-    rc = cgirelay_run_or_reply(&req);
+    r = cgirelay_new(&req);
+    rc = cgirelay_run(r);
+    cgirelay_free(r);
     if (reads != NULL)
         *reads = pb.reads;
     return rc;
