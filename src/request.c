@@ -123,10 +123,9 @@ static enum rl_step keys_or_reply(struct rl_worker *w, struct rl_request *rq)
     const struct rl_config *cfg = rq->cfg;
     struct rl_err err;
 
-    (void)w;
     for (size_t i = 0; rq->limited && i < cfg->nrules; i++) {
-        int rc = clientkey_build(cfg, &cfg->rules[i], &rq->client, rq->params, rq->keys[i],
-                                 RL_KEY_MAX, &err);
+        int rc = clientkey_build(&w->hash, cfg, &cfg->rules[i], &rq->client, rq->params,
+                                 rq->keys[i], RL_KEY_MAX, &err);
 
         if (rc == RL_ERR) {
             rl_log(RL_LOG_ERROR, "client %s: rule %s: %s", rq->client.text, cfg->rules[i].name,
@@ -140,7 +139,7 @@ static enum rl_step keys_or_reply(struct rl_worker *w, struct rl_request *rq)
 }
 
 /* Over a limit: log, and answer the denial unless this is a dry run. */
-static enum rl_step denied_or_reply(struct rl_request *rq)
+static enum rl_step denied_or_reply(struct rl_worker *w, struct rl_request *rq)
 {
     const struct rl_config *cfg = rq->cfg;
     const struct rl_rule *rule = &cfg->rules[rq->d.worst];
@@ -152,7 +151,7 @@ static enum rl_step denied_or_reply(struct rl_request *rq)
         return RL_GO_ON;
     }
     rl_log(RL_LOG_INFO, "denied client %s: rule %s ttl %llds", rq->client.text, rule->name, ttl);
-    (void)response_deny(&rq->out, cfg, &rq->d);
+    (void)response_deny(&w->memo, &rq->out, cfg, &rq->d);
     return RL_ANSWERED;
 }
 
@@ -176,7 +175,7 @@ static enum rl_step limit_or_reply(struct rl_worker *w, struct rl_request *rq)
     if (!rq->limited)
         return RL_GO_ON;
     if (!cfg->dry_run && denycache_lookup(&w->deny, cfg, rq->keyp, now_ms(), &rq->d))
-        return denied_or_reply(rq);
+        return denied_or_reply(w, rq);
     if (limiter_check(w->rc, cfg, rq->keyp, &rq->d, &err) != RL_OK) {
         rl_log(RL_LOG_DEBUG, "client %s: %s", rq->client.text, err.msg);
         decision_unlimited(&rq->d, cfg);
@@ -189,7 +188,7 @@ static enum rl_step limit_or_reply(struct rl_worker *w, struct rl_request *rq)
         return RL_GO_ON;
     if (!cfg->dry_run)
         denycache_store(&w->deny, cfg, rq->keyp, now_ms(), &rq->d);
-    return denied_or_reply(rq);
+    return denied_or_reply(w, rq);
 }
 
 /* Admitted: the Authorizer's 200, or run the script and relay its answer

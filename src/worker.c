@@ -25,6 +25,8 @@ void worker_init(struct rl_worker *w, char **env, const char *argv1)
 void worker_reset(struct rl_worker *w)
 {
     denycache_clear(&w->deny);
+    clientkey_hash_free(&w->hash);
+    response_memo_free(&w->memo);
     cgirelay_cache_free(&w->relay);
 }
 
