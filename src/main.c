@@ -47,17 +47,14 @@ struct rl_app {
 #define RL_HEAD_TIMEOUT_MS 5000
 
 static volatile sig_atomic_t stop_requested;
-static volatile sig_atomic_t idle_in_accept;
 
-/* SIGTERM/SIGINT: finish the request in flight, then exit 0. When idle in
- * accept() nothing is in flight, so leave at once: accept() would otherwise
- * block until the next connection. */
+/* SIGTERM/SIGINT/SIGUSR1: finish the request in flight, then exit 0. The
+ * accept loop keeps them blocked but while it waits (acceptor_next), so
+ * the handler runs only there and the loop ends at once. */
 static void on_term(int sig)
 {
     (void)sig;
     stop_requested = 1;
-    if (idle_in_accept)
-        _exit(0);
     FCGX_ShutdownPending();
 }
 
@@ -166,14 +163,24 @@ static int fastcgi_loop(int listen_fd, void *ctx)
 {
     struct rl_app *app = ctx;
     struct acceptor *acc;
+    sigset_t stops, saved, waitmask;
     FCGX_Request r;
     int rc = 0, body_whole = 0;
 
     if (FCGX_InitRequest(&r, -1, 0) != 0)
         return 1;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGTERM);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &stops, &saved);
+    waitmask = saved;
+    sigdelset(&waitmask, SIGTERM);
+    sigdelset(&waitmask, SIGINT);
+    sigdelset(&waitmask, SIGUSR1);
     acc = acceptor_new(listen_fd, RL_HEAD_TIMEOUT_MS, &app->peers);
     while (!stop_requested) {
-        r.ipcFd = acceptor_next(acc, &idle_in_accept, &stop_requested, &body_whole);
+        r.ipcFd = acceptor_next(acc, &stop_requested, &waitmask, &body_whole);
         if (r.ipcFd < 0) {
             rc = stop_requested ? 0 : -1;
             break;
@@ -200,6 +207,7 @@ static int fastcgi_loop(int listen_fd, void *ctx)
         rl_log(RL_LOG_ERROR, "FastCGI accept failed: %s", strerror(errno));
     FCGX_Free(&r, 1);
     acceptor_free(acc);
+    sigprocmask(SIG_SETMASK, &saved, NULL);
     return rc < 0 ? 1 : 0;
 }
 
