@@ -30,8 +30,7 @@ enum rl_err_kind {
     RL_E_IO,       /* a read/write/syscall failed */
     RL_E_PROTO,    /* malformed input from a peer (script, server) */
     RL_E_NOTFOUND, /* script missing: 404 */
-    RL_E_DENIED,   /* script not executable / outside the root: 403 */
-    RL_E_TIMEOUT   /* a deadline passed: 504 */
+    RL_E_DENIED    /* script not executable / outside the root: 403 */
 };
 
 #define RL_ERR_MSG_MAX 256
@@ -55,7 +54,7 @@ void rl_err_clear(struct rl_err *err);
 /*
  * The HTTP status of an answer to err, the one place kinds meet statuses:
  * NOTFOUND 404, DENIED 403, REDIS 503, PROTO 502 (a peer, e.g. a script,
- * failed us), TIMEOUT 504, and 500 for the rest (our own fault).
+ * failed us), and 500 for the rest (our own fault).
  */
 int rl_err_status(const struct rl_err *err);
 

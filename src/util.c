@@ -47,8 +47,6 @@ int rl_err_status(const struct rl_err *err)
         return 503;
     case RL_E_PROTO:
         return 502;
-    case RL_E_TIMEOUT:
-        return 504;
     default:
         return 500;
     }

@@ -59,7 +59,7 @@ struct pipe_body {
     int reads;
 };
 
-/* Blocking, as main.c's sources: -1 on EINTR too (the deadline). */
+/* Blocking, as fcgxio.c's sources: -1 on EINTR too (the deadline). */
 static ssize_t pipe_read(void *ctx, char *p, size_t n)
 {
     struct pipe_body *pb = ctx;
@@ -252,7 +252,7 @@ static void test_body_errors(const char *dir)
     test_cond("a body that breaks off: 400", rc == RL_ERR && starts(&m, "Status: 400"));
     buf_free(&m.b);
 
-    /* main.c's deadline breaks the blocked read with EINTR. */
+    /* The request's deadline breaks the blocked read with EINTR. */
     deadline_init();
     fd = body_pipe(1000, 3000, &w);
     deadline_arm(300);
@@ -334,7 +334,7 @@ int main(void)
     char path[PATH_MAX];
     size_t i;
 
-    /* As main.c does: a script that stops reading gives EPIPE, not death. */
+    /* As the binary does: a script that stops reading gives EPIPE, not death. */
     signal(SIGPIPE, SIG_IGN);
     if (mkdtemp(dir) == NULL)
         return 1;

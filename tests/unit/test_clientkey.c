@@ -361,7 +361,7 @@ static void test_opaque(void)
     test_cond("a missing header falls back to the opaque identity",
               clientkey_build(NULL, &cfg, &rh, &c, pu, k2, sizeof(k2), NULL) == RL_OK &&
                   strcmp(k, k2) == 0);
-    /* main.c matches RATELIMIT_ALLOW / DENY only when has_addr; the
+    /* request.c matches RATELIMIT_ALLOW / DENY only when has_addr; the
      * address is zeroed too, so even 0.0.0.0/0 cannot match it. */
     test_cond("an opaque client never matches an allow list",
               !c.has_addr && !cidr_list_match(&all, &c.addr) && cidr_list_match(&all, &ca.addr));
