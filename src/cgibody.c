@@ -26,14 +26,6 @@
 #define CGIBODY_MEM 65536               /* body kept in memory; also a pipe's size */
 #define CGIBODY_DEFAULT_MAX (1LL << 30) /* RATELIMIT_MAX_BODY unset: 1 GiB */
 
-/* The body received so far: mem, then (once mem is full) all in fd. */
-struct spool {
-    char *mem; /* CGIBODY_MEM bytes; owned, lazily */
-    size_t len;
-    int fd; /* unlinked temp file, -1 until the body outgrows mem */
-    long long total;
-};
-
 int cgibody_spool_open(void)
 {
     const char *dir = getenv("TMPDIR");
@@ -57,7 +49,7 @@ int cgibody_spool_open(void)
 
 /* Append n bytes: in mem while they fit, else everything goes to the
  * file (mem first, so the order is kept). RL_OK, or RL_ERR with errno. */
-static int spool_add(struct spool *s, const char *p, size_t n)
+static int spool_add(struct relay_spool *s, const char *p, size_t n)
 {
     if (s->fd < 0 && s->len + n <= CGIBODY_MEM) {
         if (s->mem == NULL)
@@ -88,7 +80,7 @@ static enum rl_step store_failed_or_reply(struct relay *r, const char *what)
 }
 
 /* Read the body to EOF into s. RL_GO_ON, or RL_ANSWERED. */
-static enum rl_step receive_or_reply(struct relay *r, struct spool *s)
+static enum rl_step receive_or_reply(struct relay *r, struct relay_spool *s)
 {
     const struct rl_body_src *b = r->req->body;
     long long max = max_body(r);
@@ -120,7 +112,7 @@ static enum rl_step receive_or_reply(struct relay *r, struct spool *s)
 /* A pipe holding mem whole, its write end closed: the read end, blocking
  * as scripts expect, or -1 when it does not fit (a pipe can be smaller
  * than CGIBODY_MEM under fs.pipe-user-pages-soft) or cannot be made. */
-static int filled_pipe(const struct spool *s)
+static int filled_pipe(const struct relay_spool *s)
 {
     int fds[2];
     ssize_t w;
@@ -142,7 +134,7 @@ static int filled_pipe(const struct spool *s)
 /* The script's stdin for what s holds: /dev/null, a filled pipe, or the
  * file (mem written there when the pipe did not take it). RL_GO_ON, or
  * RL_ANSWERED. */
-static enum rl_step deliver_or_reply(struct relay *r, struct spool *s)
+static enum rl_step deliver_or_reply(struct relay *r, struct relay_spool *s)
 {
     if (s->total == 0)
         r->stdin_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -168,7 +160,7 @@ enum rl_step cgibody_receive_or_reply(struct relay *r)
 {
     const char *v = env_get(r->req->params, "CONTENT_LENGTH");
     const struct rl_body_src *b = r->req->body;
-    struct spool s = {NULL, 0, -1, 0};
+    struct relay_spool *s = &r->spool;
     long long cl = -1;
     enum rl_step rc;
 
@@ -179,12 +171,10 @@ enum rl_step cgibody_receive_or_reply(struct relay *r)
                      max_body(r));
         return cgirelay_reply(r, 413, "request body too large");
     }
-    rc = (b == NULL || b->fd < 0) ? RL_GO_ON : receive_or_reply(r, &s);
+    rc = (b == NULL || b->fd < 0) ? RL_GO_ON : receive_or_reply(r, s);
     if (rc == RL_GO_ON)
-        rc = deliver_or_reply(r, &s);
+        rc = deliver_or_reply(r, s);
     /* RFC 3875 4.1.2: set iff there is a body (a declared 0 is kept). */
-    r->content_length = (s.total > 0 || cl >= 0) ? s.total : -1;
-    free(s.mem);
-    fd_close(&s.fd);
+    r->content_length = (s->total > 0 || cl >= 0) ? s->total : -1;
     return rc;
 }

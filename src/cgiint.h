@@ -31,6 +31,14 @@ enum relay_outcome {
     RL_RELAY_INTERNAL     /* our own syscall failed: 500 */
 };
 
+/* The body received so far: mem, then (once mem is full) all in fd. */
+struct relay_spool {
+    char *mem; /* CGIBODY_MEM bytes; owned, lazily */
+    size_t len;
+    int fd; /* unlinked temp file, -1 until the body outgrows mem */
+    long long total;
+};
+
 struct relay {
     const struct rl_relay_req *req;
     struct cgirelay_cache *cache; /* req->cache, or own */
@@ -45,6 +53,7 @@ struct relay {
     int st_err;                   /* errno of that stat */
     char **envp;                  /* owned (cgienv_build) */
     char **argv;                  /* owned (cgienv_argv) */
+    struct relay_spool spool;     /* the body while it arrives (cgibody.c) */
     long long content_length;     /* given to the script, -1: none */
     int stdin_fd;                 /* child's stdin: filled pipe, spool or /dev/null */
     int out_r, err_r;             /* parent's ends, non-blocking */

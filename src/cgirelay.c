@@ -202,7 +202,7 @@ struct relay *cgirelay_new(const struct rl_relay_req *req)
     if (req->decision != NULL &&
         response_ratelimit_headers(&r->limits, req->cfg, req->decision) != RL_OK)
         buf_reset(&r->limits);
-    r->dir_fd = r->stdin_fd = r->out_r = r->err_r = r->out_w = r->err_w = -1;
+    r->dir_fd = r->stdin_fd = r->out_r = r->err_r = r->out_w = r->err_w = r->spool.fd = -1;
     r->pid = -1;
     r->content_length = -1;
     r->started = now_ms();
@@ -229,6 +229,8 @@ void cgirelay_free(struct relay *r)
     fd_close(&r->err_w);
     fd_close(&r->stdin_fd);
     fd_close(&r->dir_fd);
+    fd_close(&r->spool.fd);
+    free(r->spool.mem);
     child_terminate(r);
     cgienv_free(r->envp);
     cgienv_free(r->argv);
