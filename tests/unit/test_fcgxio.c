@@ -53,20 +53,19 @@ struct conn {
     FCGX_Request r;
 };
 
-/* Send what is in wire (closing our write side if eof) and accept. */
+/* Send what is in wire (closing our write side if eof) and accept. The
+ * set-up cannot fail but for a broken machine: then abort. */
 static int conn_open(struct conn *c, int eof)
 {
     int sv[2];
 
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
-        return -1;
+    memset(c, 0, sizeof(*c));
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0 || write(sv[1], wire, wlen) != (ssize_t)wlen ||
+        FCGX_InitRequest(&c->r, -1, 0) != 0)
+        abort();
     c->server = sv[1];
-    if (write(c->server, wire, wlen) != (ssize_t)wlen)
-        return -1;
     if (eof)
         (void)shutdown(c->server, SHUT_WR);
-    if (FCGX_InitRequest(&c->r, -1, 0) != 0)
-        return -1;
     c->r.ipcFd = sv[0];
     c->r.keepConnection = 1;
     return FCGX_Accept_r(&c->r);
