@@ -45,12 +45,15 @@ ssize_t fcgx_read(void *ctx, char *p, size_t n)
         int want = n - got > INT_MAX ? INT_MAX : (int)(n - got);
         int k = FCGX_GetStr(p + got, want, s);
 
-        if (FCGX_GetError(s) != 0)
-            return -1;
         got += (size_t)(k > 0 ? k : 0);
         if (k < want)
-            break; /* the end of the body */
+            break; /* the end of the body, or an error */
     }
+    /* An error after some bytes: they are returned (the caller counts
+     * what arrived), and the error, which libfcgi keeps, is the next
+     * call's -1. */
+    if (got == 0 && FCGX_GetError(s) != 0)
+        return -1;
     return (ssize_t)got;
 }
 

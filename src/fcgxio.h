@@ -18,11 +18,12 @@ int fcgx_write(void *ctx, const char *p, size_t n);
 int fcgx_flush(void *ctx);
 
 /*
- * Read up to n bytes of the body from ctx (an FCGX_Stream *), blocking:
- * n bytes, fewer only at the end of the body, 0 at the end, or -1 when
- * the connection failed (or the request's deadline broke a blocking read)
- * - also when some bytes had arrived before the failure: a body that
- * breaks off is never taken for a shorter one.
+ * Read up to n bytes of the body from ctx (an FCGX_Stream *), blocking
+ * (a loop: any n): n bytes, fewer only at the end of the body or before
+ * a failure, 0 at the end, -1 when the connection failed (or the
+ * request's deadline broke a blocking read). A failure after some bytes
+ * returns those bytes, and every later call -1, never 0: a body that
+ * breaks off is never taken for a shorter one, and no byte is lost.
  */
 ssize_t fcgx_read(void *ctx, char *p, size_t n);
 

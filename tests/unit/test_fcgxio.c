@@ -129,27 +129,44 @@ static void read_whole_body(void)
 }
 
 /* The server breaks off after some bytes: no end-of-body record. The
- * first read must say so; a count there would pass a cut body (one call
- * a short count, the next 0 or an error) for a whole shorter one. */
+ * bytes that came are returned, every one, and then -1: never 0, which
+ * would pass a cut body for a whole shorter one. */
 static void read_broken_body(void)
 {
     struct conn c;
     char buf[100];
-    ssize_t n, total = 0;
+    ssize_t n, m, total = 0;
 
     head();
     rec(FCGI_STDIN, "0123456789", 10);
     test_cond("accept (body to break off)", conn_open(&c, 1) == 0);
     n = fcgx_read(c.r.in, buf, sizeof buf);
-    test_cond("read: a failure after some bytes is -1 at once", n == -1);
+    m = fcgx_read(c.r.in, buf + 10, sizeof buf - 10);
+    test_cond("read: a failure after some bytes returns them all",
+              n == 10 && memcmp(buf, "0123456789", 10) == 0);
+    test_cond("read: then -1, not 0", m == -1);
+    test_cond("read: -1 again after that", fcgx_read(c.r.in, buf, sizeof buf) == -1);
     conn_close(&c);
 
-    /* The loop a caller runs (cgibody.c): it must end in an error. */
+    /* The loop a caller runs (cgibody.c): every byte, then an error. */
     test_cond("accept (body to break off, read in a loop)", conn_open(&c, 1) == 0);
     while ((n = fcgx_read(c.r.in, buf, 4)) > 0)
         total += n;
     test_cond("read loop: ends with -1, never with 0", n == -1);
-    test_cond("read loop: whole reads before the failure", total == 8);
+    test_cond("read loop: every byte before the failure counted", total == 10);
+    conn_close(&c);
+
+    /* A record of one byte, then the failure: a read that took the byte
+     * and then met the failure once returned 1 + -1, the end of the body,
+     * and lost the byte. */
+    head();
+    rec(FCGI_STDIN, "abc", 3);
+    rec(FCGI_STDIN, "d", 1);
+    test_cond("accept (one byte, then the failure)", conn_open(&c, 1) == 0);
+    n = fcgx_read(c.r.in, buf, 3);
+    m = fcgx_read(c.r.in, buf + 3, sizeof buf - 3);
+    test_cond("read: the last byte before a failure is kept", n == 3 && m == 1 && buf[3] == 'd');
+    test_cond("read: and the failure is -1", fcgx_read(c.r.in, buf, sizeof buf) == -1);
     conn_close(&c);
 }
 
