@@ -8,8 +8,10 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -223,11 +225,13 @@ static int check(struct acceptor *a, int i, long long now, int *body_whole)
     return -1;
 }
 
-/* poll() the listening socket and every pending connection until the
- * earliest deadline. Returns poll's result. */
-static int wait_any(struct acceptor *a, struct pollfd *pfd)
+/* ppoll() the listening socket and every pending connection until the
+ * earliest deadline, with the signal mask waitmask. Returns poll's
+ * result, 0 when a signal broke the wait. */
+static int wait_any(struct acceptor *a, struct pollfd *pfd, const sigset_t *waitmask)
 {
-    long long now = now_ms(), until = -1;
+    long long now = now_ms(), until = -1, ms;
+    struct timespec ts;
     int r;
 
     pfd[0].fd = a->listen_fd;
@@ -246,11 +250,14 @@ static int wait_any(struct acceptor *a, struct pollfd *pfd)
         if (until < 0 || due < until)
             until = due;
     }
-    r = poll(pfd, (nfds_t)a->n + 1, until < 0 ? -1 : (int)(until > now ? until - now : 0));
+    ms = until > now ? until - now : 0;
+    ts.tv_sec = (time_t)(ms / 1000);
+    ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+    r = ppoll(pfd, (nfds_t)a->n + 1, until < 0 ? NULL : &ts, waitmask);
     return r < 0 && errno == EINTR ? 0 : r;
 }
 
-int acceptor_next(struct acceptor *a, volatile sig_atomic_t *idle, volatile sig_atomic_t *stop,
+int acceptor_next(struct acceptor *a, volatile sig_atomic_t *stop, const sigset_t *waitmask,
                   int *body_whole)
 {
     struct pollfd pfd[PENDING_MAX + 1];
@@ -259,12 +266,9 @@ int acceptor_next(struct acceptor *a, volatile sig_atomic_t *idle, volatile sig_
         long long now;
         int r;
 
-        /* Idle: nothing in hand, so a SIGTERM may end the worker at once. */
-        *idle = a->n == 0;
         if (*stop)
             break;
-        r = wait_any(a, pfd);
-        *idle = 0;
+        r = wait_any(a, pfd, waitmask);
         if (r < 0 || ((pfd[0].revents & POLLIN) && take_new(a) != 0))
             return -1;
         now = now_ms();
@@ -275,7 +279,6 @@ int acceptor_next(struct acceptor *a, volatile sig_atomic_t *idle, volatile sig_
                 return fd;
         }
     }
-    *idle = 0;
     errno = EINTR;
     return -1;
 }

@@ -34,13 +34,15 @@ void acceptor_free(struct acceptor *a);
 
 /*
  * The next connection ready for FCGX_Accept_r: a blocking, close-on-exec
- * fd the caller owns. *idle is set to 1 while nothing is in hand (a
- * SIGTERM handler may then exit at once) and to 0 before returning.
- * *body_whole is set to 1 when the request's body is in too (fcgiwire.h).
- * Returns -1 with errno when *stop became set (EINTR) or accept() failed
- * for good (EBADF, EINVAL: not a listening socket).
+ * fd the caller owns. *body_whole is set to 1 when the request's body is
+ * in too (fcgiwire.h). It waits with the signal mask waitmask (ppoll):
+ * the caller keeps the signals that set *stop blocked everywhere else, so
+ * that one sent while a request is served is taken here, and none can
+ * slip in between the check of *stop and the wait. Returns -1 with errno
+ * when *stop became set (EINTR) or accept() failed for good (EBADF,
+ * EINVAL: not a listening socket).
  */
-int acceptor_next(struct acceptor *a, volatile sig_atomic_t *idle, volatile sig_atomic_t *stop,
+int acceptor_next(struct acceptor *a, volatile sig_atomic_t *stop, const sigset_t *waitmask,
                   int *body_whole);
 
 /*

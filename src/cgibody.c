@@ -1,7 +1,7 @@
 /*
  * cgibody.c - receive the whole request body before the script starts,
- * as nginx does by default: read to EOF with blocking reads (main.c's
- * deadline timer breaks a stalled one), keep up to CGIBODY_MEM bytes in
+ * as nginx does by default: read to EOF with blocking reads (the
+ * request's deadline timer breaks a stalled one), keep up to CGIBODY_MEM bytes in
  * memory and the rest in an unlinked temp file. The script's stdin is
  * then /dev/null (no body), a pipe already filled and closed (a body that
  * fits the pipe), or the file rewound. Memory stays bounded, no deadlock
@@ -26,14 +26,6 @@
 #define CGIBODY_MEM 65536               /* body kept in memory; also a pipe's size */
 #define CGIBODY_DEFAULT_MAX (1LL << 30) /* RATELIMIT_MAX_BODY unset: 1 GiB */
 
-/* The body received so far: mem, then (once mem is full) all in fd. */
-struct spool {
-    char *mem; /* CGIBODY_MEM bytes; owned, lazily */
-    size_t len;
-    int fd; /* unlinked temp file, -1 until the body outgrows mem */
-    long long total;
-};
-
 int cgibody_spool_open(void)
 {
     const char *dir = getenv("TMPDIR");
@@ -57,7 +49,7 @@ int cgibody_spool_open(void)
 
 /* Append n bytes: in mem while they fit, else everything goes to the
  * file (mem first, so the order is kept). RL_OK, or RL_ERR with errno. */
-static int spool_add(struct spool *s, const char *p, size_t n)
+static int spool_add(struct relay_spool *s, const char *p, size_t n)
 {
     if (s->fd < 0 && s->len + n <= CGIBODY_MEM) {
         if (s->mem == NULL)
@@ -80,15 +72,15 @@ static long long max_body(const struct relay *r)
     return r->req->cfg->max_body > 0 ? r->req->cfg->max_body : CGIBODY_DEFAULT_MAX;
 }
 
-/* Log and answer a failure to store the body; RL_ERR. */
-static int store_failed_or_reply(struct relay *r, const char *what)
+/* Log and answer a failure to store the body; RL_ANSWERED. */
+static enum rl_step store_failed_or_reply(struct relay *r, const char *what)
 {
     cgirelay_log(r, RL_LOG_ERROR, "cannot %s the request body: %s", what, strerror(errno));
     return cgirelay_reply(r, 500, "cannot store the request body");
 }
 
-/* Read the body to EOF into s. RL_OK, or RL_ERR (answered). */
-static int receive_or_reply(struct relay *r, struct spool *s)
+/* Read the body to EOF into s. RL_GO_ON, or RL_ANSWERED. */
+static enum rl_step receive_or_reply(struct relay *r, struct relay_spool *s)
 {
     const struct rl_body_src *b = r->req->body;
     long long max = max_body(r);
@@ -97,7 +89,7 @@ static int receive_or_reply(struct relay *r, struct spool *s)
         ssize_t n = b->read(b->ctx, r->io, RELAY_IO_SIZE);
 
         if (n == 0)
-            return RL_OK;
+            return RL_GO_ON;
         if (n < 0 && deadline_expired()) {
             cgirelay_log(r, RL_LOG_WARN, "request body not received in time (%lld bytes)",
                          s->total);
@@ -119,8 +111,8 @@ static int receive_or_reply(struct relay *r, struct spool *s)
 
 /* A pipe holding mem whole, its write end closed: the read end, blocking
  * as scripts expect, or -1 when it does not fit (a pipe can be smaller
- * than 64 KiB under fs.pipe-user-pages-soft) or cannot be made. */
-static int filled_pipe(const struct spool *s)
+ * than CGIBODY_MEM under fs.pipe-user-pages-soft) or cannot be made. */
+static int filled_pipe(const struct relay_spool *s)
 {
     int fds[2];
     ssize_t w;
@@ -140,9 +132,9 @@ static int filled_pipe(const struct spool *s)
 }
 
 /* The script's stdin for what s holds: /dev/null, a filled pipe, or the
- * file (mem written there when the pipe did not take it). RL_OK, or
- * RL_ERR (answered). */
-static int deliver_or_reply(struct relay *r, struct spool *s)
+ * file (mem written there when the pipe did not take it). RL_GO_ON, or
+ * RL_ANSWERED. */
+static enum rl_step deliver_or_reply(struct relay *r, struct relay_spool *s)
 {
     if (s->total == 0)
         r->stdin_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -159,18 +151,18 @@ static int deliver_or_reply(struct relay *r, struct spool *s)
     }
     if (r->stdin_fd < 0) {
         cgirelay_log(r, RL_LOG_ERROR, "cannot open /dev/null: %s", strerror(errno));
-        return cgirelay_reply(r, 500, "cannot run the script");
+        return cgirelay_reply(r, 500, RELAY_MSG_CANNOT_RUN);
     }
-    return RL_OK;
+    return RL_GO_ON;
 }
 
-int cgibody_receive_or_reply(struct relay *r)
+enum rl_step cgibody_receive_or_reply(struct relay *r)
 {
     const char *v = env_get(r->req->params, "CONTENT_LENGTH");
     const struct rl_body_src *b = r->req->body;
-    struct spool s = {NULL, 0, -1, 0};
+    struct relay_spool *s = &r->spool;
     long long cl = -1;
-    int rc;
+    enum rl_step rc;
 
     if (v != NULL && parse_ll(v, strlen(v), 0, LLONG_MAX, &cl) != RL_OK)
         cl = -1;
@@ -179,12 +171,10 @@ int cgibody_receive_or_reply(struct relay *r)
                      max_body(r));
         return cgirelay_reply(r, 413, "request body too large");
     }
-    rc = (b == NULL || b->fd < 0) ? RL_OK : receive_or_reply(r, &s);
-    if (rc == RL_OK)
-        rc = deliver_or_reply(r, &s);
+    rc = (b == NULL || b->fd < 0) ? RL_GO_ON : receive_or_reply(r, s);
+    if (rc == RL_GO_ON)
+        rc = deliver_or_reply(r, s);
     /* RFC 3875 4.1.2: set iff there is a body (a declared 0 is kept). */
-    r->content_length = (s.total > 0 || cl >= 0) ? s.total : -1;
-    free(s.mem);
-    fd_close(&s.fd);
+    r->content_length = (s->total > 0 || cl >= 0) ? s->total : -1;
     return rc;
 }

@@ -3,10 +3,11 @@
  * answer (see cgirelay.h), on the model of OpenBSD slowcgi.
  *
  * One struct relay (cgiint.h) holds everything a request acquires (fds,
- * child pid, envp, buffers) and relay_cleanup() releases it in one place.
- * The steps: pick and check the script (cgispawn.c), receive the whole
- * body (cgibody.c), build envp and argv (cgienv.c), start the script in
- * its own process group (cgispawn.c), then one poll() loop reads stdout
+ * child pid, envp, buffers); the request owns it and cgirelay_free()
+ * releases it in one place. The steps: pick and check the script
+ * (cgiscript.c), receive the whole body (cgibody.c), build envp and argv
+ * (cgienv.c), start the script in its own process group (cgispawn.c);
+ * every answer of ours is written here. Then one poll() loop reads stdout
  * through the cgiheader parser and passes stderr (capped) to the server's
  * log. The answer is kept (up to RELAY_ANSWER_MAX) until the script
  * closes its output, so that a small answer reaches the web server whole
@@ -46,6 +47,7 @@
 #define RELAY_IDLE_MS 150      /* a pause this long: stream what there is */
 #define RELAY_GRACE_MS 1500    /* SIGTERM -> SIGKILL */
 #define RELAY_DEFAULT_TIMEOUT_MS 30000
+#define RELAY_LIMITS_MAX 8192 /* the rate-limit header lines */
 
 /* ------------------------------------------------------------ helpers */
 
@@ -69,10 +71,10 @@ void cgirelay_log(const struct relay *r, int level, const char *fmt, ...)
     rl_log(level, "cgi %s (client %s): %s", r->what, r->client, msg);
 }
 
-int cgirelay_reply(struct relay *r, int status, const char *message)
+enum rl_step cgirelay_reply(struct relay *r, int status, const char *message)
 {
-    (void)response_error(r->req->out, status, message, 0, r->req->extra_headers);
-    return RL_ERR;
+    (void)response_error(r->req->out, status, message, 0, buf_str(&r->limits));
+    return RL_ANSWERED;
 }
 
 /* Milliseconds left before deadline, clamped for poll(). */
@@ -176,13 +178,31 @@ static void child_terminate(struct relay *r)
 
 /* ------------------------------------------------------------ cleanup */
 
-static void relay_init(struct relay *r, const struct rl_relay_req *req)
+void cgirelay_cache_free(struct cgirelay_cache *c)
+{
+    if (c == NULL)
+        return;
+    cgispawn_cache_free(c);
+    free(c->self_path);
+    free(c->root);
+    free(c->root_real);
+    memset(c, 0, sizeof *c);
+}
+
+struct relay *cgirelay_new(const struct rl_relay_req *req)
 {
     long long t = req->cfg->backend_timeout_ms;
+    struct relay *r = xmalloc(sizeof *r);
 
     memset(r, 0, sizeof *r);
     r->req = req;
-    r->dir_fd = r->stdin_fd = r->out_r = r->err_r = r->out_w = r->err_w = -1;
+    r->cache = req->cache != NULL ? req->cache : &r->own;
+    /* Asked for once: every answer, the script's or an error, has them. */
+    buf_init(&r->limits, RELAY_LIMITS_MAX);
+    if (req->decision != NULL &&
+        response_ratelimit_headers(&r->limits, req->cfg, req->decision) != RL_OK)
+        buf_reset(&r->limits);
+    r->dir_fd = r->stdin_fd = r->out_r = r->err_r = r->out_w = r->err_w = r->spool.fd = -1;
     r->pid = -1;
     r->content_length = -1;
     r->started = now_ms();
@@ -194,26 +214,33 @@ static void relay_init(struct relay *r, const struct rl_relay_req *req)
     cgihdr_init(&r->hdr);
     buf_init(&r->ans, RELAY_ANSWER_MAX);
     r->io = xmalloc(RELAY_IO_SIZE);
+    return r;
 }
 
-/* Everything a request acquired, released in one place (slowcgi
+/* Everything a request acquired, released in one place (as slowcgi's
  * cleanup_request): a child still running is killed and reaped. */
-static void relay_cleanup(struct relay *r)
+void cgirelay_free(struct relay *r)
 {
+    if (r == NULL)
+        return;
     fd_close(&r->out_r);
     fd_close(&r->err_r);
     fd_close(&r->out_w);
     fd_close(&r->err_w);
     fd_close(&r->stdin_fd);
     fd_close(&r->dir_fd);
+    fd_close(&r->spool.fd);
+    free(r->spool.mem);
     child_terminate(r);
     cgienv_free(r->envp);
     cgienv_free(r->argv);
     free(r->script);
     free(r->io);
     buf_free(&r->ans);
+    buf_free(&r->limits);
     cgihdr_free(&r->hdr);
-    memset(r, 0xff, sizeof *r); /* poison: no use after cleanup */
+    cgirelay_cache_free(&r->own);
+    free(r);
 }
 
 /* ------------------------------------------------------ the answer */
@@ -231,7 +258,8 @@ static void answer_flush(struct relay *r)
 /* n bytes to the client. RL_OK, or RL_ERR with the outcome set. */
 static int answer_out(struct relay *r, const char *p, size_t n)
 {
-    /* From the first byte on, no error answer may follow (STYLE 10). */
+    /* From the first byte on, no error answer may follow: it would land
+     * inside the script's answer. */
     r->req->out->headers_sent = 1;
     r->dirty = 1;
     if (out_write(r->req->out, p, n) == RL_OK)
@@ -271,10 +299,10 @@ static int proxied(const struct relay *r)
 /* Header block complete: "Status:" first, the script's fields, ours. */
 static int send_headers(struct relay *r)
 {
-    const char *extra = r->req->extra_headers;
+    const char *extra = buf_str(&r->limits);
     struct buf b;
 
-    buf_init(&b, 2 * CGIHDR_BLOCK_MAX + CGIHDR_LINE_MAX + (extra ? strlen(extra) : 0));
+    buf_init(&b, 2 * CGIHDR_BLOCK_MAX + CGIHDR_LINE_MAX + r->limits.len);
     if (r->hdr.local_redirect && proxied(r)) {
         /* Apache's mod_proxy_fcgi (2.4.71 tried) does not serve a local
          * redirect: without a status line the client would get an empty
@@ -454,7 +482,7 @@ static void answer_outcome(struct relay *r)
         (void)cgirelay_reply(r, 502, "script sent no headers");
         break;
     case RL_RELAY_INTERNAL:
-        (void)cgirelay_reply(r, 500, "cannot run the script");
+        (void)cgirelay_reply(r, 500, RELAY_MSG_CANNOT_RUN);
         break;
     default:
         break;
@@ -500,33 +528,73 @@ static void relay_finish(struct relay *r)
         child_reap(r);
     }
     log_exit(r);
-    /* No flush: main.c's end of the request (FCGX_Finish_r) sends the
-     * rest of the answer and its end in one write, so that the server
-     * sees a small answer whole. */
+    /* No flush: the end of the request (FCGX_Finish_r in the accept
+     * loop) sends the rest of the answer and its end in one write, so
+     * that the server sees a small answer whole. */
     answer_outcome(r);
 }
 
-int cgirelay_run_or_reply(const struct rl_relay_req *req)
+/* The script picked and checked, or RL_ANSWERED with the refusal. */
+static enum rl_step resolve_or_reply(struct relay *r)
 {
-    struct relay r;
-    int rc = RL_ERR;
+    struct rl_err err;
 
-    relay_init(&r, req);
-    if (cgispawn_resolve_or_reply(&r) == RL_OK && cgibody_receive_or_reply(&r) == RL_OK) {
-        /* Receiving the body is not the script's run time. */
-        r.deadline += now_ms() - r.started;
-        r.started = now_ms();
-        /* From here the process timer is the script's deadline too: a
-         * write to a web server that stopped reading fails then. */
-        deadline_arm(r.deadline - r.started);
-        r.envp = cgienv_build(req->params, r.script, r.content_length);
-        r.argv = cgienv_argv(r.script, env_get(req->params, "QUERY_STRING"));
-        if (cgispawn_start_or_reply(&r) == RL_OK) {
-            relay_loop(&r);
-            relay_finish(&r);
-            rc = r.outcome == RL_RELAY_OK ? RL_OK : RL_ERR;
-        }
+    if (cgiscript_resolve(r, &err) == RL_OK)
+        return RL_GO_ON;
+    return cgirelay_reply(r, rl_err_status(&err), err.msg);
+}
+
+/* An errno of ours (no memory, no fds, no processes left): 500; any
+ * other failure to start is the script's (a bad #! line): 502. */
+static int spawn_status(int err)
+{
+    return err == ENOMEM || err == EAGAIN || err == EMFILE || err == ENFILE ? 500 : 502;
+}
+
+/* Start the script with the body as stdin, its output into two pipes:
+ * RL_GO_ON with the child running, or RL_ANSWERED. */
+static enum rl_step spawn_or_reply(struct relay *r)
+{
+    int fds[3], err;
+
+    if (cgispawn_pipe(&r->out_r, &r->out_w, 1) != RL_OK ||
+        cgispawn_pipe(&r->err_r, &r->err_w, 1) != RL_OK) {
+        cgirelay_log(r, RL_LOG_ERROR, "cannot start: %s", strerror(errno));
+        return cgirelay_reply(r, 500, RELAY_MSG_CANNOT_RUN);
     }
-    relay_cleanup(&r);
-    return rc;
+    fds[0] = r->stdin_fd;
+    fds[1] = r->out_w;
+    fds[2] = r->err_w;
+    err = cgispawn(r->cache, r->dir_fd, r->name, fds, r->argv, r->envp, &r->pid);
+    /* The child's ends are the child's now (or nobody's). */
+    fd_close(&r->stdin_fd);
+    fd_close(&r->out_w);
+    fd_close(&r->err_w);
+    if (err == 0)
+        return RL_GO_ON;
+    cgirelay_log(r, RL_LOG_ERROR, "cannot run: %s%s", strerror(err),
+                 spawn_status(err) == 502 ? " (a bad #! line?)" : "");
+    return spawn_status(err) == 502 ? cgirelay_reply(r, 502, "script could not be started")
+                                    : cgirelay_reply(r, 500, RELAY_MSG_CANNOT_RUN);
+}
+
+int cgirelay_run(struct relay *r)
+{
+    const struct rl_relay_req *req = r->req;
+
+    if (resolve_or_reply(r) == RL_ANSWERED || cgibody_receive_or_reply(r) == RL_ANSWERED)
+        return RL_ERR;
+    /* Receiving the body is not the script's run time. */
+    r->deadline += now_ms() - r->started;
+    r->started = now_ms();
+    /* From here the process timer is the script's deadline too: a write
+     * to a web server that stopped reading fails then. */
+    deadline_arm(r->deadline - r->started);
+    r->envp = cgienv_build(req->params, r->script, r->content_length);
+    r->argv = cgienv_argv(r->script, env_get(req->params, "QUERY_STRING"));
+    if (spawn_or_reply(r) == RL_ANSWERED)
+        return RL_ERR;
+    relay_loop(r);
+    relay_finish(r);
+    return r->outcome == RL_RELAY_OK ? RL_OK : RL_ERR;
 }

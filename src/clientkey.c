@@ -145,7 +145,7 @@ int clientkey_xff_pick(const char *xff, const struct rl_cidr_list *trusted,
 
 /* "ADDR" for IPv4, "NET/PREFIX" for IPv6 grouped by prefix (just the
  * address for /128). Values outside 1..128 (an unset config) mean 64,
- * SPEC's default. */
+ * RATELIMIT_IPV6_PREFIX's default. */
 static void client_format(const struct rl_config *cfg, struct rl_client *c)
 {
     struct rl_addr net = c->addr;
@@ -251,22 +251,22 @@ struct identity {
     int auth; /* an Authorization header: normalise the scheme */
 };
 
-/*
- * The hashing context, initialised for a new digest, or NULL. The digest
- * (fetched once: an implicit fetch per request costs more than hashing a
- * short key) and the context are kept for the life of the worker, which
- * serves one request at a time; they are deliberately never freed.
- */
-static EVP_MD_CTX *hash_begin(void)
+void clientkey_hash_free(struct clientkey_hash *h)
 {
-    static EVP_MD *md;
-    static EVP_MD_CTX *ctx;
+    EVP_MD_CTX_free(h->ctx);
+    EVP_MD_free(h->md);
+    h->ctx = NULL;
+    h->md = NULL;
+}
 
-    if (md == NULL && (md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
+/* h's context, initialised for a new digest, or NULL. */
+static EVP_MD_CTX *hash_begin(struct clientkey_hash *h)
+{
+    if (h->md == NULL && (h->md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
         return NULL;
-    if (ctx == NULL && (ctx = EVP_MD_CTX_new()) == NULL)
+    if (h->ctx == NULL && (h->ctx = EVP_MD_CTX_new()) == NULL)
         return NULL;
-    return EVP_DigestInit_ex(ctx, md, NULL) == 1 ? ctx : NULL;
+    return EVP_DigestInit_ex(h->ctx, h->md, NULL) == 1 ? h->ctx : NULL;
 }
 
 static int hash_update(EVP_MD_CTX *ctx, const void *p, size_t n)
@@ -316,9 +316,10 @@ static int hash_auth(EVP_MD_CTX *ctx, const char *v, size_t n)
 }
 
 /* SHA-256 of id's tag (with its NUL) then value, as hex into hex[65]. */
-static int hash_identity(const struct identity *id, char hex[RL_SHA256_HEX_LEN + 1])
+static int hash_identity(struct clientkey_hash *h, const struct identity *id,
+                         char hex[RL_SHA256_HEX_LEN + 1])
 {
-    EVP_MD_CTX *ctx = hash_begin();
+    EVP_MD_CTX *ctx = hash_begin(h);
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned int dlen = 0;
     int r;
@@ -380,10 +381,11 @@ static int rule_identity(const struct rl_config *cfg, const struct rl_rule *rule
     return RL_OK;
 }
 
-int clientkey_build(const struct rl_config *cfg, const struct rl_rule *rule,
-                    const struct rl_client *client, char *const *params, char *key, size_t keysz,
-                    struct rl_err *err)
+int clientkey_build(struct clientkey_hash *h, const struct rl_config *cfg,
+                    const struct rl_rule *rule, const struct rl_client *client, char *const *params,
+                    char *key, size_t keysz, struct rl_err *err)
 {
+    struct clientkey_hash once = {NULL, NULL};
     struct identity id;
     char hex[RL_SHA256_HEX_LEN + 1];
     size_t np, nn;
@@ -399,7 +401,9 @@ int clientkey_build(const struct rl_config *cfg, const struct rl_rule *rule,
                    keysz);
         return RL_ERR;
     }
-    if (hash_identity(&id, hex) != RL_OK) {
+    r = hash_identity(h != NULL ? h : &once, &id, hex);
+    clientkey_hash_free(&once);
+    if (r != RL_OK) {
         rl_err_set(err, RL_E_IO, "SHA-256 failed for rule '%s'", rule->name);
         return RL_ERR;
     }

@@ -49,7 +49,21 @@ struct rl_client {
 void clientkey_resolve(const struct rl_config *cfg, char *const *params, struct rl_client *out);
 
 /*
- * The Redis key of rule for this request into key[keysz] (RL_KEY_MAX is
+ * The hashing state a worker keeps (worker.h): the SHA-256 digest,
+ * fetched once (an implicit fetch per request costs more than hashing a
+ * short key), and a context. All zero until its first use.
+ */
+struct clientkey_hash {
+    struct evp_md_st *md;
+    struct evp_md_ctx_st *ctx;
+};
+
+/* Free what h holds and empty it. */
+void clientkey_hash_free(struct clientkey_hash *h);
+
+/*
+ * With the hashing state h (NULL: one for this call only), the Redis key
+ * of rule for this request into key[keysz] (RL_KEY_MAX is
  * enough). Returns RL_OK, RL_SKIP when the rule's header/variable is
  * missing and RATELIMIT_KEY_MISSING=skip, or RL_ERR (*err) when keysz is
  * too small or hashing fails. Identities of different kinds never share a
@@ -57,9 +71,9 @@ void clientkey_resolve(const struct rl_config *cfg, char *const *params, struct 
  * "env\0VALUE". An Authorization or Proxy-Authorization header value is
  * normalised first (see clientkey.c); other values are hashed as they are.
  */
-int clientkey_build(const struct rl_config *cfg, const struct rl_rule *rule,
-                    const struct rl_client *client, char *const *params, char *key, size_t keysz,
-                    struct rl_err *err);
+int clientkey_build(struct clientkey_hash *h, const struct rl_config *cfg,
+                    const struct rl_rule *rule, const struct rl_client *client, char *const *params,
+                    char *key, size_t keysz, struct rl_err *err);
 
 /* One X-Forwarded-For entry, as clientkey_xff_pick() found it. */
 struct rl_xff_entry {

@@ -3,23 +3,12 @@
  *
  * 64 slots indexed by a 64-bit FNV-1a hash of the keys and the rules'
  * parameters; the hash is stored and compared whole, so a slot collision
- * is a miss, never a wrong answer. No allocation: the table is static and
- * one worker process serves one request at a time.
+ * is a miss, never a wrong answer. No allocation: the table is part of
+ * the worker (worker.h), which serves one request at a time.
  */
 #include "denycache.h"
 
-#include <stdint.h>
 #include <string.h>
-
-#define DENYCACHE_SLOTS 64
-
-struct denycache_entry {
-    uint64_t hash; /* 0: empty */
-    long long at;  /* monotonic ms when Redis denied */
-    struct rl_decision d;
-};
-
-static struct denycache_entry slots[DENYCACHE_SLOTS];
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
@@ -52,16 +41,21 @@ static uint64_t entry_hash(const struct rl_config *cfg, const char *const *keys)
     return h ? h : 1;
 }
 
+void denycache_clear(struct denycache *dc)
+{
+    memset(dc, 0, sizeof(*dc));
+}
+
 static long long shorten(long long ms, long long by)
 {
     return ms > by ? ms - by : 0;
 }
 
-int denycache_lookup(const struct rl_config *cfg, const char *const *keys, long long now,
-                     struct rl_decision *out)
+int denycache_lookup(struct denycache *dc, const struct rl_config *cfg, const char *const *keys,
+                     long long now, struct rl_decision *out)
 {
     uint64_t h = entry_hash(cfg, keys);
-    struct denycache_entry *e = &slots[h % DENYCACHE_SLOTS];
+    struct denycache_entry *e = &dc->slots[h % DENYCACHE_SLOTS];
     long long elapsed;
 
     if (e->hash != h)
@@ -81,8 +75,8 @@ int denycache_lookup(const struct rl_config *cfg, const char *const *keys, long 
     return 1;
 }
 
-void denycache_store(const struct rl_config *cfg, const char *const *keys, long long now,
-                     const struct rl_decision *d)
+void denycache_store(struct denycache *dc, const struct rl_config *cfg, const char *const *keys,
+                     long long now, const struct rl_decision *d)
 {
     uint64_t h;
     struct denycache_entry *e;
@@ -90,7 +84,7 @@ void denycache_store(const struct rl_config *cfg, const char *const *keys, long 
     if (d->allowed || d->r[d->worst].retry_ms <= 0)
         return;
     h = entry_hash(cfg, keys);
-    e = &slots[h % DENYCACHE_SLOTS];
+    e = &dc->slots[h % DENYCACHE_SLOTS];
     e->hash = h;
     e->at = now;
     e->d = *d;

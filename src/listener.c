@@ -421,7 +421,7 @@ static void unlink_own_socket(const struct supervisor *s)
 
 /*
  * SIGTERM/SIGINT/SIGHUP: the first asks every worker to finish its request
- * and exit (libfcgi's accept returns, main.c's loop ends) and removes a unix
+ * and exit (its wait for a connection returns, its loop ends) and removes a unix
  * socket file at once, so that new connections fail fast instead of waiting
  * in a backlog nobody will accept from; a second signal, for an impatient
  * operator, kills the workers.

@@ -1,7 +1,7 @@
 /*
  * log.h - one printf-checked logging function.
  *
- * Lines go to a sink: by default stderr; during a FastCGI request main.c
+ * Lines go to a sink: by default stderr; during a FastCGI request request.c
  * points the sink at the request's FCGI_STDERR stream so that the line lands
  * in the web server's error log next to the request it is about. Each line is
  * "fcgi-ratelimit[PID]: LEVEL: message\n".

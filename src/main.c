@@ -3,11 +3,8 @@
  * a FastCGI accept loop on fd 0 (lighttpd bin-path, mod_fcgid, spawn-fcgi),
  * a FastCGI accept loop on a socket of our own (--listen, for
  * mod_proxy_fcgi), or one plain CGI request (libfcgi's FCGX_IsCGI()).
- *
- * Every request goes through handle_request(): configuration, client
- * identity, lists, one Redis check, then the denial, the Authorizer's 200,
- * or the relay to the legacy CGI script. Per-request state lives in struct
- * rl_request and is released by request_reset().
+ * What a request goes through is request.c's; what a worker keeps
+ * between requests, worker.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,57 +23,38 @@
 #include <fcgiapp.h>
 
 #include "acceptor.h"
-#include "buf.h"
-#include "cgirelay.h"
-#include "clientkey.h"
 #include "deadline.h"
-#include "denycache.h"
+#include "fcgxio.h"
 #include "limiter.h"
 #include "listener.h"
 #include "log.h"
 #include "redisconn.h"
+#include "request.h"
 #include "rlconfig.h"
-#include "response.h"
 #include "util.h"
 
 extern char **environ;
 
-/* What lives as long as the process (or the worker). */
+/* What lives as long as the process: the worker's state (each --listen
+ * worker has its own copy after fork) and who may connect over TCP. */
 struct rl_app {
-    struct config_cache *cc; /* NULL when the process configuration is invalid */
-    struct rl_err cfg_err;   /* why cc is NULL */
-    struct redisconn *rc;
-    char self_path[PATH_MAX];
-    const char *argv1;         /* script named on the command line, or NULL */
-    struct rl_cidr_list peers; /* FCGI_WEB_SERVER_ADDRS: who may connect over TCP */
+    struct rl_worker w;
+    struct rl_cidr_list peers; /* FCGI_WEB_SERVER_ADDRS */
 };
 
 /* How long a FastCGI connection may take to send its request's head
  * (BEGIN_REQUEST and params) before it is dropped (acceptor.h). */
 #define RL_HEAD_TIMEOUT_MS 5000
 
-/* One request, whatever role it came in. */
-struct rl_request {
-    char *const *params; /* borrowed: FCGX envp or environ */
-    int authorizer;      /* FastCGI role AUTHORIZER */
-    struct rl_out out;
-    struct rl_body_src body;
-    FCGX_Request *fcgx; /* NULL in plain CGI */
-    struct buf headers; /* rate-limit header lines for an allowed answer */
-};
-
 static volatile sig_atomic_t stop_requested;
-static volatile sig_atomic_t idle_in_accept;
 
-/* SIGTERM/SIGINT: finish the request in flight, then exit 0. When idle in
- * accept() nothing is in flight, so leave at once: accept() would otherwise
- * block until the next connection. */
+/* SIGTERM/SIGINT/SIGUSR1: finish the request in flight, then exit 0. The
+ * accept loop keeps them blocked but while it waits (acceptor_next), so
+ * the handler runs only there and the loop ends at once. */
 static void on_term(int sig)
 {
     (void)sig;
     stop_requested = 1;
-    if (idle_in_accept)
-        _exit(0);
     FCGX_ShutdownPending();
 }
 
@@ -156,285 +134,6 @@ static void ensure_std_fds(void)
     }
 }
 
-/* ---------------------------------------------------------------- sinks */
-
-static int fcgx_write(void *ctx, const char *p, size_t n)
-{
-    FCGX_Stream *s = ctx;
-
-    while (n > 0) {
-        int chunk = n > INT_MAX ? INT_MAX : (int)n;
-
-        if (FCGX_PutStr(p, chunk, s) != chunk)
-            return RL_ERR;
-        p += chunk;
-        n -= (size_t)chunk;
-    }
-    return RL_OK;
-}
-
-static int fcgx_flush(void *ctx)
-{
-    return FCGX_FFlush(ctx) == 0 ? RL_OK : RL_ERR;
-}
-
-/* A log line goes to the request's FCGI_STDERR (the web server's log).
- * Once the connection has failed (the server went away, or it broke off
- * the body) nothing sent there arrives: RL_ERR, and log.c writes it to the
- * process' stderr, which lighttpd and mod_fcgid also put in their log. */
-static int fcgx_log(void *ctx, const char *line, int len)
-{
-    FCGX_Request *r = ctx;
-
-    if (FCGX_GetError(r->in) != 0 || FCGX_GetError(r->out) != 0 ||
-        FCGX_PutStr(line, len, r->err) != len)
-        return RL_ERR;
-    return RL_OK;
-}
-
-static void fcgx_errlog(void *ctx, const char *p, size_t n)
-{
-    (void)fcgx_write(ctx, p, n);
-}
-
-/* Read up to n bytes of the body: blocks until n bytes, the end of the
- * body (0) or an error (-1: the connection failed, or the request's
- * deadline broke a blocking read). An error after some bytes is reported
- * by the next call, never taken for the end of the body. */
-static ssize_t fcgx_read(void *ctx, char *p, size_t n)
-{
-    FCGX_Stream *s = ctx;
-    int got;
-
-    if (n == 0)
-        return 0;
-    got = FCGX_GetStr(p, n > INT_MAX ? INT_MAX : (int)n, s);
-    if (got > 0)
-        return got;
-    return FCGX_GetError(s) != 0 ? -1 : 0;
-}
-
-/* Read what is left of the body and throw it away: with nothing unread a
- * plain close sends no reset, so libfcgi's lingering close (shutdown, wait
- * for the server to close, read, close) can be skipped. Called only when
- * the acceptor saw the whole body arrive, so it cannot block. 1 when the
- * body was read to its end. */
-static int fcgx_drain(FCGX_Stream *s)
-{
-    char scratch[4096];
-
-    while (FCGX_GetStr(scratch, sizeof(scratch), s) > 0)
-        ;
-    return FCGX_HasSeenEOF(s) && FCGX_GetError(s) == 0;
-}
-
-/* The relay's end of the answer while the script goes on: closing both
- * streams sends their EOF records and FCGI_END_REQUEST (libfcgi sends it
- * when the last writer closes); FCGX_Finish_r's own FCGX_FClose calls are
- * then no-ops (wasFCloseCalled). */
-static int fcgx_end(void *ctx)
-{
-    FCGX_Request *r = ctx;
-    int e = FCGX_FClose(r->err), o = FCGX_FClose(r->out);
-
-    return e == 0 && o == 0 ? RL_OK : RL_ERR;
-}
-
-static int fd_write(void *ctx, const char *p, size_t n)
-{
-    return write_full(*(int *)ctx, p, n);
-}
-
-static ssize_t fd_read(void *ctx, char *p, size_t n)
-{
-    int fd = *(int *)ctx;
-    ssize_t r;
-
-    /* EINTR is retried, but not past the request's deadline. */
-    do
-        r = read(fd, p, n);
-    while (r < 0 && errno == EINTR && !deadline_expired());
-    return r;
-}
-
-static void fd_errlog(void *ctx, const char *p, size_t n)
-{
-    (void)fd_write(ctx, p, n);
-}
-
-/* -------------------------------------------------------------- requests */
-
-static void request_reset(struct rl_request *rq)
-{
-    buf_free(&rq->headers);
-    log_set_sink(NULL, NULL);
-}
-
-/* Redis could not answer: RATELIMIT_FAIL decides. Returns 1 when the
- * request may go on (fail open), 0 when it was answered (503). */
-static int redis_down_or_reply(struct rl_request *rq, const struct rl_config *cfg)
-{
-    if (cfg->fail == RL_FAIL_OPEN)
-        return 1;
-    response_error(&rq->out, 503, "rate limiter unavailable", 1, NULL);
-    return 0;
-}
-
-/* The client is over a limit: log, and deny unless this is a dry run.
- * Returns 1 when the request may go on (dry run), 0 when answered. */
-static int denied_or_reply(struct rl_request *rq, const struct rl_config *cfg,
-                           const struct rl_client *client, const struct rl_decision *d)
-{
-    const struct rl_rule *rule = &cfg->rules[d->worst];
-    long long ttl = limiter_ttl_seconds(d->r[d->worst].retry_ms);
-
-    if (cfg->dry_run) {
-        rl_log(RL_LOG_WARN, "dry-run: would deny client %s: rule %s (%lld/%lldms) ttl %llds",
-               client->text, rule->name, rule->limit, rule->window_ms, ttl);
-        return 1;
-    }
-    rl_log(RL_LOG_INFO, "denied client %s: rule %s ttl %llds", client->text, rule->name, ttl);
-    response_deny(&rq->out, cfg, d);
-    return 0;
-}
-
-/* Build every rule's key; RL_ERR (already answered 500) on failure. */
-static int build_keys_or_reply(struct rl_request *rq, const struct rl_config *cfg,
-                               const struct rl_client *client, char keys[][RL_KEY_MAX],
-                               const char **keyp)
-{
-    struct rl_err err;
-
-    for (size_t i = 0; i < cfg->nrules; i++) {
-        int rc =
-            clientkey_build(cfg, &cfg->rules[i], client, rq->params, keys[i], RL_KEY_MAX, &err);
-
-        if (rc == RL_ERR) {
-            rl_log(RL_LOG_ERROR, "client %s: rule %s: %s", client->text, cfg->rules[i].name,
-                   err.msg);
-            response_error(&rq->out, 500, "rate limiter error", 0, NULL);
-            return RL_ERR;
-        }
-        keyp[i] = rc == RL_SKIP ? NULL : keys[i];
-    }
-    return RL_OK;
-}
-
-/* Allowed (or not limited): the Authorizer's 200, or run the script. */
-static void admit(struct rl_app *app, struct rl_request *rq, const struct rl_config *cfg,
-                  const struct rl_decision *d, int authorizer)
-{
-    struct rl_relay_req relay;
-
-    if (authorizer) {
-        response_authorizer_allow(&rq->out, cfg, d);
-        return;
-    }
-    buf_init(&rq->headers, 8192);
-    if (d != NULL && response_ratelimit_headers(&rq->headers, cfg, d) != RL_OK)
-        buf_reset(&rq->headers);
-    memset(&relay, 0, sizeof(relay));
-    relay.params = rq->params;
-    relay.cfg = cfg;
-    relay.body = &rq->body;
-    relay.out = &rq->out;
-    if (rq->fcgx != NULL) {
-        relay.errlog = fcgx_errlog;
-        relay.errlog_ctx = rq->fcgx->err;
-        relay.end = fcgx_end;
-        relay.end_ctx = rq->fcgx;
-    } else {
-        static int err_fd = STDERR_FILENO;
-
-        relay.errlog = fd_errlog;
-        relay.errlog_ctx = &err_fd;
-    }
-    relay.extra_headers = buf_str(&rq->headers);
-    relay.self_path = app->self_path[0] ? app->self_path : NULL;
-    relay.argv1 = app->argv1;
-    (void)cgirelay_run_or_reply(&relay);
-}
-
-/* An allowed decision for "not limited" (allow list, every rule skipped,
- * Redis down with fail open): no rule applied, so no rate-limit headers. */
-static void decision_unlimited(struct rl_decision *d, const struct rl_config *cfg)
-{
-    memset(d, 0, sizeof(*d));
-    d->allowed = 1;
-    d->nrules = cfg->nrules;
-}
-
-/* The configuration for this request, or NULL after answering 500. */
-static const struct rl_config *config_or_reply(struct rl_app *app, struct rl_request *rq)
-{
-    const struct rl_config *cfg;
-    struct rl_err err;
-
-    if (app->cc == NULL) {
-        rl_log(RL_LOG_ERROR, "invalid configuration: %s", app->cfg_err.msg);
-        response_error(&rq->out, 500, "rate limiter misconfigured; see the server error log", 0,
-                       NULL);
-        return NULL;
-    }
-    /* Plain CGI: the environment is the process's own, not overrides. */
-    cfg = rq->fcgx == NULL ? config_cache_base(app->cc)
-                           : config_for_request(app->cc, rq->params, &err);
-    if (cfg == NULL) {
-        rl_log(RL_LOG_ERROR, "invalid configuration: %s", err.msg);
-        response_error(&rq->out, 500, "rate limiter misconfigured; see the server error log", 0,
-                       NULL);
-    }
-    return cfg;
-}
-
-static void handle_request(struct rl_app *app, struct rl_request *rq)
-{
-    const struct rl_config *cfg = config_or_reply(app, rq);
-    char keys[RL_MAX_RULES][RL_KEY_MAX];
-    const char *keyp[RL_MAX_RULES];
-    struct rl_client client;
-    struct rl_decision d;
-    struct rl_err err;
-    int authorizer;
-
-    if (cfg == NULL)
-        return;
-    /* One deadline for the whole request: a body that stops arriving, a
-     * script that runs too long and a peer that stops reading the answer
-     * all end there (deadline.h). */
-    deadline_arm(cfg->backend_timeout_ms);
-    log_set_level(cfg->log_level);
-    authorizer = rq->authorizer || cfg->mode == RL_MODE_AUTHORIZER;
-    clientkey_resolve(cfg, rq->params, &client);
-    if (client.has_addr && cidr_list_match(&cfg->deny, &client.addr)) {
-        rl_log(RL_LOG_INFO, "client %s is in RATELIMIT_DENY", client.text);
-        response_error(&rq->out, 403, "forbidden", 0, NULL);
-        return;
-    }
-    decision_unlimited(&d, cfg);
-    if (!(client.has_addr && cidr_list_match(&cfg->allow, &client.addr))) {
-        if (build_keys_or_reply(rq, cfg, &client, keys, keyp) != RL_OK)
-            return;
-        /* A client still inside a denial this worker saw: no Redis trip. */
-        if (!cfg->dry_run && denycache_lookup(cfg, keyp, now_ms(), &d)) {
-            denied_or_reply(rq, cfg, &client, &d);
-            return;
-        }
-        if (limiter_check(app->rc, cfg, keyp, &d, &err) != RL_OK) {
-            rl_log(RL_LOG_DEBUG, "client %s: %s", client.text, err.msg);
-            if (!redis_down_or_reply(rq, cfg))
-                return;
-            decision_unlimited(&d, cfg);
-        } else if (!d.allowed) {
-            if (!cfg->dry_run)
-                denycache_store(cfg, keyp, now_ms(), &d);
-            if (!denied_or_reply(rq, cfg, &client, &d))
-                return;
-        }
-    }
-    admit(app, rq, cfg, &d, authorizer);
-}
-
 /* ----------------------------------------------------------------- loops */
 
 /* Serve one request libfcgi has read the head of. */
@@ -442,18 +141,8 @@ static void fastcgi_serve(struct rl_app *app, FCGX_Request *r, int body_whole)
 {
     struct rl_request rq;
 
-    memset(&rq, 0, sizeof(rq));
-    rq.params = r->envp;
-    rq.fcgx = r;
-    rq.authorizer = r->role == FCGI_AUTHORIZER;
-    rq.out.write = fcgx_write;
-    rq.out.flush = fcgx_flush;
-    rq.out.ctx = r->out;
-    rq.body.read = fcgx_read;
-    rq.body.fd = rq.authorizer ? -1 : r->ipcFd;
-    rq.body.ctx = r->in;
-    log_set_sink(fcgx_log, r);
-    handle_request(app, &rq);
+    request_init_fastcgi(&rq, r);
+    request_handle(&app->w, &rq);
     request_reset(&rq);
     /* Detached, libfcgi closes without lingering (see fcgx_drain); a kept
      * connection is not closed at all. */
@@ -474,14 +163,24 @@ static int fastcgi_loop(int listen_fd, void *ctx)
 {
     struct rl_app *app = ctx;
     struct acceptor *acc;
+    sigset_t stops, saved, waitmask;
     FCGX_Request r;
     int rc = 0, body_whole = 0;
 
     if (FCGX_InitRequest(&r, -1, 0) != 0)
         return 1;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGTERM);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &stops, &saved);
+    waitmask = saved;
+    sigdelset(&waitmask, SIGTERM);
+    sigdelset(&waitmask, SIGINT);
+    sigdelset(&waitmask, SIGUSR1);
     acc = acceptor_new(listen_fd, RL_HEAD_TIMEOUT_MS, &app->peers);
     while (!stop_requested) {
-        r.ipcFd = acceptor_next(acc, &idle_in_accept, &stop_requested, &body_whole);
+        r.ipcFd = acceptor_next(acc, &stop_requested, &waitmask, &body_whole);
         if (r.ipcFd < 0) {
             rc = stop_requested ? 0 : -1;
             break;
@@ -508,29 +207,27 @@ static int fastcgi_loop(int listen_fd, void *ctx)
         rl_log(RL_LOG_ERROR, "FastCGI accept failed: %s", strerror(errno));
     FCGX_Free(&r, 1);
     acceptor_free(acc);
+    sigprocmask(SIG_SETMASK, &saved, NULL);
     return rc < 0 ? 1 : 0;
 }
 
 /* Plain CGI: one request from the environment and stdin. */
 static int cgi_once(struct rl_app *app)
 {
-    static int in_fd = STDIN_FILENO, out_fd = STDOUT_FILENO;
     struct rl_request rq;
 
-    memset(&rq, 0, sizeof(rq));
-    rq.params = environ;
-    rq.out.write = fd_write;
-    rq.out.ctx = &out_fd;
-    rq.body.read = fd_read;
-    rq.body.fd = STDIN_FILENO;
-    rq.body.ctx = &in_fd;
-    handle_request(app, &rq);
+    request_init_cgi(&rq, environ);
+    request_handle(&app->w, &rq);
     request_reset(&rq);
     deadline_disarm();
     return 0;
 }
 
 /* ------------------------------------------------------------------- CLI */
+
+#define RL_WORKERS_DEFAULT 2
+#define RL_WORKERS_MAX 1024
+#define RL_SOCKET_MODE_DEFAULT 0660
 
 static void usage(FILE *f)
 {
@@ -547,8 +244,8 @@ static void usage(FILE *f)
             "  --listen ADDR       open ADDR (or adopt the listening socket fd:N, e.g.\n"
             "                      fd:0 under systemd) and serve FastCGI with\n"
             "                      pre-forked workers\n"
-            "  --workers N         number of workers for --listen (default 2)\n"
-            "  --socket-mode MODE  permissions of a unix socket, octal (default 0660)\n"
+            "  --workers N         number of workers for --listen (default %d)\n"
+            "  --socket-mode MODE  permissions of a unix socket, octal (default 0%o)\n"
             "  --check             validate the configuration, connect to Redis, load\n"
             "                      the scripts, print a summary; exit 0 or 1\n"
             "  --help, --version\n"
@@ -557,7 +254,8 @@ static void usage(FILE *f)
             "request parameters of the same names may override the limit policy\n"
             "per request (never the Redis target, script root, backend or mode).\n"
             "Over TCP only peers in FCGI_WEB_SERVER_ADDRS (default: loopback) are served.\n"
-            "See fcgi-ratelimit(8).\n");
+            "See fcgi-ratelimit(8).\n",
+            RL_WORKERS_DEFAULT, RL_SOCKET_MODE_DEFAULT);
 }
 
 static int cmd_check(struct rl_app *app)
@@ -565,15 +263,15 @@ static int cmd_check(struct rl_app *app)
     char summary[1024];
     struct rl_err err;
 
-    if (app->cc == NULL) {
-        fprintf(stderr, "fcgi-ratelimit: invalid configuration: %s\n", app->cfg_err.msg);
+    if (app->w.cc == NULL) {
+        fprintf(stderr, "fcgi-ratelimit: invalid configuration: %s\n", app->w.cfg_err.msg);
         return 1;
     }
-    if (redisconn_check(app->rc, config_cache_base(app->cc), limiter_script(), &err) != RL_OK) {
+    if (redisconn_check(app->w.rc, config_cache_base(app->w.cc), limiter_script(), &err) != RL_OK) {
         fprintf(stderr, "fcgi-ratelimit: redis: %s\n", err.msg);
         return 1;
     }
-    config_summary(config_cache_base(app->cc), summary, sizeof(summary));
+    config_summary(config_cache_base(app->w.cc), summary, sizeof(summary));
     printf("ok: %s\n", summary);
     return 0;
 }
@@ -583,10 +281,11 @@ struct rl_cli {
     const char *listen;
     long long workers;
     long long socket_mode;
+    const char *argv1; /* the script named on the command line */
 };
 
 /* Parse argv into *cli; exits for --help/--version and usage errors. */
-static void parse_cli(int argc, char **argv, struct rl_cli *cli, struct rl_app *app)
+static void parse_cli(int argc, char **argv, struct rl_cli *cli)
 {
     static const struct option opts[] = {{"check", no_argument, NULL, 'c'},
                                          {"help", no_argument, NULL, 'h'},
@@ -597,8 +296,8 @@ static void parse_cli(int argc, char **argv, struct rl_cli *cli, struct rl_app *
                                          {NULL, 0, NULL, 0}};
     int c;
 
-    cli->workers = 2;
-    cli->socket_mode = 0660;
+    cli->workers = RL_WORKERS_DEFAULT;
+    cli->socket_mode = RL_SOCKET_MODE_DEFAULT;
     while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
         const char *a = optarg;
 
@@ -612,47 +311,47 @@ static void parse_cli(int argc, char **argv, struct rl_cli *cli, struct rl_app *
             exit(0);
         } else if (c == 'l') {
             cli->listen = a;
-        } else if (c == 'w' && parse_ll(a, strlen(a), 1, 1024, &cli->workers) == RL_OK) {
+        } else if (c == 'w' && parse_ll(a, strlen(a), 1, RL_WORKERS_MAX, &cli->workers) == RL_OK) {
             continue;
         } else if (c == 'm' && a[0] == '0' && strspn(a, "01234567") == strlen(a) &&
                    strlen(a) <= 5) {
             cli->socket_mode = strtoll(a, NULL, 8);
         } else {
-            if (c == 'w' || c == 'm')
-                fprintf(stderr, "fcgi-ratelimit: invalid value '%s' for --%s\n", a,
-                        c == 'w' ? "workers (1..1024)" : "socket-mode (octal, e.g. 0660)");
+            if (c == 'w')
+                fprintf(stderr, "fcgi-ratelimit: invalid value '%s' for --workers (1..%d)\n", a,
+                        RL_WORKERS_MAX);
+            else if (c == 'm')
+                fprintf(stderr,
+                        "fcgi-ratelimit: invalid value '%s' for --socket-mode (octal, e.g. 0%o)\n",
+                        a, RL_SOCKET_MODE_DEFAULT);
             usage(stderr);
             exit(2);
         }
     }
     if (optind < argc)
-        app->argv1 = argv[optind];
+        cli->argv1 = argv[optind];
 }
 
-static void app_init(struct rl_app *app)
+/* The worker's state from the environment, which is then wiped of
+ * secrets; exits when FCGI_WEB_SERVER_ADDRS is invalid. */
+static void app_init(struct rl_app *app, const char *argv1)
 {
     struct rl_err err;
-    ssize_t n;
 
     memset(app, 0, sizeof(*app));
-    app->cc = config_cache_new(environ, &app->cfg_err);
-    if (app->cc != NULL)
-        log_set_level(config_cache_base(app->cc)->log_level);
+    worker_init(&app->w, environ, argv1);
     config_warn_unknown(environ);
     secrets_wipe_environ();
     if (acceptor_peers_parse(getenv("FCGI_WEB_SERVER_ADDRS"), &app->peers, &err) != RL_OK) {
         rl_log(RL_LOG_ERROR, "FCGI_WEB_SERVER_ADDRS: %s", err.msg);
+        worker_free(&app->w);
         exit(1);
     }
-    app->rc = redisconn_new();
-    n = readlink("/proc/self/exe", app->self_path, sizeof(app->self_path) - 1);
-    app->self_path[n > 0 ? n : 0] = '\0';
 }
 
 static void app_free(struct rl_app *app)
 {
-    redisconn_free(app->rc);
-    config_cache_free(app->cc);
+    worker_free(&app->w);
     cidr_list_free(&app->peers);
 }
 
@@ -677,18 +376,13 @@ int main(int argc, char **argv)
     secrets_protect();
     ensure_std_fds();
     memset(&cli, 0, sizeof(cli));
-    memset(&app, 0, sizeof(app));
-    parse_cli(argc, argv, &cli, &app);
-    {
-        const char *argv1 = app.argv1;
-
-        app_init(&app);
-        app.argv1 = argv1;
-    }
-    if (app.cc == NULL && !cli.check)
-        rl_log(RL_LOG_ERROR, "invalid configuration: %s", app.cfg_err.msg);
+    parse_cli(argc, argv, &cli);
+    app_init(&app, cli.argv1);
+    if (app.w.cc == NULL && !cli.check)
+        rl_log(RL_LOG_ERROR, "invalid configuration: %s", app.w.cfg_err.msg);
     if (FCGX_Init() != 0) {
         rl_log(RL_LOG_ERROR, "FCGX_Init failed");
+        app_free(&app);
         return 1;
     }
     /* After FCGX_Init, which installs its SIGPIPE, SIGTERM and SIGUSR1

@@ -241,52 +241,57 @@ static size_t deny_rule(const struct rl_config *cfg, const struct rl_decision *d
     return w < 0 ? 0 : (size_t)w;
 }
 
-/*
- * name as a JSON string, quoted and escaped by json-c, remembered: names
- * come from the configuration, so a worker meets a handful of them and
- * renders each once. Borrowed; NULL when json-c fails.
- */
-static const char *json_name(const char *name)
+void response_memo_free(struct response_memo *m)
 {
-    static struct {
-        char *name;
-        char *json;
-    } memo[8];
-    static unsigned next;
+    for (size_t i = 0; i < RESPONSE_MEMO_NAMES; i++) {
+        free(m->e[i].name);
+        free(m->e[i].json);
+    }
+    memset(m, 0, sizeof(*m));
+}
+
+/*
+ * Append name as a JSON string, quoted and escaped by json-c, remembered
+ * in m (may be NULL): names come from the configuration, so a worker
+ * meets a handful of them and renders each once. RL_OK or RL_ERR.
+ */
+static int append_json_name(struct response_memo *m, struct buf *b, const char *name)
+{
     struct json_object *o;
     const char *s;
     unsigned i;
+    int rc;
 
-    for (i = 0; i < sizeof(memo) / sizeof(memo[0]); i++) {
-        if (memo[i].name != NULL && strcmp(memo[i].name, name) == 0)
-            return memo[i].json;
+    for (i = 0; m != NULL && i < RESPONSE_MEMO_NAMES; i++) {
+        if (m->e[i].name != NULL && strcmp(m->e[i].name, name) == 0)
+            return buf_puts(b, m->e[i].json);
     }
     o = json_object_new_string(name);
     s = o != NULL ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
                                                           JSON_C_TO_STRING_NOSLASHESCAPE)
                   : NULL;
-    if (s == NULL) {
-        json_object_put(o);
-        return NULL;
+    rc = s != NULL ? buf_puts(b, s) : RL_ERR;
+    if (s != NULL && m != NULL) {
+        i = m->next++ % RESPONSE_MEMO_NAMES;
+        free(m->e[i].name);
+        free(m->e[i].json);
+        m->e[i].name = xstrdup(name);
+        m->e[i].json = xstrdup(s);
     }
-    i = next++ % (sizeof(memo) / sizeof(memo[0]));
-    free(memo[i].name);
-    free(memo[i].json);
-    memo[i].name = xstrdup(name);
-    memo[i].json = xstrdup(s);
     json_object_put(o);
-    return memo[i].json;
+    return rc;
 }
 
-/* The fields in the README's order; remaining is 0 in every denial. */
-int response_deny_body(struct buf *b, const struct rl_config *cfg, const struct rl_decision *d)
+/* The fields in the order the README shows them; remaining is 0 in
+ * every denial. */
+int response_deny_body(struct response_memo *m, struct buf *b, const struct rl_config *cfg,
+                       const struct rl_decision *d)
 {
     long long ttl;
     const struct rl_rule *rule = &cfg->rules[deny_rule(cfg, d, &ttl)];
-    const char *name = json_name(rule->name);
 
-    if (name == NULL || buf_puts(b, "{\"message\":\"call limit reached\",\"policy\":") != RL_OK ||
-        buf_puts(b, name) != RL_OK || buf_puts(b, ",\"limit\":") != RL_OK ||
+    if (buf_puts(b, "{\"message\":\"call limit reached\",\"policy\":") != RL_OK ||
+        append_json_name(m, b, rule->name) != RL_OK || buf_puts(b, ",\"limit\":") != RL_OK ||
         buf_append_ll(b, rule_quota(rule)) != RL_OK ||
         buf_puts(b, ",\"remaining\":0,\"window\":") != RL_OK ||
         buf_append_ll(b, window_seconds(rule)) != RL_OK || buf_puts(b, ",\"ttl\":") != RL_OK ||
@@ -316,7 +321,8 @@ static int send_answer(struct rl_out *o, struct buf *b)
     return r;
 }
 
-int response_deny(struct rl_out *o, const struct rl_config *cfg, const struct rl_decision *d)
+int response_deny(struct response_memo *m, struct rl_out *o, const struct rl_config *cfg,
+                  const struct rl_decision *d)
 {
     struct buf b;
     long long ttl;
@@ -326,13 +332,14 @@ int response_deny(struct rl_out *o, const struct rl_config *cfg, const struct rl
         return RL_ERR; /* a second header block would corrupt the answer */
     (void)deny_rule(cfg, d, &ttl);
     buf_init(&b, RESP_MAX);
-    /* Status first, as in every answer of ours; 429 must not be cached (RFC 6585 section 4). */
+    /* Status first, as in every answer of ours; 429 must not be cached
+     * (RFC 6585 section 4). */
     if (buf_reserve(&b, RESP_START) != RL_OK || append_status(&b, status) != RL_OK ||
         buf_puts(&b, "Content-Type: application/json\r\nCache-Control: no-store\r\n"
                      "Retry-After: ") != RL_OK ||
         buf_append_ll(&b, ttl) != RL_OK || buf_puts(&b, "\r\n") != RL_OK ||
         response_ratelimit_headers(&b, cfg, d) != RL_OK || buf_puts(&b, "\r\n") != RL_OK ||
-        response_deny_body(&b, cfg, d) != RL_OK || buf_puts(&b, "\n") != RL_OK) {
+        response_deny_body(m, &b, cfg, d) != RL_OK || buf_puts(&b, "\n") != RL_OK) {
         buf_free(&b);
         return RL_ERR;
     }

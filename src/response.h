@@ -29,15 +29,32 @@ const char *response_reason(int status);
 int response_ratelimit_headers(struct buf *b, const struct rl_config *cfg,
                                const struct rl_decision *d);
 
-/* The denial's JSON body (message, policy, limit, remaining, window, ttl). */
-int response_deny_body(struct buf *b, const struct rl_config *cfg, const struct rl_decision *d);
+/* What a worker remembers of the names it rendered as JSON (worker.h);
+ * all zero is empty. */
+#define RESPONSE_MEMO_NAMES 8
+struct response_memo {
+    struct {
+        char *name;
+        char *json;
+    } e[RESPONSE_MEMO_NAMES];
+    unsigned next;
+};
+
+/* Free what m holds and empty it. */
+void response_memo_free(struct response_memo *m);
+
+/* The denial's JSON body (message, policy, limit, remaining, window, ttl);
+ * m (may be NULL) remembers the policy names rendered. */
+int response_deny_body(struct response_memo *m, struct buf *b, const struct rl_config *cfg,
+                       const struct rl_decision *d);
 
 /*
  * The whole denial: "Status: <cfg->status> ..." first, Content-Type,
  * Retry-After = ttl, rate-limit headers, the JSON body. RL_OK or RL_ERR
  * (also, writing nothing, when headers were already sent).
  */
-int response_deny(struct rl_out *o, const struct rl_config *cfg, const struct rl_decision *d);
+int response_deny(struct response_memo *m, struct rl_out *o, const struct rl_config *cfg,
+                  const struct rl_decision *d);
 
 /*
  * A JSON error answer {"message": message} with status; retry_after_s > 0

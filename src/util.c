@@ -36,6 +36,22 @@ void rl_err_set(struct rl_err *err, int kind, const char *fmt, ...)
     va_end(ap);
 }
 
+int rl_err_status(const struct rl_err *err)
+{
+    switch (err != NULL ? err->kind : RL_E_NONE) {
+    case RL_E_NOTFOUND:
+        return 404;
+    case RL_E_DENIED:
+        return 403;
+    case RL_E_REDIS:
+        return 503;
+    case RL_E_PROTO:
+        return 502;
+    default:
+        return 500;
+    }
+}
+
 void rl_err_clear(struct rl_err *err)
 {
     if (err == NULL)

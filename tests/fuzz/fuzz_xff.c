@@ -138,8 +138,8 @@ static void fuzz_auth(const struct rl_config *cfg, const struct rl_client *clien
     memcpy(b + sizeof(name) + end + 1, v + end, n - end);
     b[sizeof(name) + n + 1] = ' ';
     b[sizeof(name) + n + 2] = '\0';
-    ra = clientkey_build(cfg, &rule, client, pa, ka, sizeof(ka), NULL);
-    rb = clientkey_build(cfg, &rule, client, pb, kb, sizeof(kb), NULL);
+    ra = clientkey_build(NULL, cfg, &rule, client, pa, ka, sizeof(ka), NULL);
+    rb = clientkey_build(NULL, cfg, &rule, client, pb, kb, sizeof(kb), NULL);
     if (ra != RL_OK || rb != RL_OK || strcmp(ka, kb) != 0)
         abort();
 out:

@@ -59,7 +59,7 @@ struct pipe_body {
     int reads;
 };
 
-/* Blocking, as main.c's sources: -1 on EINTR too (the deadline). */
+/* Blocking, as fcgxio.c's sources: -1 on EINTR too (the deadline). */
 static ssize_t pipe_read(void *ctx, char *p, size_t n)
 {
     struct pipe_body *pb = ctx;
@@ -126,6 +126,7 @@ static int run_src(struct rl_config *cfg, const char *path, const char *cl, int 
     struct rl_body_src body = {rd != NULL ? rd : pipe_read, fd, &pb};
     struct rl_out out = {mem_write, mem_flush, m, 0, 0};
     struct rl_relay_req req;
+    struct relay *r;
     int rc;
 
     (void)snprintf(clv, sizeof clv, "CONTENT_LENGTH=%s", cl != NULL ? cl : "");
@@ -143,7 +144,9 @@ static int run_src(struct rl_config *cfg, const char *path, const char *cl, int 
     buf_init(&m->b, 64 << 20);
     m->writes = m->flushes = m->ends = m->ended_early = 0;
     err_bytes = 0;
-    rc = cgirelay_run_or_reply(&req);
+    r = cgirelay_new(&req);
+    rc = cgirelay_run(r);
+    cgirelay_free(r);
     if (reads != NULL)
         *reads = pb.reads;
     return rc;
@@ -249,7 +252,7 @@ static void test_body_errors(const char *dir)
     test_cond("a body that breaks off: 400", rc == RL_ERR && starts(&m, "Status: 400"));
     buf_free(&m.b);
 
-    /* main.c's deadline breaks the blocked read with EINTR. */
+    /* The request's deadline breaks the blocked read with EINTR. */
     deadline_init();
     fd = body_pipe(1000, 3000, &w);
     deadline_arm(300);
@@ -331,7 +334,7 @@ int main(void)
     char path[PATH_MAX];
     size_t i;
 
-    /* As main.c does: a script that stops reading gives EPIPE, not death. */
+    /* As the binary does: a script that stops reading gives EPIPE, not death. */
     signal(SIGPIPE, SIG_IGN);
     if (mkdtemp(dir) == NULL)
         return 1;

@@ -173,8 +173,8 @@ static void test_ipv6(void)
     resolve(p4, &c2);
     test_cond("mapped v4 is v4", c1.addr.family == AF_INET && strcmp(c1.text, "192.0.2.1") == 0);
     test_cond("mapped v4 key = v4 key",
-              clientkey_build(&cfg, &rule, &c1, pm, k1, sizeof(k1), NULL) == RL_OK &&
-                  clientkey_build(&cfg, &rule, &c2, p4, k2, sizeof(k2), NULL) == RL_OK &&
+              clientkey_build(NULL, &cfg, &rule, &c1, pm, k1, sizeof(k1), NULL) == RL_OK &&
+                  clientkey_build(NULL, &cfg, &rule, &c2, p4, k2, sizeof(k2), NULL) == RL_OK &&
                   strcmp(k1, k2) == 0);
 
     resolve(p1, &c1);
@@ -182,9 +182,9 @@ static void test_ipv6(void)
     resolve(p3, &c3);
     test_cond("v6 text is the /64", strcmp(c1.text, "2001:db8:1:2::/64") == 0);
     test_cond("v6 address itself is kept unmasked", c1.addr.a[15] == 1);
-    clientkey_build(&cfg, &rule, &c1, p1, k1, sizeof(k1), NULL);
-    clientkey_build(&cfg, &rule, &c2, p2, k2, sizeof(k2), NULL);
-    clientkey_build(&cfg, &rule, &c3, p3, k3, sizeof(k3), NULL);
+    clientkey_build(NULL, &cfg, &rule, &c1, p1, k1, sizeof(k1), NULL);
+    clientkey_build(NULL, &cfg, &rule, &c2, p2, k2, sizeof(k2), NULL);
+    clientkey_build(NULL, &cfg, &rule, &c3, p3, k3, sizeof(k3), NULL);
     test_cond("one /64, one key", strcmp(k1, k2) == 0);
     test_cond("other /64, other key", strcmp(k1, k3) != 0);
 
@@ -230,8 +230,8 @@ static void test_not_an_address(void)
     test_cond("non-address REMOTE_ADDR kept as text",
               !c.has_addr && strcmp(c.text, "unix:/run/sock") == 0);
     test_cond("non-address texts count apart",
-              clientkey_build(&cfg, &rule, &c, p, k1, sizeof(k1), NULL) == RL_OK &&
-                  clientkey_build(&cfg, &rule, &c2, p2, k2, sizeof(k2), NULL) == RL_OK &&
+              clientkey_build(NULL, &cfg, &rule, &c, p, k1, sizeof(k1), NULL) == RL_OK &&
+                  clientkey_build(NULL, &cfg, &rule, &c2, p2, k2, sizeof(k2), NULL) == RL_OK &&
                   strcmp(k1, k2) != 0);
     resolve(pl, &c);
     test_cond("long REMOTE_ADDR truncated", !c.has_addr && strlen(c.text) == sizeof(c.text) - 1);
@@ -268,35 +268,37 @@ static void test_header_keys(void)
     rule_init(&rip, "per-key", RL_KEY_IP, "");
     rule_init(&renv, "per-key", RL_KEY_ENV, "REMOTE_USER");
     resolve(p, &c);
-    test_cond("header key hashed", clientkey_build(&cfg, &rh, &c, p, k, sizeof(k), NULL) == RL_OK &&
-                                       key_is(k, "per-key", "header", "secret-token\r\nX: y"));
+    test_cond("header key hashed",
+              clientkey_build(NULL, &cfg, &rh, &c, p, k, sizeof(k), NULL) == RL_OK &&
+                  key_is(k, "per-key", "header", "secret-token\r\nX: y"));
     test_cond("header key has no raw value",
               strstr(k, "secret") == NULL && strlen(k) == 10 + 7 + 1 + 64);
     test_cond("ip key hashed",
-              clientkey_build(&cfg, &rip, &c, p, kip, sizeof(kip), NULL) == RL_OK &&
+              clientkey_build(NULL, &cfg, &rip, &c, p, kip, sizeof(kip), NULL) == RL_OK &&
                   key_is(kip, "per-key", "ip", "192.0.2.1") && strstr(kip, "192.0.2.1") == NULL);
     test_cond("header equal to the IP: another key",
-              clientkey_build(&cfg, &rh, &c, pip, k, sizeof(k), NULL) == RL_OK &&
+              clientkey_build(NULL, &cfg, &rh, &c, pip, k, sizeof(k), NULL) == RL_OK &&
                   strcmp(k, kip) != 0);
-    test_cond("env key", clientkey_build(&cfg, &renv, &c, pip, kenv, sizeof(kenv), NULL) == RL_OK &&
-                             key_is(kenv, "per-key", "env", "192.0.2.1") && strcmp(kenv, k) != 0 &&
-                             strcmp(kenv, kip) != 0);
+    test_cond("env key",
+              clientkey_build(NULL, &cfg, &renv, &c, pip, kenv, sizeof(kenv), NULL) == RL_OK &&
+                  key_is(kenv, "per-key", "env", "192.0.2.1") && strcmp(kenv, k) != 0 &&
+                  strcmp(kenv, kip) != 0);
 
     test_cond("missing header counted by IP",
-              clientkey_build(&cfg, &rh, &c, pnone, k, sizeof(k), NULL) == RL_OK &&
+              clientkey_build(NULL, &cfg, &rh, &c, pnone, k, sizeof(k), NULL) == RL_OK &&
                   strcmp(k, kip) == 0);
     test_cond("empty header counted by IP",
-              clientkey_build(&cfg, &rh, &c, pempty, k, sizeof(k), NULL) == RL_OK &&
+              clientkey_build(NULL, &cfg, &rh, &c, pempty, k, sizeof(k), NULL) == RL_OK &&
                   strcmp(k, kip) == 0);
     cfg.key_missing = RL_MISSING_SKIP;
     test_cond("missing header skipped",
-              clientkey_build(&cfg, &rh, &c, pnone, k, sizeof(k), NULL) == RL_SKIP);
+              clientkey_build(NULL, &cfg, &rh, &c, pnone, k, sizeof(k), NULL) == RL_SKIP);
     test_cond("empty header skipped",
-              clientkey_build(&cfg, &rh, &c, pempty, k, sizeof(k), NULL) == RL_SKIP);
+              clientkey_build(NULL, &cfg, &rh, &c, pempty, k, sizeof(k), NULL) == RL_SKIP);
     test_cond("missing variable skipped",
-              clientkey_build(&cfg, &renv, &c, pnone, k, sizeof(k), NULL) == RL_SKIP);
+              clientkey_build(NULL, &cfg, &renv, &c, pnone, k, sizeof(k), NULL) == RL_SKIP);
     test_cond("ip rule never skipped",
-              clientkey_build(&cfg, &rip, &c, pnone, k, sizeof(k), NULL) == RL_OK);
+              clientkey_build(NULL, &cfg, &rip, &c, pnone, k, sizeof(k), NULL) == RL_OK);
     cfg.key_missing = RL_MISSING_IP;
 }
 
@@ -315,14 +317,14 @@ static void test_big_and_small(void)
     rule_init(&rh, "per-key", RL_KEY_HEADER, "HTTP_X_API_KEY");
     resolve(p, &c);
     test_cond("20 kB header hashed",
-              clientkey_build(&cfg, &rh, &c, p, k, sizeof(k), NULL) == RL_OK &&
+              clientkey_build(NULL, &cfg, &rh, &c, p, k, sizeof(k), NULL) == RL_OK &&
                   key_is(k, "per-key", "header", hdr + 15));
     rl_err_clear(&err);
     test_cond("key buffer too small",
-              clientkey_build(&cfg, &rh, &c, p, k, 10 + 7 + 1 + 64, &err) == RL_ERR &&
+              clientkey_build(NULL, &cfg, &rh, &c, p, k, 10 + 7 + 1 + 64, &err) == RL_ERR &&
                   err.kind != RL_E_NONE);
     test_cond("key buffer just big enough",
-              clientkey_build(&cfg, &rh, &c, p, k, 10 + 7 + 1 + 64 + 1, NULL) == RL_OK);
+              clientkey_build(NULL, &cfg, &rh, &c, p, k, 10 + 7 + 1 + 64 + 1, NULL) == RL_OK);
     free(hdr);
 }
 
@@ -351,32 +353,32 @@ static void test_opaque(void)
               !c.has_addr && c.opaque != NULL && c.opaque_len == 7 &&
                   memcmp(c.opaque, "unknown", 7) == 0 && strcmp(c.text, "xff:unknown") == 0);
     test_cond("opaque key is sha256(xff\\0unknown)",
-              clientkey_build(&cfg, &rip, &c, pu, k, sizeof(k), NULL) == RL_OK &&
+              clientkey_build(NULL, &cfg, &rip, &c, pu, k, sizeof(k), NULL) == RL_OK &&
                   key_is(k, "per-ip", "xff", "unknown"));
     test_cond("... not the key of 1.2.3.4",
-              clientkey_build(&cfg, &rip, &ca, pa, ka, sizeof(ka), NULL) == RL_OK &&
+              clientkey_build(NULL, &cfg, &rip, &ca, pa, ka, sizeof(ka), NULL) == RL_OK &&
                   key_is(ka, "per-ip", "ip", "1.2.3.4") && strcmp(k, ka) != 0);
     test_cond("a missing header falls back to the opaque identity",
-              clientkey_build(&cfg, &rh, &c, pu, k2, sizeof(k2), NULL) == RL_OK &&
+              clientkey_build(NULL, &cfg, &rh, &c, pu, k2, sizeof(k2), NULL) == RL_OK &&
                   strcmp(k, k2) == 0);
-    /* main.c matches RATELIMIT_ALLOW / DENY only when has_addr; the
+    /* request.c matches RATELIMIT_ALLOW / DENY only when has_addr; the
      * address is zeroed too, so even 0.0.0.0/0 cannot match it. */
     test_cond("an opaque client never matches an allow list",
               !c.has_addr && !cidr_list_match(&all, &c.addr) && cidr_list_match(&all, &ca.addr));
     resolve(pru, &ca);
     test_cond("opaque 'unknown' is not REMOTE_ADDR 'unknown'",
-              clientkey_build(&cfg, &rip, &ca, pru, ka, sizeof(ka), NULL) == RL_OK &&
+              clientkey_build(NULL, &cfg, &rip, &ca, pru, ka, sizeof(ka), NULL) == RL_OK &&
                   strcmp(k, ka) != 0);
     resolve(ph, &c);
     test_cond("an obfuscated id is the client",
               !c.has_addr && strcmp(c.text, "xff:_hidden") == 0 &&
-                  clientkey_build(&cfg, &rip, &c, ph, k2, sizeof(k2), NULL) == RL_OK &&
+                  clientkey_build(NULL, &cfg, &rip, &c, ph, k2, sizeof(k2), NULL) == RL_OK &&
                   key_is(k2, "per-ip", "xff", "_hidden"));
     resolve(pe, &c);
     test_cond("an empty entry right of our proxy: the empty identity",
               !c.has_addr && c.opaque != NULL && c.opaque_len == 0 && strcmp(c.text, "xff:") == 0 &&
                   !cidr_list_match(&all, &c.addr) &&
-                  clientkey_build(&cfg, &rip, &c, pe, k2, sizeof(k2), NULL) == RL_OK &&
+                  clientkey_build(NULL, &cfg, &rip, &c, pe, k2, sizeof(k2), NULL) == RL_OK &&
                   key_is(k2, "per-ip", "xff", ""));
     resolve(pt, &c);
     test_cond("XFF '1.2.3.4, 10.0.0.1' with 10/8 trusted: 1.2.3.4",
@@ -411,12 +413,12 @@ static void test_opaque_text(void)
                   strncmp(c.text + 4, "?[31m?evil????", 14) == 0);
     test_cond("the key hashes the whole entry",
               c.opaque_len == 200 &&
-                  clientkey_build(&cfg, &rip, &c, p, k1, sizeof(k1), NULL) == RL_OK &&
+                  clientkey_build(NULL, &cfg, &rip, &c, p, k1, sizeof(k1), NULL) == RL_OK &&
                   key_is(k1, "per-ip", "xff", xff + n));
     xff[n + 199] = 'y'; /* differs past what the text shows */
     resolve(p, &c);
     test_cond("entries alike in their first 32 bytes count apart",
-              clientkey_build(&cfg, &rip, &c, p, k2, sizeof(k2), NULL) == RL_OK &&
+              clientkey_build(NULL, &cfg, &rip, &c, p, k2, sizeof(k2), NULL) == RL_OK &&
                   strcmp(k1, k2) != 0);
 }
 
@@ -429,7 +431,7 @@ static const char *auth_key(const struct rl_rule *rule, const char *hdr)
 
     (void)snprintf(h, sizeof(h), "%s", hdr);
     resolve(p, &c);
-    if (clientkey_build(&cfg, rule, &c, p, k, sizeof(k), NULL) != RL_OK)
+    if (clientkey_build(NULL, &cfg, rule, &c, p, k, sizeof(k), NULL) != RL_OK)
         return "ERR";
     return k;
 }

@@ -1085,7 +1085,7 @@ static void test_overrides_none(void)
 
 /* Plain CGI hands the process environment in as the params: no override,
  * nothing ignored, nothing logged. */
-/* Plain CGI never asks config_for_request (main.c takes the base: its
+/* Plain CGI never asks config_for_request (request.c takes the base: its
  * environment is the process's); a FastCGI param equal to the process's
  * own entry is ignored without a word. */
 static void test_cgi_params_are_env(void)

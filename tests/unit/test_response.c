@@ -103,26 +103,26 @@ static void test_deny(void)
 
     spec_example(&cfg, &d);
     buf_init(&body, 4096);
-    test_cond("deny body", response_deny_body(&body, &cfg, &d) == RL_OK &&
+    test_cond("deny body", response_deny_body(NULL, &body, &cfg, &d) == RL_OK &&
                                strcmp(buf_str(&body), spec_body) == 0);
     buf_free(&body);
 
     sink_init(&m, &o);
     buf_init(&want, 4096);
     buf_printf(&want, "Status: 429 Too Many Requests\r\n%s%s\n", spec_headers, spec_body);
-    test_cond("deny 429 is the SPEC example",
-              response_deny(&o, &cfg, &d) == RL_OK && strcmp(buf_str(&m.b), buf_str(&want)) == 0);
+    test_cond("deny 429 is the SPEC example", response_deny(NULL, &o, &cfg, &d) == RL_OK &&
+                                                  strcmp(buf_str(&m.b), buf_str(&want)) == 0);
     test_cond("deny is one write", m.calls == 1 && o.headers_sent == 1);
     test_cond("deny refuses a second header block",
-              response_deny(&o, &cfg, &d) == RL_ERR && m.calls == 1);
+              response_deny(NULL, &o, &cfg, &d) == RL_ERR && m.calls == 1);
     buf_free(&m.b);
 
     cfg.status = 503;
     sink_init(&m, &o);
     buf_reset(&want);
     buf_printf(&want, "Status: 503 Service Unavailable\r\n%s%s\n", spec_headers, spec_body);
-    test_cond("deny 503",
-              response_deny(&o, &cfg, &d) == RL_OK && strcmp(buf_str(&m.b), buf_str(&want)) == 0);
+    test_cond("deny 503", response_deny(NULL, &o, &cfg, &d) == RL_OK &&
+                              strcmp(buf_str(&m.b), buf_str(&want)) == 0);
     buf_free(&m.b);
     buf_free(&want);
 
@@ -130,7 +130,7 @@ static void test_deny(void)
     cfg.status = 429;
     d.r[0].retry_ms = 1;
     sink_init(&m, &o);
-    test_cond("deny ttl at least 1", response_deny(&o, &cfg, &d) == RL_OK &&
+    test_cond("deny ttl at least 1", response_deny(NULL, &o, &cfg, &d) == RL_OK &&
                                          strstr(buf_str(&m.b), "Retry-After: 1\r\n") != NULL &&
                                          strstr(buf_str(&m.b), "\"ttl\":1}\n") != NULL);
     buf_free(&m.b);
@@ -303,7 +303,7 @@ static void test_failing_sink(void)
     m.fail = 0;
     test_cond("failure is sticky",
               out_puts(&o, "y") == RL_ERR && out_flush(&o) == RL_ERR && m.calls == 2);
-    test_cond("deny into a dead sink", response_deny(&o, &cfg, &d) == RL_ERR && m.calls == 2);
+    test_cond("deny into a dead sink", response_deny(NULL, &o, &cfg, &d) == RL_ERR && m.calls == 2);
     test_cond("even an empty write fails once failed", out_write(&o, "", 0) == RL_ERR);
     buf_free(&m.b);
 
@@ -336,13 +336,13 @@ static void test_odd_names(void)
               response_ratelimit_headers(&b, &cfg, &d) == RL_OK &&
                   strstr(b.ptr, "RateLimit: \"a\\\"b\\\\c_/\";r=0;t=42\r\n") != NULL);
     buf_reset(&b);
-    test_cond("odd name: json", response_deny_body(&b, &cfg, &d) == RL_OK &&
+    test_cond("odd name: json", response_deny_body(NULL, &b, &cfg, &d) == RL_OK &&
                                     strstr(b.ptr, "\"policy\":\"a\\\"b\\\\c\\u0001/\",") != NULL);
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         set_rule(&cfg.rules[0], names[i], 5, 60000, RL_ALGO_FIXED_WINDOW, 5);
         buf_reset(&b);
         snprintf(want, sizeof(want), "\"policy\":\"%s\",", names[i]);
-        ok = ok && response_deny_body(&b, &cfg, &d) == RL_OK && strstr(b.ptr, want) != NULL;
+        ok = ok && response_deny_body(NULL, &b, &cfg, &d) == RL_OK && strstr(b.ptr, want) != NULL;
     }
     test_cond("json names past the memo", ok);
     buf_free(&b);

@@ -1,0 +1,46 @@
+/*
+ * worker.h - what one worker process holds from one request to the next,
+ * in one place: what it set up at start (the configuration cache, the
+ * Redis connection, who we are) and its caches (recent denials, the
+ * key hashing's context, the JSON of policy names, the relay's paths and
+ * spawn actions). A worker serves one request at a
+ * time, so nothing here needs a lock; it is created at start and freed at
+ * exit, and tests can reset the caches.
+ */
+#ifndef RL_WORKER_H
+#define RL_WORKER_H
+
+#include <limits.h>
+
+#include "cgirelay.h"
+#include "clientkey.h"
+#include "denycache.h"
+#include "redisconn.h"
+#include "response.h"
+#include "rl.h"
+#include "rlconfig.h"
+
+struct rl_worker {
+    struct config_cache *cc; /* NULL when the process configuration is invalid */
+    struct rl_err cfg_err;   /* why cc is NULL */
+    struct redisconn *rc;
+    char self_path[PATH_MAX];   /* our own binary, never run as a script; "" unknown */
+    const char *argv1;          /* script named on the command line, or NULL */
+    struct denycache deny;      /* recent denials (denycache.h) */
+    struct clientkey_hash hash; /* the key hashing's digest and context */
+    struct response_memo memo;  /* policy names rendered as JSON */
+    struct cgirelay_cache relay;
+};
+
+/* Set w up from the environment env (borrowed: the configuration copies
+ * what it keeps) and the command line's script argv1 (borrowed, may be
+ * NULL). An invalid configuration leaves w->cc NULL and w->cfg_err set. */
+void worker_init(struct rl_worker *w, char **env, const char *argv1);
+
+/* Forget every cached thing (denials, paths, spawn actions). */
+void worker_reset(struct rl_worker *w);
+
+/* Free everything w holds. */
+void worker_free(struct rl_worker *w);
+
+#endif
