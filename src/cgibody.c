@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cgirelay.h"
 #include "cgiint.h"
 #include "deadline.h"
 #include "log.h"

@@ -25,6 +25,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "cgirelay.h"
 #include "cgiint.h"
 #include "log.h"
 #include "rl.h"

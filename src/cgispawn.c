@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cgirelay.h"
 #include "cgiint.h"
 #include "log.h"
 #include "rl.h"
