@@ -1003,7 +1003,7 @@ static void test_boundary_params(void)
     config_cache_free(cc);
 }
 
-/* Every boundary of SPEC.md is ignored as a request parameter (the value
+/* Every boundary (the man page's list) is ignored as a request parameter (the value
  * would be valid, so an override would show); every policy variable
  * still overrides. */
 static void test_boundary_table(void)

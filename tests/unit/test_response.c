@@ -1,5 +1,5 @@
 /*
- * test_response.c - the bytes of every answer response.c writes: the SPEC
+ * test_response.c - the bytes of every answer response.c writes: the README's
  * denial byte for byte, 503, each RATELIMIT_HEADERS choice, several rules,
  * allowed headers, the Authorizer's 200, JSON errors, and a sink that fails.
  * Answers are written into a memory rl_out, so no FastCGI is involved.
@@ -60,7 +60,7 @@ static void set_rule(struct rl_rule *r, const char *name, long long limit, long 
     r->burst = burst;
 }
 
-/* SPEC's example: "default", 5 per 60 s, denied with 42 s to wait. */
+/* The README's example: "default", 5 per 60 s, denied with 42 s to wait. */
 static void spec_example(struct rl_config *cfg, struct rl_decision *d)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -110,8 +110,8 @@ static void test_deny(void)
     sink_init(&m, &o);
     buf_init(&want, 4096);
     buf_printf(&want, "Status: 429 Too Many Requests\r\n%s%s\n", spec_headers, spec_body);
-    test_cond("deny 429 is the SPEC example", response_deny(NULL, &o, &cfg, &d) == RL_OK &&
-                                                  strcmp(buf_str(&m.b), buf_str(&want)) == 0);
+    test_cond("deny 429 is the README example", response_deny(NULL, &o, &cfg, &d) == RL_OK &&
+                                                    strcmp(buf_str(&m.b), buf_str(&want)) == 0);
     test_cond("deny is one write", m.calls == 1 && o.headers_sent == 1);
     test_cond("deny refuses a second header block",
               response_deny(NULL, &o, &cfg, &d) == RL_ERR && m.calls == 1);
