@@ -257,6 +257,24 @@ static int wait_any(struct acceptor *a, struct pollfd *pfd, const sigset_t *wait
     return r < 0 && errno == EINTR ? 0 : r;
 }
 
+/* Let in a signal that waitmask unblocks and that is pending (it came
+ * while a request was served): ppoll() returns at once without taking it
+ * whenever an fd is ready, which on a busy socket is every time. */
+static void take_pending(const sigset_t *waitmask)
+{
+    sigset_t pending, cur;
+
+    if (sigpending(&pending) != 0)
+        return;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sigismember(&pending, sig) == 1 && sigismember(waitmask, sig) == 0) {
+            (void)sigprocmask(SIG_SETMASK, waitmask, &cur); /* its handler runs */
+            (void)sigprocmask(SIG_SETMASK, &cur, NULL);
+            return;
+        }
+    }
+}
+
 int acceptor_next(struct acceptor *a, volatile sig_atomic_t *stop, const sigset_t *waitmask,
                   int *body_whole)
 {
@@ -266,6 +284,7 @@ int acceptor_next(struct acceptor *a, volatile sig_atomic_t *stop, const sigset_
         long long now;
         int r;
 
+        take_pending(waitmask);
         if (*stop)
             break;
         r = wait_any(a, pfd, waitmask);

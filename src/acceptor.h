@@ -37,7 +37,8 @@ void acceptor_free(struct acceptor *a);
  * fd the caller owns. *body_whole is set to 1 when the request's body is
  * in too (fcgiwire.h). It waits with the signal mask waitmask (ppoll):
  * the caller keeps the signals that set *stop blocked everywhere else, so
- * that one sent while a request is served is taken here, and none can
+ * that one sent while a request is served is taken here, before the
+ * next connection is taken even when one is waiting, and none can
  * slip in between the check of *stop and the wait. Returns -1 with errno
  * when *stop became set (EINTR) or accept() failed for good (EBADF,
  * EINVAL: not a listening socket).

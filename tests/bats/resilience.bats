@@ -82,7 +82,7 @@ addr_re() {
         run fcgi_req </dev/null
         assert_equal "$(status_of)" 503
         assert_equal "$(header_of Retry-After)" 1
-        refute_output --partial "ok 127.0.0.1"
+    refute_output --partial "ok 127.0.0.1"
     done
     # The outage is logged once, naming the address and the cause (a slow
     # run may add the breaker's probes: "still unreachable", counted below).
@@ -288,6 +288,31 @@ stop_in_flight() {
     wait_exit "$W_PID"
     assert_equal "$RC" 0
     W_PID=
+}
+
+@test "FastCGI on fd 0: SIGTERM during a request, the next connection already waiting: that request finishes, the waiting one is not taken, exit 0" {
+    local req next
+    redis_start
+    worker_start "$T/w.sock"
+    fcgi_req SCRIPT_FILENAME="$CGI/sleep1.cgi" </dev/null >"$T/inflight.out" &
+    req=$!
+    wait_child "$W_PID"
+    # The next request's connection and head wait in the socket's backlog
+    # (the worker is busy): its listening socket is ready when it loops.
+    fcgi_req SCRIPT_FILENAME="$CGI/ok.cgi" </dev/null >"$T/next.out" &
+    next=$!
+    wait_queued "$T/w.sock"
+    kill -TERM "$W_PID"
+    wait_exit "$req"
+    assert_equal "$RC" 0
+    run cat "$T/inflight.out"
+    assert_output --partial "slept"
+    wait_exit "$W_PID"
+    assert_equal "$RC" 0
+    W_PID=
+    wait_exit "$next"
+    run cat "$T/next.out"
+    refute_output --partial "ok 127.0.0.1"
 }
 
 @test "FastCGI on fd 0: SIGTERM while waiting for a stalled Redis: the request gets its FAIL answer, exit 0" {

@@ -127,3 +127,16 @@ sleep_ms() {
     [ "$1" -gt 0 ] && sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"
     return 0
 }
+
+# queued SOCK: a connection waits in the accept queue of the listening
+# unix socket SOCK (ss' Recv-Q of a listening socket is that queue).
+queued() {
+    [ "$(ss -xlnH 2>/dev/null | awk -v p="$1" '$5 == p {print $3; exit}')" -ge 1 ] 2>/dev/null
+}
+
+# wait_queued SOCK: until a connection waits to be accepted on SOCK.
+wait_queued() {
+    retry 200 0.05 queued "$1" && return 0
+    echo "no connection queued on $1" >&2
+    return 1
+}
