@@ -31,7 +31,7 @@
 #define METRICS_ROW_FREE UINT64_C(0)
 #define METRICS_ROW_READY UINT64_C(2)
 #define METRICS_ROW_CLAIM(pid) (((uint64_t)(pid) << 8) | 1u)
-#define METRICS_ROW_IS_CLAIM(s) (((s)&0xffu) == 1u)
+#define METRICS_ROW_IS_CLAIM(s) ((s) % 256u == 1u)
 #define METRICS_ROW_PID(s) ((long long)((s) >> 8))
 
 /* Plain fields: a file is published complete (link or rename), and never
