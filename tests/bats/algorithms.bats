@@ -11,16 +11,8 @@
 
 load lib/load
 
-setup() {
-    redis_start
-    export RATELIMIT_BACKEND="$FIXTURES/cgi/ok.cgi"
-    export RATELIMIT_LIMIT=3 RATELIMIT_WINDOW=1m
-}
-
-teardown() {
-    fcgi_stop
-    redis_stop
-}
+setup() { engine_setup; }
+teardown() { engine_teardown; }
 
 # cycle QUOTA MAXTTL TYPE SIZE: with the RATELIMIT_* of the shell, QUOTA
 # requests back to back are admitted with the remaining count going

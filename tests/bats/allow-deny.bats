@@ -7,16 +7,8 @@
 
 load lib/load
 
-setup() {
-    redis_start
-    export RATELIMIT_BACKEND="$FIXTURES/cgi/ok.cgi"
-    export RATELIMIT_LIMIT=3 RATELIMIT_WINDOW=1m
-}
-
-teardown() {
-    fcgi_stop
-    redis_stop
-}
+setup() { engine_setup; }
+teardown() { engine_teardown; }
 
 @test "allow: never limited, no Redis trip, works with Redis down and FAIL=closed" {
     export RATELIMIT_ALLOW="192.0.2.0/24 2001:db8:a11::/48" RATELIMIT_LIMIT=1

@@ -5,16 +5,8 @@
 
 load lib/load
 
-setup() {
-    redis_start
-    export RATELIMIT_BACKEND="$FIXTURES/cgi/ok.cgi"
-    export RATELIMIT_LIMIT=3 RATELIMIT_WINDOW=1m
-}
-
-teardown() {
-    fcgi_stop
-    redis_stop
-}
+setup() { engine_setup; }
+teardown() { engine_teardown; }
 
 @test "cgi: LIMIT requests are admitted, then 429 with JSON ttl = Retry-After" {
     for i in 1 2 3; do

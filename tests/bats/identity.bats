@@ -8,16 +8,8 @@
 
 load lib/load
 
-setup() {
-    redis_start
-    export RATELIMIT_BACKEND="$FIXTURES/cgi/ok.cgi"
-    export RATELIMIT_LIMIT=3 RATELIMIT_WINDOW=1m
-}
-
-teardown() {
-    fcgi_stop
-    redis_stop
-}
+setup() { engine_setup; }
+teardown() { engine_teardown; }
 
 @test "proxies: behind a trusted proxy, spoofed left-most XFF entries do not split a count" {
     export RATELIMIT_TRUSTED_PROXIES="10.0.0.0/8, 2001:db8:ffff::/48" RATELIMIT_LIMIT=2

@@ -9,16 +9,8 @@
 
 load lib/load
 
-setup() {
-    redis_start
-    export RATELIMIT_BACKEND="$FIXTURES/cgi/ok.cgi"
-    export RATELIMIT_LIMIT=3 RATELIMIT_WINDOW=1m
-}
-
-teardown() {
-    fcgi_stop
-    redis_stop
-}
+setup() { engine_setup; }
+teardown() { engine_teardown; }
 
 # rules_req: one request of the rules test, then "GET burst ZCARD hourly
 # tat" of its keys ($kb, $kh, $kt) at once; the answer goes to $out.

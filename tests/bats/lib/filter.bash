@@ -212,3 +212,17 @@ kill_leftovers() {
     [ -n "$pids" ] && kill -9 $pids 2>/dev/null
     return 0
 }
+
+# engine_setup / engine_teardown: the suites that drive the binary against
+# one private Redis (engine, algorithms, rules, identity, allow-deny): the
+# ok.cgi backend, 3 requests a minute; stop any FastCGI worker and Redis.
+engine_setup() {
+    redis_start
+    export RATELIMIT_BACKEND="$FIXTURES/cgi/ok.cgi"
+    export RATELIMIT_LIMIT=3 RATELIMIT_WINDOW=1m
+}
+
+engine_teardown() {
+    fcgi_stop
+    redis_stop
+}
