@@ -254,6 +254,13 @@ static void usage(FILE *f)
             "request parameters of the same names may override the limit policy\n"
             "per request (never the Redis target, script root, backend or mode).\n"
             "Over TCP only peers in FCGI_WEB_SERVER_ADDRS (default: loopback) are served.\n"
+            "\n"
+            "RATELIMIT_REDIS_URL, where Redis is (default redis://127.0.0.1:6379/0):\n"
+            "  redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]\n"
+            "  unix:///PATH/redis.sock[?db=N]\n"
+            "  redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER[/DB]\n"
+            "                      (the sentinels; RATELIMIT_SENTINEL_PASSWORD if they\n"
+            "                      require one)\n"
             "See fcgi-ratelimit(8).\n",
             RL_WORKERS_DEFAULT, RL_SOCKET_MODE_DEFAULT);
 }
@@ -273,6 +280,8 @@ static int cmd_check(struct rl_app *app)
     }
     config_summary(config_cache_base(app->w.cc), summary, sizeof(summary));
     printf("ok: %s\n", summary);
+    redisconn_where(app->w.rc, summary, sizeof(summary));
+    printf("redis: %s\n", summary);
     return 0;
 }
 

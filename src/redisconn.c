@@ -58,11 +58,15 @@
 struct redisconn {
     redisContext *ctx;
     int timeout_ms; /* RATELIMIT_REDIS_TIMEOUT_MS of the current call */
-    /* The target the connection and the breaker are about (copies: the
-     * config may be a per-request one). has_target: the copies are set. */
+    /* The target the connection and the breaker are about (a copy: the
+     * config may be a per-request one). has_target: it is set. */
     int has_target;
-    char *host, *path, *user, *password, *display;
-    int port, db;
+    struct rl_redis_target t;
+    /* Sentinel: the master they named last ("" before), and the sentinel
+     * to ask first (the one that answered last). */
+    char master_host[256];
+    int master_port;
+    int sentinel_first;
     int conf; /* enum rediswire_conf: what the current call's failure was */
     /* Circuit breaker: down while an outage lasts (it was logged);
      * down_conf: the configuration error it is open for, or RW_CONF_NONE. */
@@ -89,22 +93,12 @@ void redisconn_close(struct redisconn *rc)
     rc->ctx = NULL;
 }
 
-/* Free a string, wiping it first when it is a secret. */
-static void str_free(char **p, int secret)
-{
-    if (*p != NULL && secret)
-        explicit_bzero(*p, strlen(*p));
-    free(*p);
-    *p = NULL;
-}
-
 static void target_clear(struct redisconn *rc)
 {
-    str_free(&rc->host, 0);
-    str_free(&rc->path, 0);
-    str_free(&rc->user, 0);
-    str_free(&rc->password, 1);
-    str_free(&rc->display, 0);
+    redisurl_target_free(&rc->t);
+    rc->master_host[0] = '\0';
+    rc->master_port = 0;
+    rc->sentinel_first = 0;
     rc->has_target = 0;
 }
 
@@ -120,25 +114,6 @@ void redisconn_free(struct redisconn *rc)
 
 /* ------------------------------------------------------------ the target */
 
-static int str_eq(const char *a, const char *b)
-{
-    if (a == NULL || b == NULL)
-        return a == b;
-    return strcmp(a, b) == 0;
-}
-
-static const char *display_of(const struct rl_config *cfg)
-{
-    return cfg->redis.display != NULL ? cfg->redis.display : "(redis)";
-}
-
-static int target_eq(const struct redisconn *rc, const struct rl_redis_target *t)
-{
-    return rc->has_target && rc->port == t->port && rc->db == t->db && str_eq(rc->host, t->host) &&
-           str_eq(rc->path, t->path) && str_eq(rc->user, t->user) &&
-           str_eq(rc->password, t->password);
-}
-
 /* Make cfg's target the current one; another target starts afresh: new
  * connection, closed breaker (its outage was another server's). */
 static void target_sync(struct redisconn *rc, const struct rl_config *cfg)
@@ -147,19 +122,16 @@ static void target_sync(struct redisconn *rc, const struct rl_config *cfg)
 
     rc->timeout_ms = cfg->redis_timeout_ms > 0 ? cfg->redis_timeout_ms : DEFAULT_TIMEOUT_MS;
     rc->conf = RW_CONF_NONE;
-    if (target_eq(rc, t))
+    if (rc->has_target && redisurl_target_eq(&rc->t, t))
         return;
     if (rc->has_target)
-        rl_log(RL_LOG_INFO, "redis target changed from %s to %s", rc->display, display_of(cfg));
+        rl_log(RL_LOG_INFO, "redis target changed from %s to %s", rc->t.display,
+               t->display != NULL ? t->display : "(redis)");
     redisconn_close(rc);
     target_clear(rc);
-    rc->host = xstrdup(t->host);
-    rc->path = xstrdup(t->path);
-    rc->user = xstrdup(t->user);
-    rc->password = xstrdup(t->password);
-    rc->display = xstrdup(display_of(cfg));
-    rc->port = t->port;
-    rc->db = t->db;
+    redisurl_target_copy(&rc->t, t);
+    if (rc->t.display == NULL)
+        rc->t.display = xstrdup("(redis)");
     rc->has_target = 1;
     rc->down = 0;
     rc->down_conf = RW_CONF_NONE;
@@ -179,7 +151,7 @@ static int breaker_blocks(const struct redisconn *rc, struct rl_err *err)
     now = now_ms();
     if (now >= rc->retry_at_ms)
         return 0; /* this call is the probe */
-    rl_err_set(err, RL_E_REDIS, "redis %s %s: %s (next try in %lld ms)", rc->display,
+    rl_err_set(err, RL_E_REDIS, "redis %s %s: %s (next try in %lld ms)", rc->t.display,
                rc->down_conf != RW_CONF_NONE ? "configuration error" : "unavailable", rc->reason,
                rc->retry_at_ms - now);
     return 1;
@@ -197,7 +169,7 @@ static void log_down(struct redisconn *rc, const struct rl_config *cfg, const ch
     unsigned bit = 1U << rc->conf;
 
     if (rc->conf == RW_CONF_NONE) {
-        rl_log(RL_LOG_ERROR, "redis %s unreachable: %s; failing %s until it is back", rc->display,
+        rl_log(RL_LOG_ERROR, "redis %s unreachable: %s; failing %s until it is back", rc->t.display,
                reason, fail_mode(cfg));
         return;
     }
@@ -205,7 +177,7 @@ static void log_down(struct redisconn *rc, const struct rl_config *cfg, const ch
         return;
     rc->conf_logged |= bit;
     rl_log(RL_LOG_ERROR, "redis %s: configuration error, %s: %s; failing %s until it is fixed",
-           rc->display, rediswire_conf_name(rc->conf), reason, fail_mode(cfg));
+           rc->t.display, rediswire_conf_name(rc->conf), reason, fail_mode(cfg));
 }
 
 /* A failure (rc->conf says of what kind): open the breaker (log if it was
@@ -225,7 +197,7 @@ static void breaker_fail(struct redisconn *rc, const struct rl_config *cfg, cons
         log_down(rc, cfg, reason);
     } else {
         rc->backoff_ms = rc->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : rc->backoff_ms * 2;
-        rl_log(RL_LOG_DEBUG, "redis %s still %s: %s; next try in %lld ms", rc->display,
+        rl_log(RL_LOG_DEBUG, "redis %s still %s: %s; next try in %lld ms", rc->t.display,
                rc->conf != RW_CONF_NONE ? "refusing" : "unreachable", reason, rc->backoff_ms);
     }
     rc->retry_at_ms = now + rc->backoff_ms;
@@ -237,10 +209,10 @@ static void breaker_ok(struct redisconn *rc)
     if (!rc->down)
         return;
     if (rc->down_conf != RW_CONF_NONE)
-        rl_log(RL_LOG_WARN, "redis %s: configuration accepted now, after %lld ms", rc->display,
+        rl_log(RL_LOG_WARN, "redis %s: configuration accepted now, after %lld ms", rc->t.display,
                now_ms() - rc->down_since_ms);
     else
-        rl_log(RL_LOG_WARN, "redis %s is back after %lld ms", rc->display,
+        rl_log(RL_LOG_WARN, "redis %s is back after %lld ms", rc->t.display,
                now_ms() - rc->down_since_ms);
     rc->down = 0;
     rc->down_conf = RW_CONF_NONE;
@@ -285,9 +257,9 @@ static int command_ok(struct redisconn *rc, const struct redisconn_cmd *cmd, con
 /* AUTH [user] password, when there is a password (RATELIMIT_REDIS_PASSWORD
  * or the URL's) or an ACL user (redis://user:password@). The RESP
  * bytes holding the password are ours and wiped once sent. */
-static int auth(struct redisconn *rc, const struct rl_config *cfg, struct rl_err *err)
+static int auth(struct redisconn *rc, struct rl_err *err)
 {
-    const char *user = cfg->redis.user, *pw = cfg->redis.password;
+    const char *user = rc->t.user, *pw = rc->t.password;
     struct redisconn_cmd cmd;
     char what[96];
     int ret;
@@ -317,17 +289,17 @@ static int auth(struct redisconn *rc, const struct rl_config *cfg, struct rl_err
 }
 
 /* SELECT db when db != 0. */
-static int select_db(struct redisconn *rc, const struct rl_config *cfg, struct rl_err *err)
+static int select_db(struct redisconn *rc, struct rl_err *err)
 {
     struct redisconn_cmd cmd;
     char what[32];
 
-    if (cfg->redis.db == 0)
+    if (rc->t.db == 0)
         return RL_OK;
     redisconn_cmd_init(&cmd, 2);
     redisconn_cmd_str(&cmd, "SELECT", 6);
-    redisconn_cmd_ll(&cmd, cfg->redis.db);
-    (void)snprintf(what, sizeof(what), "SELECT %d", cfg->redis.db);
+    redisconn_cmd_ll(&cmd, rc->t.db);
+    (void)snprintf(what, sizeof(what), "SELECT %d", rc->t.db);
     return command_ok(rc, &cmd, what, RW_CONF_SELECT, err);
 }
 
@@ -365,19 +337,179 @@ static int script_load(struct redisconn *rc, const char *script, const char *sha
     return ret;
 }
 
+/* ------------------------------------------------------------ sentinel */
+
+/* AUTH password on a sentinel (RATELIMIT_SENTINEL_PASSWORD), wiped once
+ * sent. */
+static int sentinel_auth(struct redisconn *rc, redisContext *c, long long deadline,
+                         struct rl_err *err)
+{
+    const char *pw = rc->t.sentinel_password;
+    struct redisconn_cmd cmd;
+    redisReply *r;
+    int ok;
+
+    if (pw == NULL || pw[0] == '\0')
+        return RL_OK;
+    redisconn_cmd_init(&cmd, 2);
+    redisconn_cmd_str(&cmd, "AUTH", 4);
+    redisconn_cmd_str(&cmd, pw, strlen(pw));
+    r = redisconn_cmd_complete(&cmd) ? rediswire_command(c, &cmd, deadline, "sentinel AUTH", err)
+                                     : NULL;
+    explicit_bzero(cmd.buf, cmd.len);
+    if (r == NULL) {
+        if (!redisconn_cmd_complete(&cmd))
+            rl_err_set(err, RL_E_REDIS, "sentinel AUTH: password too long");
+        return RL_ERR;
+    }
+    ok = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0;
+    if (!ok)
+        rl_err_set(err, RL_E_REDIS, "sentinel AUTH (RATELIMIT_SENTINEL_PASSWORD): %s",
+                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    freeReplyObject(r);
+    return ok ? RL_OK : RL_ERR;
+}
+
+/* Ask one sentinel, before deadline, where the master is: RL_OK with
+ * rc->master_host/port, RL_ERR with *err (*unknown = 1 when the sentinel
+ * answered that it knows no such master). */
+static int sentinel_ask(struct redisconn *rc, const struct rl_redis_node *node, long long deadline,
+                        int *unknown, struct rl_err *err)
+{
+    struct redisconn_cmd cmd;
+    redisContext *c;
+    redisReply *r = NULL;
+    long long left = deadline - now_ms();
+    long long port = 0;
+    int ret = RL_ERR;
+
+    c = rediswire_connect(node->host, node->port, NULL, left > 1 ? (int)left : 1, err);
+    if (c == NULL)
+        return RL_ERR;
+    redisconn_cmd_init(&cmd, 3);
+    redisconn_cmd_str(&cmd, "SENTINEL", 8);
+    redisconn_cmd_str(&cmd, "get-master-addr-by-name", 23);
+    redisconn_cmd_str(&cmd, rc->t.master, strlen(rc->t.master));
+    if (sentinel_auth(rc, c, deadline, err) == RL_OK)
+        r = rediswire_command(c, &cmd, deadline, "SENTINEL get-master-addr-by-name", err);
+    if (r != NULL && r->type == REDIS_REPLY_NIL) {
+        *unknown = 1;
+        rl_err_set(err, RL_E_REDIS, "the sentinels know no master named '%s'", rc->t.master);
+    } else if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+               r->element[0]->type == REDIS_REPLY_STRING &&
+               r->element[0]->len < sizeof(rc->master_host) &&
+               r->element[1]->type == REDIS_REPLY_STRING &&
+               parse_ll(r->element[1]->str, r->element[1]->len, 1, 65535, &port) == RL_OK) {
+        memcpy(rc->master_host, r->element[0]->str, r->element[0]->len + 1);
+        rc->master_port = (int)port;
+        ret = RL_OK;
+    } else if (r != NULL && rediswire_error_is(r, "NOAUTH")) {
+        rl_err_set(err, RL_E_REDIS,
+                   "sentinel %s:%d requires a password: set RATELIMIT_SENTINEL_PASSWORD",
+                   node->host, node->port);
+    } else if (r != NULL) {
+        rl_err_set(err, RL_E_REDIS, "sentinel %s:%d: SENTINEL get-master-addr-by-name: %s",
+                   node->host, node->port,
+                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    }
+    if (r != NULL)
+        freeReplyObject(r);
+    redisFree(c);
+    return ret;
+}
+
+/*
+ * Where the master is now, from the sentinels (rc->master_host/port):
+ * asked in turn, starting with the one that answered last, the whole walk
+ * within one RATELIMIT_REDIS_TIMEOUT_MS: sentinel k of n may use the time
+ * up to k+1 n-ths of it, so a refused connection hands its time on and a
+ * dead set costs one timeout. A changed address is logged. RL_OK, or
+ * RL_ERR with *err.
+ */
+static int sentinel_resolve(struct redisconn *rc, struct rl_err *err)
+{
+    char old[sizeof(rc->master_host)];
+    int n = rc->t.nnodes, k, unknown = 0, old_port = rc->master_port;
+    long long start = now_ms();
+    struct rl_err last;
+
+    memcpy(old, rc->master_host, sizeof(old));
+    rl_err_set(&last, RL_E_REDIS, "no sentinel answered");
+    for (k = 0; k < n; k++) {
+        int i = (rc->sentinel_first + k) % n;
+        long long deadline = start + (long long)rc->timeout_ms * (k + 1) / n;
+
+        if (sentinel_ask(rc, &rc->t.nodes[i], deadline, &unknown, &last) == RL_OK) {
+            rc->sentinel_first = i;
+            if (strcmp(old, rc->master_host) != 0 || old_port != rc->master_port)
+                rl_log(old[0] != '\0' ? RL_LOG_WARN : RL_LOG_INFO,
+                       "redis %s: master '%s' is at %s:%d (sentinel %s:%d)", rc->t.display,
+                       rc->t.master, rc->master_host, rc->master_port, rc->t.nodes[i].host,
+                       rc->t.nodes[i].port);
+            return RL_OK;
+        }
+    }
+    if (unknown)
+        rl_err_set(err, RL_E_REDIS, "the sentinels know no master named '%s'", rc->t.master);
+    else
+        rl_err_set(err, RL_E_REDIS, "no sentinel of %d named the master in %d ms; the last: %s", n,
+                   rc->timeout_ms, last.msg);
+    return RL_ERR;
+}
+
+/* ROLE: the server the sentinels named must call itself the master (a
+ * demoted one, until the sentinels catch up, calls itself a replica). */
+static int role_is_master(struct redisconn *rc, struct rl_err *err)
+{
+    struct redisconn_cmd cmd;
+    redisReply *r;
+    int ok;
+
+    redisconn_cmd_init(&cmd, 1);
+    redisconn_cmd_str(&cmd, "ROLE", 4);
+    r = send_cmd(rc, &cmd, "ROLE", err);
+    if (r == NULL)
+        return RL_ERR;
+    ok = r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+         r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0;
+    if (!ok) {
+        rc->conf = rediswire_conf_of(r, RW_CONF_NONE);
+        rl_err_set(err, RL_E_REDIS, "ROLE: %s:%d %s", rc->master_host, rc->master_port,
+                   r->type == REDIS_REPLY_ERROR ? r->str : "is not the master (yet)");
+    }
+    freeReplyObject(r);
+    return ok ? RL_OK : RL_ERR;
+}
+
 /* ------------------------------------------------------------ connecting */
 
-/* Connect, authenticate, select and load the script into rc->ctx. On
+/* Connect (for Sentinel: to the master the sentinels name now, checked
+ * with ROLE), authenticate, select and load the script into rc->ctx. On
  * failure rc->ctx is NULL and rc->conf says whether it was a
  * configuration error. */
-static int conn_open(struct redisconn *rc, const struct rl_config *cfg, const char *script,
-                     const char *sha, struct rl_err *err)
+static int conn_open(struct redisconn *rc, const char *script, const char *sha, struct rl_err *err)
 {
-    rc->ctx =
-        rediswire_connect(cfg->redis.host, cfg->redis.port, cfg->redis.path, rc->timeout_ms, err);
-    if (rc->ctx == NULL)
+    const char *host = rc->t.host;
+    int port = rc->t.port;
+
+    if (rc->t.mode == RL_REDIS_SENTINEL) {
+        if (sentinel_resolve(rc, err) != RL_OK)
+            return RL_ERR;
+        host = rc->master_host;
+        port = rc->master_port;
+    }
+    rc->ctx = rediswire_connect(host, port, rc->t.path, rc->timeout_ms, err);
+    if (rc->ctx == NULL) {
+        if (rc->t.mode == RL_REDIS_SENTINEL && err != NULL) {
+            char msg[RL_ERR_MSG_MAX];
+
+            (void)snprintf(msg, sizeof(msg), "%s", err->msg);
+            rl_err_set(err, RL_E_REDIS, "master '%s' at %s:%d: %s", rc->t.master, host, port, msg);
+        }
         return RL_ERR;
-    if (auth(rc, cfg, err) != RL_OK || select_db(rc, cfg, err) != RL_OK ||
+    }
+    if (auth(rc, err) != RL_OK || select_db(rc, err) != RL_OK ||
+        (rc->t.mode == RL_REDIS_SENTINEL && role_is_master(rc, err) != RL_OK) ||
         script_load(rc, script, sha, err) != RL_OK) {
         redisconn_close(rc);
         return RL_ERR;
@@ -425,7 +557,7 @@ static void log_script_error(struct redisconn *rc, const struct rl_err *err)
     if (rc->script_err_logged_ms != 0 && now - rc->script_err_logged_ms < SCRIPT_ERR_LOG_MS)
         return;
     rc->script_err_logged_ms = now;
-    rl_log(RL_LOG_WARN, "redis %s: limiter script failed: %s", rc->display,
+    rl_log(RL_LOG_WARN, "redis %s: limiter script failed: %s", rc->t.display,
            err != NULL ? err->msg : "error reply");
 }
 
@@ -433,7 +565,8 @@ redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, co
                            const char *sha, const struct redisconn_cmd *cmd, struct rl_err *err)
 {
     redisReply *reply = NULL;
-    int outcome;
+    int outcome, fresh;
+    long long t0;
 
     if (!redisconn_cmd_complete(cmd)) {
         rl_err_set(err, RL_E_REDIS, "EVALSHA: incomplete request (a bug)");
@@ -442,11 +575,23 @@ redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, co
     target_sync(rc, cfg);
     if (breaker_blocks(rc, err))
         return NULL;
-    if (rc->ctx == NULL && conn_open(rc, cfg, script, sha, err) != RL_OK) {
+    fresh = rc->ctx == NULL;
+    if (rc->ctx == NULL && conn_open(rc, script, sha, err) != RL_OK) {
         breaker_fail(rc, cfg, err != NULL ? err->msg : "connect failed");
         return NULL;
     }
+    t0 = now_ms();
     outcome = eval_reload(rc, script, sha, cmd, &reply, err);
+    if (outcome == EV_DOWN && !fresh && rc->t.mode == RL_REDIS_SENTINEL &&
+        rc->conf == RW_CONF_NONE && now_ms() - t0 < rc->timeout_ms / 2) {
+        /* The master closed the connection or turned read-only (not a
+         * timeout): likely a failover. Ask the sentinels again at once,
+         * one retry. */
+        redisconn_close(rc);
+        outcome = conn_open(rc, script, sha, err) == RL_OK
+                      ? eval_reload(rc, script, sha, cmd, &reply, err)
+                      : EV_DOWN;
+    }
     if (outcome == EV_DOWN) {
         /* After a timeout a late reply could still arrive: never reuse. */
         redisconn_close(rc);
@@ -505,18 +650,28 @@ int redisconn_check(struct redisconn *rc, const struct rl_config *cfg, const cha
     }
     target_sync(rc, cfg);
     redisconn_close(rc);
-    if (conn_open(rc, cfg, script, sha, err) == RL_OK && check_eval(rc, cfg, sha, err) == RL_OK) {
+    if (conn_open(rc, script, sha, err) == RL_OK && check_eval(rc, cfg, sha, err) == RL_OK) {
         breaker_ok(rc);
         return RL_OK;
     }
     redisconn_close(rc);
     if (err != NULL && rc->conf != RW_CONF_NONE) {
         (void)snprintf(msg, sizeof(msg), "%s", err->msg);
-        rl_err_set(err, RL_E_CONFIG, "%s: configuration error, %s: %s", rc->display,
+        rl_err_set(err, RL_E_CONFIG, "%s: configuration error, %s: %s", rc->t.display,
                    rediswire_conf_name(rc->conf), msg);
     } else if (err != NULL) {
         (void)snprintf(msg, sizeof(msg), "%s", err->msg);
-        rl_err_set(err, RL_E_REDIS, "%s unreachable or failing: %s", rc->display, msg);
+        rl_err_set(err, RL_E_REDIS, "%s unreachable or failing: %s", rc->t.display, msg);
     }
     return RL_ERR;
+}
+
+void redisconn_where(const struct redisconn *rc, char *out, size_t outsz)
+{
+    if (rc->t.mode == RL_REDIS_SENTINEL)
+        (void)snprintf(out, outsz, "sentinel: master '%s' at %s:%d (%d sentinel%s in %s)",
+                       rc->t.master, rc->master_host, rc->master_port, rc->t.nnodes,
+                       rc->t.nnodes == 1 ? "" : "s", rc->t.display);
+    else
+        (void)snprintf(out, outsz, "server %s", rc->t.display != NULL ? rc->t.display : "(none)");
 }

@@ -55,6 +55,13 @@ redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, co
 int redisconn_check(struct redisconn *rc, const struct rl_config *cfg, const char *script,
                     struct rl_err *err);
 
+/*
+ * What the last connect found, for --check: "server ADDR", or "sentinel:
+ * master 'NAME' at HOST:PORT (asked N sentinels from URL)". Into out (cut
+ * at outsz).
+ */
+void redisconn_where(const struct redisconn *rc, char *out, size_t outsz);
+
 /* Drop the connection (e.g. in a child after fork). */
 void redisconn_close(struct redisconn *rc);
 

@@ -74,19 +74,30 @@ static void pct_encode(const char *s, char *out, size_t outsz)
 /* The target as logs show it: the user name, never the password. */
 static void set_display(struct rl_redis_target *t)
 {
-    char d[USER_MAX * 3 + HOST_MAX + 64], user[USER_MAX * 3 + 2];
+    char d[USER_MAX * 3 + REDISURL_NODES_MAX * (HOST_MAX + 10) + REDISURL_NAME_MAX + 64];
+    char user[USER_MAX * 3 + 2];
+    size_t o;
+    int i;
 
     user[0] = '\0';
     if (t->user != NULL) {
         pct_encode(t->user, user, sizeof(user) - 1);
         memcpy(user + strlen(user), "@", 2);
     }
-    if (t->path != NULL)
+    if (t->path != NULL) {
         (void)snprintf(d, sizeof(d), "unix://%s?db=%d", t->path, t->db);
-    else
+    } else if (t->mode == RL_REDIS_SENTINEL) {
+        o = (size_t)snprintf(d, sizeof(d), "redis+sentinel://%s", user);
+        for (i = 0; i < t->nnodes; i++)
+            o += (size_t)snprintf(d + o, sizeof(d) - o,
+                                  strchr(t->nodes[i].host, ':') ? "%s[%s]:%d" : "%s%s:%d",
+                                  i > 0 ? "," : "", t->nodes[i].host, t->nodes[i].port);
+        (void)snprintf(d + o, sizeof(d) - o, "/%s/%d", t->master, t->db);
+    } else {
         (void)snprintf(d, sizeof(d),
                        strchr(t->host, ':') ? "redis://%s[%s]:%d/%d" : "redis://%s%s:%d/%d", user,
                        t->host, t->port, t->db);
+    }
     t->display = xstrdup(d); /* sizes are bounded: no truncation */
 }
 
@@ -111,13 +122,13 @@ static int parse_unix_url(struct rl_redis_target *t, const char *s, const char *
     return RL_OK;
 }
 
-/* host, [v6] or name: the host part up to ':' or '/'; *rest after it. */
-static int parse_url_host(struct rl_redis_target *t, const char *s, const char **rest,
-                          const char **why)
+/* host, [v6] or name: the host part up to ':', '/' or ','; *rest after
+ * it; *host a new string (caller owns). */
+static int parse_url_host(char **host, const char *s, const char **rest, const char **why)
 {
     size_t n, i;
 
-    *why = "expected a host name or address after redis://";
+    *why = "expected a host name or address after //";
     if (s[0] == '[') {
         const char *end = strchr(s, ']');
         struct rl_addr a;
@@ -125,45 +136,54 @@ static int parse_url_host(struct rl_redis_target *t, const char *s, const char *
         *why = "expected an IPv6 address in [brackets]";
         if (end == NULL || cidr_parse_addr(s, (size_t)(end - s + 1), &a) != RL_OK)
             return RL_ERR;
-        t->host = xstrndup(s + 1, (size_t)(end - s - 1));
+        *host = xstrndup(s + 1, (size_t)(end - s - 1));
         *rest = end + 1;
         return RL_OK;
     }
-    n = strcspn(s, ":/");
+    n = strcspn(s, ":/,");
     if (n == 0 || n > HOST_MAX)
         return RL_ERR;
     for (i = 0; i < n; i++) {
         if (!url_is_alnum(s[i]) && s[i] != '.' && s[i] != '-' && s[i] != '_')
             return RL_ERR;
     }
-    t->host = xstrndup(s, n);
+    *host = xstrndup(s, n);
     *rest = s + n;
     return RL_OK;
 }
 
-/* [:port][/db] after the host. */
-static int parse_url_port_db(struct rl_redis_target *t, const char *s, const char **why)
+/* [:port] after a host, up to '/', ',' or the end; *rest after it. */
+static int parse_url_port(int *port, int defport, const char *s, const char **rest,
+                          const char **why)
 {
-    long long port = 6379, db = 0;
+    long long p = defport;
 
     if (*s == ':') {
-        size_t n = strcspn(s + 1, "/");
+        size_t n = strcspn(s + 1, "/,");
 
         *why = "expected a port 1..65535 after ':'";
-        if (parse_ll(s + 1, n, 1, 65535, &port) != RL_OK)
+        if (parse_ll(s + 1, n, 1, 65535, &p) != RL_OK)
             return RL_ERR;
         s += 1 + n;
     }
+    *port = (int)p;
+    *rest = s;
+    return RL_OK;
+}
+
+/* [/db] at the end: the database number. */
+static int parse_url_db(int *db, const char *s, const char **why)
+{
+    long long d = 0;
+
     if (*s == '/') {
         *why = "expected a database number 0..1000000 after '/'";
-        if (s[1] != '\0' && parse_ll(s + 1, strlen(s + 1), 0, DB_MAX, &db) != RL_OK)
+        if (s[1] != '\0' && parse_ll(s + 1, strlen(s + 1), 0, DB_MAX, &d) != RL_OK)
             return RL_ERR;
     } else if (*s != '\0') {
-        *why = "expected redis://[:password@]host[:port][/db]";
         return RL_ERR;
     }
-    t->port = (int)port;
-    t->db = (int)db;
+    *db = (int)d;
     return RL_OK;
 }
 
@@ -219,21 +239,67 @@ static int parse_userinfo(struct rl_redis_target *t, const char *s, size_t n, co
     return RL_OK;
 }
 
-/* redis://[[USER]:PASSWORD@]host[:port][/db]; s points after "redis://".
- * The userinfo runs to the last '@' (a host has none), so an unencoded '@'
- * in a password still works. */
-static int parse_tcp_url(struct rl_redis_target *t, const char *s, const char **why)
+/* The userinfo before the last '@' (a host has none, so an unencoded '@'
+ * in a password still works), if any; *rest after it. */
+static int parse_url_userinfo(struct rl_redis_target *t, const char *s, const char **rest,
+                              const char **why)
 {
     const char *at = strrchr(s, '@');
 
-    if (at != NULL) {
-        if (parse_userinfo(t, s, (size_t)(at - s), why) != RL_OK)
-            return RL_ERR;
-        s = at + 1;
-    }
-    if (parse_url_host(t, s, &s, why) != RL_OK)
+    *rest = s;
+    if (at == NULL)
+        return RL_OK;
+    if (parse_userinfo(t, s, (size_t)(at - s), why) != RL_OK)
         return RL_ERR;
-    return parse_url_port_db(t, s, why);
+    *rest = at + 1;
+    return RL_OK;
+}
+
+/* redis://[[USER]:PASSWORD@]host[:port][/db]; s points after "redis://". */
+static int parse_tcp_url(struct rl_redis_target *t, const char *s, const char **why)
+{
+    if (parse_url_userinfo(t, s, &s, why) != RL_OK ||
+        parse_url_host(&t->host, s, &s, why) != RL_OK ||
+        parse_url_port(&t->port, 6379, s, &s, why) != RL_OK)
+        return RL_ERR;
+    *why = "expected redis://[[USER]:PASSWORD@]host[:port][/db]";
+    return parse_url_db(&t->db, s, why);
+}
+
+/* redis+sentinel://[[USER]:PASSWORD@]host[:port][,host[:port]...]/MASTER[/db];
+ * s points after the "//". */
+static int parse_sentinel_url(struct rl_redis_target *t, const char *s, const char **why)
+{
+    size_t n;
+
+    if (parse_url_userinfo(t, s, &s, why) != RL_OK)
+        return RL_ERR;
+    for (;;) {
+        struct rl_redis_node *node = &t->nodes[t->nnodes];
+
+        *why = "expected at most 16 sentinels";
+        if (t->nnodes == REDISURL_NODES_MAX)
+            return RL_ERR;
+        if (parse_url_host(&node->host, s, &s, why) != RL_OK)
+            return RL_ERR;
+        t->nnodes++;
+        if (parse_url_port(&node->port, 26379, s, &s, why) != RL_OK)
+            return RL_ERR;
+        if (*s != ',')
+            break;
+        s++;
+    }
+    *why = "expected /MASTERNAME (letters, digits, '.', '-', '_') after the sentinels";
+    if (*s != '/')
+        return RL_ERR;
+    s++;
+    n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
+    if (n == 0 || n > REDISURL_NAME_MAX)
+        return RL_ERR;
+    t->master = xstrndup(s, n);
+    *why =
+        "expected redis+sentinel://[[USER]:PASSWORD@]host[:port][,host[:port]...]/MASTERNAME[/db]";
+    return parse_url_db(&t->db, s + n, why);
 }
 
 typedef int url_parser(struct rl_redis_target *t, const char *rest, const char **why);
@@ -246,6 +312,7 @@ static const struct url_scheme {
 } url_schemes[] = {
     {"redis://", RL_REDIS_SERVER, parse_tcp_url},
     {"unix://", RL_REDIS_SERVER, parse_unix_url},
+    {"redis+sentinel://", RL_REDIS_SENTINEL, parse_sentinel_url},
 };
 
 #define NSCHEMES (sizeof(url_schemes) / sizeof(url_schemes[0]))
@@ -255,8 +322,9 @@ int redisurl_parse(const char *url, struct rl_redis_target *t, const char **why)
     struct rl_redis_target n;
     size_t i, plen;
 
-    *why = "expected redis://[[USER]:PASSWORD@]host[:port][/db] or "
-           "unix:///path/redis.sock[?db=N]";
+    *why = "expected redis://[[USER]:PASSWORD@]host[:port][/db], "
+           "unix:///path/redis.sock[?db=N] or "
+           "redis+sentinel://[[USER]:PASSWORD@]host[:port][,host[:port]...]/MASTERNAME[/db]";
     if (url == NULL || strlen(url) > REDISURL_MAX)
         return RL_ERR;
     for (i = 0; i < NSCHEMES; i++) {
@@ -278,6 +346,53 @@ int redisurl_parse(const char *url, struct rl_redis_target *t, const char **why)
     return RL_OK;
 }
 
+static int str_eq(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+int redisurl_target_eq(const struct rl_redis_target *a, const struct rl_redis_target *b)
+{
+    int i;
+
+    if (a->mode != b->mode || a->port != b->port || a->db != b->db || a->nnodes != b->nnodes ||
+        !str_eq(a->host, b->host) || !str_eq(a->path, b->path) || !str_eq(a->user, b->user) ||
+        !str_eq(a->password, b->password) || !str_eq(a->master, b->master) ||
+        !str_eq(a->sentinel_password, b->sentinel_password))
+        return 0;
+    for (i = 0; i < a->nnodes; i++) {
+        if (a->nodes[i].port != b->nodes[i].port || !str_eq(a->nodes[i].host, b->nodes[i].host))
+            return 0;
+    }
+    return 1;
+}
+
+void redisurl_target_copy(struct rl_redis_target *dst, const struct rl_redis_target *src)
+{
+    int i;
+
+    *dst = *src;
+    dst->host = xstrdup(src->host);
+    dst->path = xstrdup(src->path);
+    dst->user = xstrdup(src->user);
+    dst->password = xstrdup(src->password);
+    dst->display = xstrdup(src->display);
+    dst->sentinel_password = xstrdup(src->sentinel_password);
+    dst->master = xstrdup(src->master);
+    for (i = 0; i < src->nnodes; i++)
+        dst->nodes[i].host = xstrdup(src->nodes[i].host);
+}
+
+/* Wipe a secret, then free it. */
+static void secret_free(char *s)
+{
+    if (s != NULL)
+        explicit_bzero(s, strlen(s));
+    free(s);
+}
+
 void redisurl_target_free(struct rl_redis_target *t)
 {
     if (t == NULL)
@@ -285,8 +400,11 @@ void redisurl_target_free(struct rl_redis_target *t)
     free(t->host);
     free(t->path);
     free(t->user);
-    free(t->password);
+    secret_free(t->password);
     free(t->display);
-    free(t->sentinel_password);
+    secret_free(t->sentinel_password);
+    for (int i = 0; i < t->nnodes; i++)
+        free(t->nodes[i].host);
+    free(t->master);
     memset(t, 0, sizeof(*t));
 }

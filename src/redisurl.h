@@ -3,10 +3,12 @@
  * its display for logs and a mask for error messages (never a password).
  *
  * Schemes: redis://[[USER]:PASSWORD@]host[:port][/db] (user and password
- * percent-decoded, RFC 3986 2.1) and unix:///path/redis.sock[?db=N]. Each
- * is one row of the scheme table in redisurl.c with its parser and the
- * mode it gives; a scheme that reaches Redis another way (through
- * Sentinel, or a Cluster) is a new mode and a new row.
+ * percent-decoded, RFC 3986 2.1), unix:///path/redis.sock[?db=N] and
+ * redis+sentinel://[[USER]:PASSWORD@]host[:port][,host[:port]...]/MASTER[/db]
+ * (the sentinels, default port 26379; the credentials are the master's).
+ * Each is one row of the scheme table in redisurl.c with its parser and
+ * the mode it gives; a scheme that reaches Redis another way (a Cluster)
+ * is a new mode and a new row.
  */
 #ifndef RL_REDISURL_H
 #define RL_REDISURL_H
@@ -15,11 +17,20 @@
 
 /* How the target is reached. */
 enum rl_redis_mode {
-    RL_REDIS_SERVER = 0 /* one server: host:port, or a unix socket path */
+    RL_REDIS_SERVER = 0, /* one server: host:port, or a unix socket path */
+    RL_REDIS_SENTINEL    /* the master that sentinels name */
 };
 
-#define REDISURL_MAX 1024    /* longest URL accepted */
-#define REDISURL_PW_MAX 1024 /* longest password, in the URL or not */
+#define REDISURL_MAX 1024     /* longest URL accepted */
+#define REDISURL_PW_MAX 1024  /* longest password, in the URL or not */
+#define REDISURL_NODES_MAX 16 /* most sentinels in one URL */
+#define REDISURL_NAME_MAX 128 /* longest master name */
+
+/* A host and port: a sentinel. */
+struct rl_redis_node {
+    char *host; /* owned */
+    int port;
+};
 
 struct rl_redis_target {
     int mode;   /* enum rl_redis_mode */
@@ -32,6 +43,11 @@ struct rl_redis_target {
     char *password; /* AUTH; RATELIMIT_REDIS_PASSWORD wins over the URL; owned */
     char *display;  /* "redis://[user@]host:port/db" or "unix:///p?db=N", never the password */
     char *sentinel_password; /* RATELIMIT_SENTINEL_PASSWORD, or NULL; owned */
+    /* RL_REDIS_SENTINEL: the sentinels in the URL's order and the master's
+     * name (host, port and path are unset: the sentinels tell them). */
+    struct rl_redis_node nodes[REDISURL_NODES_MAX];
+    int nnodes;
+    char *master; /* owned */
 };
 
 /*
@@ -52,6 +68,12 @@ int redisurl_parse(const char *url, struct rl_redis_target *t, const char **why)
  * nothing past the scheme is shown.
  */
 void redisurl_mask(const char *url, char *out, size_t outsz);
+
+/* 1 when a and b name the same server(s) with the same credentials. */
+int redisurl_target_eq(const struct rl_redis_target *a, const struct rl_redis_target *b);
+
+/* A deep copy of src into dst (unset or freed). */
+void redisurl_target_copy(struct rl_redis_target *dst, const struct rl_redis_target *src);
 
 /* Free what t owns and zero it; NULL is a no-op. */
 void redisurl_target_free(struct rl_redis_target *t);

@@ -1,10 +1,12 @@
 /*
  * test_redisurl.c - RATELIMIT_REDIS_URL on its own (src/redisurl.c): the
- * redis:// and unix:// forms, userinfo with percent-encoding, IPv6 hosts,
- * ports and databases at and past their bounds, the display (never the
- * password), the mask for error messages, and that a refused URL leaves
- * the target untouched.
+ * redis://, unix:// and redis+sentinel:// forms, userinfo with
+ * percent-encoding, IPv6 hosts, ports and databases at and past their
+ * bounds, the display (never the password), the mask for error messages,
+ * that a refused URL leaves the target untouched, and target equality and
+ * copy.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,6 +101,87 @@ static void test_unix(void)
     test_cond("unix path of 108 bytes: too long", bad(url));
 }
 
+static void test_sentinel(void)
+{
+    char url[REDISURL_MAX];
+    size_t o;
+    int i;
+
+    test_cond("sentinel: one, default port, no db",
+              ok("redis+sentinel://s1/mymaster") && t.mode == RL_REDIS_SENTINEL && t.nnodes == 1 &&
+                  str_is(t.nodes[0].host, "s1") && t.nodes[0].port == 26379 &&
+                  str_is(t.master, "mymaster") && t.db == 0 && t.host == NULL && t.path == NULL &&
+                  str_is(t.display, "redis+sentinel://s1:26379/mymaster/0"));
+    test_cond(
+        "sentinel: three, ports, ipv6, db",
+        ok("redis+sentinel://10.0.0.1:26380,[::1]:5,s3/cache-1.a_b/4") && t.nnodes == 3 &&
+            t.nodes[0].port == 26380 && str_is(t.nodes[1].host, "::1") && t.nodes[1].port == 5 &&
+            str_is(t.nodes[2].host, "s3") && t.nodes[2].port == 26379 &&
+            str_is(t.master, "cache-1.a_b") && t.db == 4 &&
+            str_is(t.display, "redis+sentinel://10.0.0.1:26380,[::1]:5,s3:26379/cache-1.a_b/4"));
+    test_cond("sentinel: the master's ACL user and password, never displayed",
+              ok("redis+sentinel://app:pw%2F1@s1:1/m") && str_is(t.user, "app") &&
+                  str_is(t.password, "pw/1") && str_is(t.display, "redis+sentinel://app@s1:1/m/0"));
+    test_cond("sentinel: scheme in any case", ok("Redis+Sentinel://s/m") && t.nnodes == 1);
+    test_cond("sentinel: bad forms",
+              bad("redis+sentinel://s1") && bad("redis+sentinel://s1/") &&
+                  bad("redis+sentinel:///m") && bad("redis+sentinel://s1,/m") &&
+                  bad("redis+sentinel://s1:0/m") && bad("redis+sentinel://s1:x/m") &&
+                  bad("redis+sentinel://s1/m/x") && bad("redis+sentinel://s1/m/1/2") &&
+                  bad("redis+sentinel://s1/m!") && bad("redis+sentinel://,s1/m") &&
+                  bad("redis+sentinel://s1/m?db=1") && bad("redis+sentinel://nocolon@s1/m"));
+    o = (size_t)snprintf(url, sizeof(url), "redis+sentinel://");
+    for (i = 0; i < REDISURL_NODES_MAX; i++)
+        o += (size_t)snprintf(url + o, sizeof(url) - o, "%ss%d", i > 0 ? "," : "", i);
+    (void)snprintf(url + o, sizeof(url) - o, "/m");
+    test_cond("sentinel: 16 sentinels",
+              ok(url) && t.nnodes == REDISURL_NODES_MAX && str_is(t.nodes[15].host, "s15"));
+    (void)snprintf(url + o, sizeof(url) - o, ",s16/m");
+    test_cond("sentinel: 17 refused", bad(url) && strstr(why, "16") != NULL);
+    memset(url, 'm', 200);
+    memcpy(url, "redis+sentinel://s/", 19);
+    url[19 + REDISURL_NAME_MAX] = '\0';
+    test_cond("sentinel: master name of 128", ok(url));
+    url[19 + REDISURL_NAME_MAX] = 'm';
+    url[20 + REDISURL_NAME_MAX] = '\0';
+    test_cond("sentinel: master name of 129 refused", bad(url));
+}
+
+static void test_eq_copy(void)
+{
+    struct rl_redis_target a, b, c;
+
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    memset(&c, 0, sizeof(c));
+    test_cond("eq: parsed twice",
+              redisurl_parse("redis+sentinel://u:p@s1,s2:7/m/1", &a, &why) == RL_OK &&
+                  redisurl_parse("redis+sentinel://u:p@s1,s2:7/m/1", &b, &why) == RL_OK &&
+                  redisurl_target_eq(&a, &b));
+    redisurl_target_copy(&c, &a);
+    test_cond("copy: equal, own strings",
+              redisurl_target_eq(&a, &c) && c.nodes[1].host != a.nodes[1].host &&
+                  c.master != a.master && str_is(c.nodes[1].host, "s2"));
+    redisurl_target_free(&b);
+    test_cond("eq: another sentinel",
+              redisurl_parse("redis+sentinel://u:p@s1,s3:7/m/1", &b, &why) == RL_OK &&
+                  !redisurl_target_eq(&a, &b));
+    redisurl_target_free(&b);
+    test_cond("eq: another master",
+              redisurl_parse("redis+sentinel://u:p@s1,s2:7/n/1", &b, &why) == RL_OK &&
+                  !redisurl_target_eq(&a, &b));
+    redisurl_target_free(&b);
+    test_cond("eq: another password",
+              redisurl_parse("redis+sentinel://u:q@s1,s2:7/m/1", &b, &why) == RL_OK &&
+                  !redisurl_target_eq(&a, &b));
+    redisurl_target_free(&b);
+    test_cond("eq: another mode", redisurl_parse("redis://u:p@s1:7/1", &b, &why) == RL_OK &&
+                                      !redisurl_target_eq(&a, &b));
+    redisurl_target_free(&a);
+    redisurl_target_free(&b);
+    redisurl_target_free(&c);
+}
+
 static void test_bad(void)
 {
     static const char *const urls[] = {
@@ -163,6 +246,8 @@ int main(void)
     test_tcp();
     test_userinfo();
     test_unix();
+    test_sentinel();
+    test_eq_copy();
     test_bad();
     test_keeps_sentinel_password();
     test_mask();

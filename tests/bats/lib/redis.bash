@@ -112,3 +112,101 @@ keys_all_expire() {
     done <<<"$states"
     [ "$n" -ge 1 ]
 }
+
+# sentinel_start: a master and its replica (loopback TCP ports, and a unix
+# socket each for the cli: $T/master.sock, $T/replica.sock) and three
+# sentinels watching the master as "mymaster" (down after 1 s), each knowing
+# the replica and the two other sentinels. Sets MASTER_PORT, REPLICA_PORT,
+# SENTINEL_PORTS (array), SENTINEL_URL (redis+sentinel://... without
+# credentials) and the PIDs in SENTINEL_SERVER_PIDS (array, stopped by
+# sentinel_stop). With SENTINEL_REQUIREPASS the sentinels require that
+# password (of clients and of each other); ARGS go to both servers.
+sentinel_start() {
+    local i p s
+    rl_tmp
+    SENTINEL_SERVER_PIDS=() SENTINEL_PORTS=()
+    MASTER_PORT=$(free_port)
+    redis_server p "$T/master.sock" --port "$MASTER_PORT" --bind 127.0.0.1 "$@"
+    SENTINEL_SERVER_PIDS+=("$p")
+    REPLICA_PORT=$(free_port)
+    redis_server p "$T/replica.sock" --port "$REPLICA_PORT" --bind 127.0.0.1 \
+        --replicaof 127.0.0.1 "$MASTER_PORT" "$@"
+    SENTINEL_SERVER_PIDS+=("$p")
+    retry 100 0.1 replica_synced "$T/replica.sock"
+    for i in 1 2 3; do
+        p=$(free_port)
+        {
+            echo "port $p"
+            echo "bind 127.0.0.1"
+            echo "dir $T"
+            echo "logfile $T/sentinel$i.log"
+            echo "sentinel monitor mymaster 127.0.0.1 $MASTER_PORT 2"
+            echo "sentinel down-after-milliseconds mymaster 1000"
+            echo "sentinel failover-timeout mymaster 4000"
+            [ -n "${MASTER_AUTH:-}" ] && echo "sentinel auth-pass mymaster $MASTER_AUTH"
+            if [ -n "${SENTINEL_REQUIREPASS:-}" ]; then
+                echo "requirepass $SENTINEL_REQUIREPASS"
+                echo "sentinel sentinel-pass $SENTINEL_REQUIREPASS"
+            fi
+        } >"$T/sentinel$i.conf"
+        "$RL_SERVER_BIN" "$T/sentinel$i.conf" --sentinel 3>&- &
+        SENTINEL_SERVER_PIDS+=("$!")
+        SENTINEL_PORTS+=("$p")
+        wait_for "127.0.0.1:$p"
+    done
+    for p in "${SENTINEL_PORTS[@]}"; do
+        retry 150 0.1 sentinel_ready "$p"
+    done
+    s=
+    for p in "${SENTINEL_PORTS[@]}"; do s="$s${s:+,}127.0.0.1:$p"; done
+    SENTINEL_URL="redis+sentinel://$s/mymaster"
+}
+
+# replica_synced SOCK: the server on SOCK is a replica whose link is up.
+replica_synced() {
+    rcli_at "$1" INFO replication | grep -q '^master_link_status:up'
+}
+
+# sentinel_ready PORT: the sentinel on PORT knows the replica and the two
+# other sentinels (so that it can vote and fail over).
+sentinel_ready() {
+    [ "$(scli "$1" SENTINEL REPLICAS mymaster | grep -c '^name$')" -ge 1 ] &&
+        [ "$(scli "$1" SENTINEL SENTINELS mymaster | grep -c '^name$')" -ge 2 ]
+}
+
+# scli PORT ARGS...: the cli against the sentinel on 127.0.0.1:PORT.
+scli() {
+    local p="$1"
+    shift
+    if [ -n "${SENTINEL_REQUIREPASS:-}" ]; then
+        REDISCLI_AUTH="$SENTINEL_REQUIREPASS" VALKEYCLI_AUTH="$SENTINEL_REQUIREPASS" \
+            "$RL_CLI_BIN" -h 127.0.0.1 -p "$p" "$@"
+    else
+        env -u REDISCLI_AUTH -u VALKEYCLI_AUTH "$RL_CLI_BIN" -h 127.0.0.1 -p "$p" "$@"
+    fi
+}
+
+# rcli_at SOCK ARGS...: the cli against the server on the unix socket SOCK
+# (with MASTER_AUTH as the password when set).
+rcli_at() {
+    local s="$1"
+    shift
+    if [ -n "${MASTER_AUTH:-}" ]; then
+        REDISCLI_AUTH="$MASTER_AUTH" VALKEYCLI_AUTH="$MASTER_AUTH" "$RL_CLI_BIN" -s "$s" "$@"
+    else
+        env -u REDISCLI_AUTH -u VALKEYCLI_AUTH "$RL_CLI_BIN" -s "$s" "$@"
+    fi
+}
+
+# sentinel_master PORT: "HOST PORT" of the master the sentinel on PORT names.
+sentinel_master() {
+    scli "$1" SENTINEL get-master-addr-by-name mymaster | tr '\n' ' ' | sed 's/ $//'
+}
+
+# sentinel_stop: stop what sentinel_start started, by PID.
+sentinel_stop() {
+    local p
+    for p in "${SENTINEL_SERVER_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${SENTINEL_SERVER_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    SENTINEL_SERVER_PIDS=()
+}
