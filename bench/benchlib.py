@@ -128,7 +128,7 @@ def cmd_memproto(n, algo, sha, name, limit, window_ms):
     args_tail = [algo, limit, window_ms, limit]
     buf = []
     for i in range(int(n)):
-        key = "ratelimit:%s:%s" % (name, hashlib.sha256(b"bench-client-%d" % i).hexdigest())
+        key = "ratelimit:%s:{%s}" % (name, hashlib.sha256(b"bench-client-%d" % i).hexdigest())
         parts = ["EVALSHA", sha, "1", key] + args_tail
         buf.append("*%d\r\n" % len(parts))
         for p in parts:
@@ -530,7 +530,7 @@ side hold much better):
   sliding-window and token-bucket: 100 000 distinct clients, each with one
   request, sent straight to the limiter script with EVALSHA through
   `redis-cli --pipe` (same script text and key format
-  `PREFIX NAME ":" 64-hex` as the binary), `used_memory` before and after,
+  `PREFIX NAME ":{" 64-hex "}"` as the binary), `used_memory` before and after,
   for both layouts: `RATELIMIT_STORE=keys` (the default, one key per
   client and rule) and `RATELIMIT_STORE=buckets` (clients share 4096
   small hashes per rule and window; "Redis keys" counts the hashes).

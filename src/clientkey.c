@@ -396,7 +396,7 @@ int clientkey_build(struct clientkey_hash *h, const struct rl_config *cfg,
         return r;
     np = strlen(cfg->prefix);
     nn = strlen(rule->name);
-    if (key == NULL || keysz < np + nn + 1 + RL_SHA256_HEX_LEN + 1) {
+    if (key == NULL || keysz < np + nn + 2 + RL_SHA256_HEX_LEN + 2) {
         rl_err_set(err, RL_E_CONFIG, "key for rule '%s' does not fit in %zu bytes", rule->name,
                    keysz);
         return RL_ERR;
@@ -407,9 +407,13 @@ int clientkey_build(struct clientkey_hash *h, const struct rl_config *cfg,
         rl_err_set(err, RL_E_IO, "SHA-256 failed for rule '%s'", rule->name);
         return RL_ERR;
     }
+    /* PREFIX NAME ":{" H "}": the hash is a Redis Cluster hash tag, so that
+     * every key of one identity lives in one slot (in every mode: one key
+     * format wherever the data goes). */
     memcpy(key, cfg->prefix, np);
     memcpy(key + np, rule->name, nn);
-    key[np + nn] = ':';
-    memcpy(key + np + nn + 1, hex, RL_SHA256_HEX_LEN + 1);
+    memcpy(key + np + nn, ":{", 2);
+    memcpy(key + np + nn + 2, hex, RL_SHA256_HEX_LEN);
+    memcpy(key + np + nn + 2 + RL_SHA256_HEX_LEN, "}", 2);
     return RL_OK;
 }

@@ -24,10 +24,10 @@
 #define RL_NAME_MAX 64   /* rule / policy name: [A-Za-z0-9_.-] */
 #define RL_PARAM_MAX 128 /* CGI variable name a key is read from */
 #define RL_PREFIX_MAX 128
-#define RL_KEY_MAX (RL_PREFIX_MAX + RL_NAME_MAX + 1 + 64 + 1)
+#define RL_KEY_MAX (RL_PREFIX_MAX + RL_NAME_MAX + 2 + 64 + 1 + 1) /* PREFIX NAME ":{" H "}" */
 
 /* RATELIMIT_STORE: how rule state is laid out in Redis. keys: one key per
- * client and rule (PREFIX NAME ":" hash); buckets: clients share hashes
+ * client and rule (PREFIX NAME ":{" hash "}"); buckets: clients share hashes
  * (see src/lua/buckets.lua), about 70 rather than 180 bytes a client, no
  * sliding-log. */
 enum rl_store { RL_STORE_KEYS = 0, RL_STORE_BUCKETS, RL_STORE_COUNT };

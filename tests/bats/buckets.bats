@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # buckets.bats - the bucket store (RATELIMIT_STORE=buckets) against a real
 # private Redis: exact limits with a ttl, the shape of the shared hashes
-# (PREFIX NAME ":" first 3 hex of the client's hash ":" window index or
+# (PREFIX NAME ":{" first 3 hex of the client's hash "}:" window index or
 # epoch, field = the other 61 hex; see id_hash in lib/hash.bash), that they
 # expire, that a request cannot switch stores, and the refusal of
 # sliding-log. The keys store, one key per client, is algorithms.bats.
@@ -76,7 +76,7 @@ snapshot() {
 bucket_keys() {
     local h
     h=$(id_hash ip 127.0.0.1)
-    rcli --scan --pattern "ratelimit:${1:-default}:${h:0:3}:*" | sort
+    rcli --scan --pattern "ratelimit:${1:-default}:{${h:0:3}}:*" | sort
 }
 
 # bucket_lines [NAME]: the lines of SNAP for the bucket hashes of 127.0.0.1
@@ -84,11 +84,11 @@ bucket_keys() {
 bucket_lines() {
     local h
     h=$(id_hash ip 127.0.0.1)
-    grep "^ratelimit:${1:-default}:${h:0:3}:[0-9]* " <<<"$SNAP" || true
+    grep "^ratelimit:${1:-default}:{${h:0:3}}:[0-9]* " <<<"$SNAP" || true
 }
 
 # assert_bucket LINE PERIOD_MS COUNT: LINE (of SNAP) is the key
-# PREFIX NAME ":" h[0..3) ":" N with N = floor(SNAP_MS / PERIOD_MS) (or
+# PREFIX NAME ":{" h[0..3) "}:" N with N = floor(SNAP_MS / PERIOD_MS) (or
 # the one before, across a boundary), a listpack hash expiring within 2
 # periods whose only field is h[3..64) holding COUNT (or, with COUNT
 # "tat", a number).
@@ -97,7 +97,7 @@ assert_bucket() {
     read -r key type enc pttl field v rest <<<"$1"
     h=$(id_hash ip 127.0.0.1)
     n=${key##*:}
-    [[ "$key" =~ ^ratelimit:[a-z-]+:${h:0:3}:[0-9]+$ ]]
+    [[ "$key" =~ ^ratelimit:[a-z-]+:[{]${h:0:3}[}]:[0-9]+$ ]]
     [ "$n" -eq $((SNAP_MS / period)) ] || [ "$n" -eq $((SNAP_MS / period - 1)) ]
     assert_equal "$type" hash
     assert_equal "$enc" listpack
@@ -194,7 +194,7 @@ window_cycle() {
     n=0
     fields=0
     for k in $(rcli --scan --pattern 'ratelimit:default:*'); do
-        [[ "$k" =~ ^ratelimit:default:[0-9a-f]{3}:[0-9]+$ ]]
+        [[ "$k" =~ ^ratelimit:default:[{][0-9a-f]{3}[}]:[0-9]+$ ]]
         assert_equal "$(rcli OBJECT ENCODING "$k")" listpack
         [ "$(rcli PTTL "$k")" -gt 0 ]
         fields=$((fields + $(rcli HLEN "$k")))

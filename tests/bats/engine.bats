@@ -69,7 +69,7 @@ teardown() { engine_teardown; }
     assert_equal "$(printf '%s\n' "$output" | grep -c .)" 2
     refute_output --partial secret
     for key in $(rcli --scan --pattern '*'); do
-        [[ "$key" =~ ^ratelimit:default:[0-9a-f]{64}$ ]]
+        [[ "$key" =~ ^ratelimit:default:[{][0-9a-f]{64}[}]$ ]]
         [ "$(rcli PTTL "$key")" -gt 0 ]
     done
     # The key is the SHA-256 of the identity, never the credential.

@@ -237,7 +237,7 @@ static void test_not_an_address(void)
     test_cond("long REMOTE_ADDR truncated", !c.has_addr && strlen(c.text) == sizeof(c.text) - 1);
 }
 
-/* prefix + name + ":" + sha256(tag "\0" value), computed independently. */
+/* prefix + name + ":{" + sha256(tag "\0" value) + "}", computed independently. */
 static int key_is(const char *key, const char *name, const char *tag, const char *value)
 {
     size_t nt = strlen(tag) + 1, nv = strlen(value);
@@ -247,7 +247,7 @@ static int key_is(const char *key, const char *name, const char *tag, const char
     memcpy(in, tag, nt);
     memcpy(in + nt, value, nv);
     ok = sha256_hex(in, nt + nv, hex) == RL_OK &&
-         (size_t)snprintf(want, sizeof(want), "ratelimit:%s:%s", name, hex) < sizeof(want) &&
+         (size_t)snprintf(want, sizeof(want), "ratelimit:%s:{%s}", name, hex) < sizeof(want) &&
          strcmp(key, want) == 0;
     free(in);
     return ok;
@@ -272,7 +272,7 @@ static void test_header_keys(void)
               clientkey_build(NULL, &cfg, &rh, &c, p, k, sizeof(k), NULL) == RL_OK &&
                   key_is(k, "per-key", "header", "secret-token\r\nX: y"));
     test_cond("header key has no raw value",
-              strstr(k, "secret") == NULL && strlen(k) == 10 + 7 + 1 + 64);
+              strstr(k, "secret") == NULL && strlen(k) == 10 + 7 + 2 + 64 + 1);
     test_cond("ip key hashed",
               clientkey_build(NULL, &cfg, &rip, &c, p, kip, sizeof(kip), NULL) == RL_OK &&
                   key_is(kip, "per-key", "ip", "192.0.2.1") && strstr(kip, "192.0.2.1") == NULL);
@@ -321,10 +321,10 @@ static void test_big_and_small(void)
                   key_is(k, "per-key", "header", hdr + 15));
     rl_err_clear(&err);
     test_cond("key buffer too small",
-              clientkey_build(NULL, &cfg, &rh, &c, p, k, 10 + 7 + 1 + 64, &err) == RL_ERR &&
+              clientkey_build(NULL, &cfg, &rh, &c, p, k, 10 + 7 + 2 + 64 + 1, &err) == RL_ERR &&
                   err.kind != RL_E_NONE);
     test_cond("key buffer just big enough",
-              clientkey_build(NULL, &cfg, &rh, &c, p, k, 10 + 7 + 1 + 64 + 1, NULL) == RL_OK);
+              clientkey_build(NULL, &cfg, &rh, &c, p, k, 10 + 7 + 2 + 64 + 1 + 1, NULL) == RL_OK);
     free(hdr);
 }
 
