@@ -93,6 +93,16 @@ burst_codes() {
     seq "$2" | xargs -P "$3" -I{} curl -s -o /dev/null -w '%{http_code}\n' --max-time 30 "$1"
 }
 
+# burst_codes_over N P URL...: as burst_codes, the N requests spread
+# round-robin over the URLs (one per web host in front of the same Redis).
+burst_codes_over() {
+    local n="$1" p="$2" i
+    shift 2
+    for ((i = 0; i < n; i++)); do
+        echo "${@:i % $# + 1:1}"
+    done | xargs -P "$p" -n 1 curl -s -o /dev/null -w '%{http_code}\n' --max-time 30
+}
+
 # assert_exact_split FILE OK DENIED: FILE (from burst_codes) holds exactly
 # OK lines "200" and DENIED lines "429", and nothing else.
 assert_exact_split() {

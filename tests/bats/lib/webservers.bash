@@ -101,6 +101,30 @@ lighttpd_stop() {
     return 0
 }
 
+# lighttpd_start_host DIR NAME...: one more lighttpd, a web host of its
+# own in front of the same Redis: as lighttpd_start, on a free port, but
+# with DIR (created) in place of $T for its configuration, error log
+# (DIR/lighttpd-error.log) and the filter's sockets. Appends its PID to
+# LT_PIDS and its base URL (http://127.0.0.1:PORT) to LT_URLS; LT_PID and
+# PORT are left alone.
+lighttpd_start_host() {
+    local T="$1" PORT LT_PID='' rc=0
+    shift
+    mkdir -p "$T"
+    PORT=$(free_port) || return 1
+    lighttpd_start "$@" || rc=$?
+    [ -z "$LT_PID" ] || LT_PIDS+=("$LT_PID")
+    [ "$rc" = 0 ] || return "$rc"
+    LT_URLS+=("http://127.0.0.1:$PORT")
+}
+
+# lighttpd_stop_hosts: stop every server lighttpd_start_host started.
+lighttpd_stop_hosts() {
+    local LT_PID
+    for LT_PID in "${LT_PIDS[@]}"; do lighttpd_stop; done
+    LT_PIDS=() LT_URLS=()
+}
+
 # apache_conf NAME...: $T/apache/httpd.conf: the test's server (loopback
 # port $PORT, own pid file, logs, mutexes and fcgid state in $T) with the
 # Defines the shipped files read (the binary is $T/bin/fcgi-ratelimit, the
