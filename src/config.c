@@ -453,6 +453,41 @@ static int check_store(const struct rl_config *cfg, struct rl_err *err)
     return RL_OK;
 }
 
+/* redis+cluster:// for now takes the keys store only (the bucket hashes
+ * are not the keys a script declares) and rules that all key by the same
+ * identity (so that a client's keys share one hash tag, one slot, and the
+ * check stays one script). */
+static int check_cluster(const struct rl_config *cfg, struct rl_err *err)
+{
+    size_t i;
+
+    if (cfg->redis.mode != RL_REDIS_CLUSTER)
+        return RL_OK;
+    if (strpbrk(cfg->prefix, "{}") != NULL) {
+        rl_err_set(err, RL_E_CONFIG,
+                   "RATELIMIT_PREFIX: no '{' or '}' with redis+cluster:// (the client's hash is "
+                   "the keys' hash tag)");
+        return RL_ERR;
+    }
+    if (cfg->store == RL_STORE_BUCKETS) {
+        rl_err_set(err, RL_E_CONFIG,
+                   "RATELIMIT_STORE: 'buckets' is not supported with redis+cluster:// yet");
+        return RL_ERR;
+    }
+    for (i = 1; i < cfg->nrules; i++) {
+        if (cfg->rules[i].key_kind != cfg->rules[0].key_kind ||
+            strcmp(cfg->rules[i].key_param, cfg->rules[0].key_param) != 0) {
+            rl_err_set(err, RL_E_CONFIG,
+                       "RATELIMIT_RULES: with redis+cluster:// every rule must key by the same "
+                       "identity for now (rule '%s' uses %s, rule '%s' %s)",
+                       cfg->rules[0].name, cfg->rules[0].key_spec, cfg->rules[i].name,
+                       cfg->rules[i].key_spec);
+            return RL_ERR;
+        }
+    }
+    return RL_OK;
+}
+
 /* Cross-field rules once every variable is known. */
 static int finish(struct cfg_build *b, struct rl_err *err)
 {
@@ -468,7 +503,7 @@ static int finish(struct cfg_build *b, struct rl_err *err)
         if (config_parse_rules(b->rules, cfg->rules, &cfg->nrules, err) != RL_OK)
             return RL_ERR;
         cfg->from_rules = 1;
-        return check_store(cfg, err);
+        return check_store(cfg, err) == RL_OK ? check_cluster(cfg, err) : RL_ERR;
     }
     /* RATELIMIT_BURST defaults to RATELIMIT_LIMIT: a full bucket holds
      * one window's worth, the behaviour of the other algorithms. */
@@ -476,7 +511,7 @@ static int finish(struct cfg_build *b, struct rl_err *err)
     cfg->rules[0] = b->single;
     cfg->nrules = 1;
     cfg->from_rules = 0;
-    return check_store(cfg, err);
+    return check_store(cfg, err) == RL_OK ? check_cluster(cfg, err) : RL_ERR;
 }
 
 void cfg_collect(char *const *envp, const char **vals)

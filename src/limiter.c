@@ -162,7 +162,9 @@ int limiter_check(struct redisconn *rc, const struct rl_config *cfg, const char 
         rl_err_set(err, RL_E_CONFIG, "the EVALSHA request exceeds %d bytes", RL_CMD_MAX);
         return RL_ERR;
     }
-    reply = redisconn_eval(rc, cfg, script, sha, &cmd, err);
+    for (i = 0; keys[i] == NULL; i++)
+        ; /* the first applied key routes the command on a Cluster */
+    reply = redisconn_eval(rc, cfg, script, sha, &cmd, keys[i], err);
     if (reply == NULL)
         return RL_ERR;
     ret = limiter_decode(reply, cfg, applied, out, err);

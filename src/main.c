@@ -261,6 +261,8 @@ static void usage(FILE *f)
             "  redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER[/DB]\n"
             "                      (the sentinels; RATELIMIT_SENTINEL_PASSWORD if they\n"
             "                      require one)\n"
+            "  redis+cluster://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]\n"
+            "                      (seed nodes of a Redis Cluster)\n"
             "See fcgi-ratelimit(8).\n",
             RL_WORKERS_DEFAULT, RL_SOCKET_MODE_DEFAULT);
 }

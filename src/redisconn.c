@@ -47,6 +47,9 @@
 #include <string.h>
 
 #include "log.h"
+#include "cluster.h"
+#include "clusterconn.h"
+#include "redisnode.h"
 #include "rediswire.h"
 #include "util.h"
 
@@ -57,7 +60,8 @@
 
 struct redisconn {
     redisContext *ctx;
-    int timeout_ms; /* RATELIMIT_REDIS_TIMEOUT_MS of the current call */
+    struct clusterconn *cl; /* redis+cluster://: the nodes and the map; NULL before */
+    int timeout_ms;         /* RATELIMIT_REDIS_TIMEOUT_MS of the current call */
     /* The target the connection and the breaker are about (a copy: the
      * config may be a per-request one). has_target: it is set. */
     int has_target;
@@ -87,7 +91,10 @@ struct redisconn *redisconn_new(void)
 
 void redisconn_close(struct redisconn *rc)
 {
-    if (rc == NULL || rc->ctx == NULL)
+    if (rc == NULL)
+        return;
+    clusterconn_reset(rc->cl);
+    if (rc->ctx == NULL)
         return;
     redisFree(rc->ctx);
     rc->ctx = NULL;
@@ -108,6 +115,7 @@ void redisconn_free(struct redisconn *rc)
         return;
     redisconn_close(rc);
     target_clear(rc);
+    clusterconn_free(rc->cl);
     memset(rc, 0xff, sizeof(*rc)); /* poison: a use after free shows */
     free(rc);
 }
@@ -230,113 +238,6 @@ static redisReply *send_cmd(struct redisconn *rc, const struct redisconn_cmd *cm
     return rediswire_command(rc->ctx, cmd, now_ms() + rc->timeout_ms, what, err);
 }
 
-/* ------------------------------------------------------------ commands */
-
-/* Run a command that must answer +OK (AUTH, SELECT); what names it in
- * messages. An error reply is a configuration error of kind refused
- * (rc->conf). RL_OK, or RL_ERR with *err. */
-static int command_ok(struct redisconn *rc, const struct redisconn_cmd *cmd, const char *what,
-                      int refused, struct rl_err *err)
-{
-    redisReply *r = send_cmd(rc, cmd, what, err);
-    int ok;
-
-    if (r == NULL)
-        return RL_ERR;
-    ok = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0;
-    /* Redis' error text never repeats the password. */
-    if (!ok) {
-        rc->conf = rediswire_conf_of(r, refused);
-        rl_err_set(err, RL_E_REDIS, "%s: %s", what,
-                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-    }
-    freeReplyObject(r);
-    return ok ? RL_OK : RL_ERR;
-}
-
-/* AUTH [user] password, when there is a password (RATELIMIT_REDIS_PASSWORD
- * or the URL's) or an ACL user (redis://user:password@). The RESP
- * bytes holding the password are ours and wiped once sent. */
-static int auth(struct redisconn *rc, struct rl_err *err)
-{
-    const char *user = rc->t.user, *pw = rc->t.password;
-    struct redisconn_cmd cmd;
-    char what[96];
-    int ret;
-
-    if (user == NULL && (pw == NULL || pw[0] == '\0'))
-        return RL_OK;
-    if (pw == NULL)
-        pw = "";
-    redisconn_cmd_init(&cmd, user != NULL ? 3 : 2);
-    redisconn_cmd_str(&cmd, "AUTH", 4);
-    if (user != NULL)
-        redisconn_cmd_str(&cmd, user, strlen(user));
-    redisconn_cmd_str(&cmd, pw, strlen(pw));
-    if (user != NULL)
-        (void)snprintf(what, sizeof(what), "AUTH as user '%s'", user); /* may truncate */
-    else
-        (void)snprintf(what, sizeof(what), "AUTH");
-    if (redisconn_cmd_complete(&cmd)) {
-        ret = command_ok(rc, &cmd, what, RW_CONF_AUTH, err);
-    } else {
-        rl_err_set(err, RL_E_REDIS, "%s: user name and password exceed %d bytes", what, RL_CMD_MAX);
-        rc->conf = RW_CONF_AUTH;
-        ret = RL_ERR;
-    }
-    explicit_bzero(cmd.buf, cmd.len);
-    return ret;
-}
-
-/* SELECT db when db != 0. */
-static int select_db(struct redisconn *rc, struct rl_err *err)
-{
-    struct redisconn_cmd cmd;
-    char what[32];
-
-    if (rc->t.db == 0)
-        return RL_OK;
-    redisconn_cmd_init(&cmd, 2);
-    redisconn_cmd_str(&cmd, "SELECT", 6);
-    redisconn_cmd_ll(&cmd, rc->t.db);
-    (void)snprintf(what, sizeof(what), "SELECT %d", rc->t.db);
-    return command_ok(rc, &cmd, what, RW_CONF_SELECT, err);
-}
-
-/* SCRIPT LOAD script; the SHA Redis names it by must be sha. The script
- * is sent from where it is (it may exceed RL_CMD_MAX): the header, the
- * script, then the bulk string's CRLF. */
-static int script_load(struct redisconn *rc, const char *script, const char *sha,
-                       struct rl_err *err)
-{
-    struct redisconn_cmd head;
-    struct rediswire_part parts[3];
-    redisReply *r;
-    int ret = RL_ERR;
-
-    redisconn_cmd_init(&head, 3);
-    redisconn_cmd_str(&head, "SCRIPT", 6);
-    redisconn_cmd_str(&head, "LOAD", 4);
-    redisconn_cmd_str_header(&head, strlen(script));
-    parts[0] = (struct rediswire_part){head.buf, head.len};
-    parts[1] = (struct rediswire_part){script, strlen(script)};
-    parts[2] = (struct rediswire_part){"\r\n", 2};
-    r = rediswire_roundtrip(rc->ctx, parts, 3, now_ms() + rc->timeout_ms, "SCRIPT LOAD", err);
-    if (r == NULL)
-        return RL_ERR;
-    if (r->type == REDIS_REPLY_ERROR) {
-        rc->conf = rediswire_conf_of(r, RW_CONF_NONE);
-        rl_err_set(err, RL_E_REDIS, "SCRIPT LOAD: %s", r->str);
-    } else if (r->type != REDIS_REPLY_STRING || r->len != strlen(sha) ||
-               !ascii_ncaseeq(r->str, sha, r->len)) {
-        rl_err_set(err, RL_E_REDIS, "SCRIPT LOAD: unexpected reply, expected SHA %s", sha);
-    } else {
-        ret = RL_OK;
-    }
-    freeReplyObject(r);
-    return ret;
-}
-
 /* ------------------------------------------------------------ sentinel */
 
 /* AUTH password on a sentinel (RATELIMIT_SENTINEL_PASSWORD), wiped once
@@ -363,9 +264,11 @@ static int sentinel_auth(struct redisconn *rc, redisContext *c, long long deadli
         return RL_ERR;
     }
     ok = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0;
-    if (!ok)
+    if (!ok) {
+        rc->conf = rediswire_conf_of(r, RW_CONF_AUTH);
         rl_err_set(err, RL_E_REDIS, "sentinel AUTH (RATELIMIT_SENTINEL_PASSWORD): %s",
                    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    }
     freeReplyObject(r);
     return ok ? RL_OK : RL_ERR;
 }
@@ -404,6 +307,7 @@ static int sentinel_ask(struct redisconn *rc, const struct rl_redis_node *node, 
         rc->master_port = (int)port;
         ret = RL_OK;
     } else if (r != NULL && rediswire_error_is(r, "NOAUTH")) {
+        rc->conf = RW_CONF_AUTH;
         rl_err_set(err, RL_E_REDIS,
                    "sentinel %s:%d requires a password: set RATELIMIT_SENTINEL_PASSWORD",
                    node->host, node->port);
@@ -441,6 +345,7 @@ static int sentinel_resolve(struct redisconn *rc, struct rl_err *err)
 
         if (sentinel_ask(rc, &rc->t.nodes[i], deadline, &unknown, &last) == RL_OK) {
             rc->sentinel_first = i;
+            rc->conf = RW_CONF_NONE; /* another sentinel's refusal is past */
             if (strcmp(old, rc->master_host) != 0 || old_port != rc->master_port)
                 rl_log(old[0] != '\0' ? RL_LOG_WARN : RL_LOG_INFO,
                        "redis %s: master '%s' is at %s:%d (sentinel %s:%d)", rc->t.display,
@@ -457,30 +362,6 @@ static int sentinel_resolve(struct redisconn *rc, struct rl_err *err)
     return RL_ERR;
 }
 
-/* ROLE: the server the sentinels named must call itself the master (a
- * demoted one, until the sentinels catch up, calls itself a replica). */
-static int role_is_master(struct redisconn *rc, struct rl_err *err)
-{
-    struct redisconn_cmd cmd;
-    redisReply *r;
-    int ok;
-
-    redisconn_cmd_init(&cmd, 1);
-    redisconn_cmd_str(&cmd, "ROLE", 4);
-    r = send_cmd(rc, &cmd, "ROLE", err);
-    if (r == NULL)
-        return RL_ERR;
-    ok = r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-         r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0;
-    if (!ok) {
-        rc->conf = rediswire_conf_of(r, RW_CONF_NONE);
-        rl_err_set(err, RL_E_REDIS, "ROLE: %s:%d %s", rc->master_host, rc->master_port,
-                   r->type == REDIS_REPLY_ERROR ? r->str : "is not the master (yet)");
-    }
-    freeReplyObject(r);
-    return ok ? RL_OK : RL_ERR;
-}
-
 /* ------------------------------------------------------------ connecting */
 
 /* Connect (for Sentinel: to the master the sentinels name now, checked
@@ -489,6 +370,8 @@ static int role_is_master(struct redisconn *rc, struct rl_err *err)
  * configuration error. */
 static int conn_open(struct redisconn *rc, const char *script, const char *sha, struct rl_err *err)
 {
+    struct redisnode_login login = {rc->t.user, rc->t.password, rc->t.db,
+                                    rc->t.mode == RL_REDIS_SENTINEL};
     const char *host = rc->t.host;
     int port = rc->t.port;
 
@@ -498,54 +381,44 @@ static int conn_open(struct redisconn *rc, const char *script, const char *sha, 
         host = rc->master_host;
         port = rc->master_port;
     }
-    rc->ctx = rediswire_connect(host, port, rc->t.path, rc->timeout_ms, err);
-    if (rc->ctx == NULL) {
-        if (rc->t.mode == RL_REDIS_SENTINEL && err != NULL) {
-            char msg[RL_ERR_MSG_MAX];
+    rc->ctx =
+        redisnode_open(host, port, rc->t.path, &login, rc->timeout_ms, script, sha, &rc->conf, err);
+    if (rc->ctx == NULL && rc->t.mode == RL_REDIS_SENTINEL) {
+        char msg[RL_ERR_MSG_MAX];
 
-            (void)snprintf(msg, sizeof(msg), "%s", err->msg);
-            rl_err_set(err, RL_E_REDIS, "master '%s' at %s:%d: %s", rc->t.master, host, port, msg);
-        }
-        return RL_ERR;
+        /* That sentinel may be stale or cut off: ask the next one first. */
+        rc->sentinel_first = (rc->sentinel_first + 1) % rc->t.nnodes;
+        if (err == NULL)
+            return RL_ERR;
+        (void)snprintf(msg, sizeof(msg), "%s", err->msg);
+        rl_err_set(err, RL_E_REDIS, "master '%s' at %s:%d: %s", rc->t.master, host, port, msg);
     }
-    if (auth(rc, err) != RL_OK || select_db(rc, err) != RL_OK ||
-        (rc->t.mode == RL_REDIS_SENTINEL && role_is_master(rc, err) != RL_OK) ||
-        script_load(rc, script, sha, err) != RL_OK) {
-        redisconn_close(rc);
-        return RL_ERR;
-    }
-    return RL_OK;
+    return rc->ctx != NULL ? RL_OK : RL_ERR;
 }
 
 /* ------------------------------------------------------------ EVALSHA */
 
-/* EVALSHA, re-loading the script once on NOSCRIPT. EV_OK with *out, or
- * EV_SCRIPT_ERROR / EV_DOWN with *err (and rc->conf for a configuration
- * error). */
+/* EVALSHA on rc->ctx, re-loading the script once on NOSCRIPT. EV_OK with
+ * *out, or EV_SCRIPT_ERROR / EV_DOWN with *err (and rc->conf for a
+ * configuration error). A redirection (no Cluster here) is an outage. */
 static int eval_reload(struct redisconn *rc, const char *script, const char *sha,
                        const struct redisconn_cmd *cmd, redisReply **out, struct rl_err *err)
 {
-    redisReply *r = send_cmd(rc, cmd, "EVALSHA", err);
-    int outcome;
+    redisReply *r = NULL;
 
-    if (r != NULL && rediswire_error_is(r, "NOSCRIPT")) {
-        freeReplyObject(r);
-        if (script_load(rc, script, sha, err) != RL_OK)
-            return EV_DOWN;
-        r = send_cmd(rc, cmd, "EVALSHA", err);
-    }
-    if (r == NULL)
-        return EV_DOWN;
-    if (r->type != REDIS_REPLY_ERROR) {
+    switch (redisnode_eval(rc->ctx, 0, rc->timeout_ms, script, sha, cmd, &r, &rc->conf, err)) {
+    case RN_OK:
         *out = r;
         return EV_OK;
+    case RN_SCRIPT_ERROR:
+        return EV_SCRIPT_ERROR;
+    case RN_REDIRECT:
+        rl_err_set(err, RL_E_REDIS, "EVALSHA: %s (a Redis Cluster: use redis+cluster://)", r->str);
+        freeReplyObject(r);
+        return EV_DOWN;
+    default:
+        return EV_DOWN;
     }
-    rc->conf = rediswire_conf_of(r, RW_CONF_NONE);
-    outcome =
-        rc->conf != RW_CONF_NONE || rediswire_error_is_server_state(r) ? EV_DOWN : EV_SCRIPT_ERROR;
-    rl_err_set(err, RL_E_REDIS, "EVALSHA: %s", r->str);
-    freeReplyObject(r);
-    return outcome;
 }
 
 /* A script error fails only its request, and the caller may log it at
@@ -561,8 +434,29 @@ static void log_script_error(struct redisconn *rc, const struct rl_err *err)
            err != NULL ? err->msg : "error reply");
 }
 
+/* The EVALSHA through the cluster, to the master of key's slot. */
+static int eval_cluster(struct redisconn *rc, const char *script, const char *sha,
+                        const struct redisconn_cmd *cmd, const char *key, redisReply **out,
+                        struct rl_err *err)
+{
+    unsigned slot = cluster_key_slot(key, key != NULL ? strlen(key) : 0);
+
+    if (rc->cl == NULL)
+        rc->cl = clusterconn_new();
+    switch (clusterconn_eval(rc->cl, &rc->t, rc->timeout_ms, slot, script, sha, cmd, out, &rc->conf,
+                             err)) {
+    case RN_OK:
+        return EV_OK;
+    case RN_SCRIPT_ERROR:
+        return EV_SCRIPT_ERROR;
+    default:
+        return EV_DOWN;
+    }
+}
+
 redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, const char *script,
-                           const char *sha, const struct redisconn_cmd *cmd, struct rl_err *err)
+                           const char *sha, const struct redisconn_cmd *cmd, const char *key,
+                           struct rl_err *err)
 {
     redisReply *reply = NULL;
     int outcome, fresh;
@@ -575,6 +469,17 @@ redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, co
     target_sync(rc, cfg);
     if (breaker_blocks(rc, err))
         return NULL;
+    if (rc->t.mode == RL_REDIS_CLUSTER) {
+        outcome = eval_cluster(rc, script, sha, cmd, key, &reply, err);
+        if (outcome == EV_DOWN) {
+            breaker_fail(rc, cfg, err != NULL ? err->msg : "EVALSHA failed");
+            return NULL;
+        }
+        breaker_ok(rc);
+        if (outcome == EV_SCRIPT_ERROR)
+            log_script_error(rc, err);
+        return reply;
+    }
     fresh = rc->ctx == NULL;
     if (rc->ctx == NULL && conn_open(rc, script, sha, err) != RL_OK) {
         breaker_fail(rc, cfg, err != NULL ? err->msg : "connect failed");
@@ -610,8 +515,8 @@ redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, co
  * fcgi-ratelimit: expected 4 arguments per key"): that refusal is the
  * success. The rights for the commands inside the script are not checked
  * (only a real run would): a request reports them (RW_CONF_NOPERM). */
-static int check_eval(struct redisconn *rc, const struct rl_config *cfg, const char *sha,
-                      struct rl_err *err)
+static int check_eval(struct redisconn *rc, const struct rl_config *cfg, const char *script,
+                      const char *sha, struct rl_err *err)
 {
     static const char ours[] = "ERR fcgi-ratelimit:";
     struct redisconn_cmd cmd;
@@ -625,6 +530,15 @@ static int check_eval(struct redisconn *rc, const struct rl_config *cfg, const c
     redisconn_cmd_str(&cmd, sha, strlen(sha));
     redisconn_cmd_ll(&cmd, 1);
     redisconn_cmd_str(&cmd, key, strlen(key));
+    if (rc->t.mode == RL_REDIS_CLUSTER) {
+        /* The script's refusal is a script error to the cluster room. */
+        r = NULL;
+        ok = eval_cluster(rc, script, sha, &cmd, key, &r, err) == EV_SCRIPT_ERROR && err != NULL &&
+             strstr(err->msg, ours) != NULL;
+        if (r != NULL)
+            freeReplyObject(r);
+        return ok ? RL_OK : RL_ERR;
+    }
     r = send_cmd(rc, &cmd, "EVALSHA", err);
     if (r == NULL)
         return RL_ERR;
@@ -650,7 +564,15 @@ int redisconn_check(struct redisconn *rc, const struct rl_config *cfg, const cha
     }
     target_sync(rc, cfg);
     redisconn_close(rc);
-    if (conn_open(rc, script, sha, err) == RL_OK && check_eval(rc, cfg, sha, err) == RL_OK) {
+    if (rc->t.mode == RL_REDIS_CLUSTER) {
+        if (rc->cl == NULL)
+            rc->cl = clusterconn_new();
+        if (clusterconn_check(rc->cl, &rc->t, rc->timeout_ms, script, sha, &rc->conf, err) ==
+                RL_OK &&
+            check_eval(rc, cfg, script, sha, err) == RL_OK)
+            return RL_OK;
+    } else if (conn_open(rc, script, sha, err) == RL_OK &&
+               check_eval(rc, cfg, script, sha, err) == RL_OK) {
         breaker_ok(rc);
         return RL_OK;
     }
@@ -668,7 +590,9 @@ int redisconn_check(struct redisconn *rc, const struct rl_config *cfg, const cha
 
 void redisconn_where(const struct redisconn *rc, char *out, size_t outsz)
 {
-    if (rc->t.mode == RL_REDIS_SENTINEL)
+    if (rc->t.mode == RL_REDIS_CLUSTER && rc->cl != NULL)
+        clusterconn_where(rc->cl, out, outsz);
+    else if (rc->t.mode == RL_REDIS_SENTINEL)
         (void)snprintf(out, outsz, "sentinel: master '%s' at %s:%d (%d sentinel%s in %s)",
                        rc->t.master, rc->master_host, rc->master_port, rc->t.nnodes,
                        rc->t.nnodes == 1 ? "" : "s", rc->t.display);

@@ -1,6 +1,7 @@
 /*
- * redisconn.h - the worker's one Redis connection: lazy connect (TCP or
- * unix socket), AUTH, SELECT, connect/command timeouts, SCRIPT LOAD on a
+ * redisconn.h - the worker's Redis connection (one server, the master
+ * Sentinel names, or the masters of a Cluster through clusterconn.h):
+ * lazy connect (TCP or unix socket), AUTH, SELECT, connect/command timeouts, SCRIPT LOAD on a
  * new connection, EVALSHA with re-load on NOSCRIPT, reconnect after any
  * failure, and a circuit breaker that fails fast during an outage.
  *
@@ -40,9 +41,12 @@ void redisconn_free(struct redisconn *rc);
  * the reply (caller owns: freeReplyObject) or NULL with *err (kind
  * RL_E_REDIS, for configuration errors too: the caller applies
  * RATELIMIT_FAIL). An error reply from the script itself is also NULL.
+ * key: one of the command's keys (all in one slot): on a Cluster it
+ * chooses the master (clusterconn.h); elsewhere unused.
  */
 redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, const char *script,
-                           const char *sha, const struct redisconn_cmd *cmd, struct rl_err *err);
+                           const char *sha, const struct redisconn_cmd *cmd, const char *key,
+                           struct rl_err *err);
 
 /*
  * For --check: connect now (ignoring the breaker), authenticate, select,

@@ -86,13 +86,16 @@ static void set_display(struct rl_redis_target *t)
     }
     if (t->path != NULL) {
         (void)snprintf(d, sizeof(d), "unix://%s?db=%d", t->path, t->db);
-    } else if (t->mode == RL_REDIS_SENTINEL) {
-        o = (size_t)snprintf(d, sizeof(d), "redis+sentinel://%s", user);
+    } else if (t->mode == RL_REDIS_SENTINEL || t->mode == RL_REDIS_CLUSTER) {
+        o = (size_t)snprintf(
+            d, sizeof(d), "%s%s",
+            t->mode == RL_REDIS_SENTINEL ? "redis+sentinel://" : "redis+cluster://", user);
         for (i = 0; i < t->nnodes; i++)
             o += (size_t)snprintf(d + o, sizeof(d) - o,
                                   strchr(t->nodes[i].host, ':') ? "%s[%s]:%d" : "%s%s:%d",
                                   i > 0 ? "," : "", t->nodes[i].host, t->nodes[i].port);
-        (void)snprintf(d + o, sizeof(d) - o, "/%s/%d", t->master, t->db);
+        if (t->mode == RL_REDIS_SENTINEL)
+            (void)snprintf(d + o, sizeof(d) - o, "/%s/%d", t->master, t->db);
     } else {
         (void)snprintf(d, sizeof(d),
                        strchr(t->host, ':') ? "redis://%s[%s]:%d/%d" : "redis://%s%s:%d/%d", user,
@@ -266,29 +269,50 @@ static int parse_tcp_url(struct rl_redis_target *t, const char *s, const char **
     return parse_url_db(&t->db, s, why);
 }
 
+/* host[:port][,host[:port]...] into t->nodes (defport when a port is
+ * missing); *rest after the list. */
+static int parse_url_nodes(struct rl_redis_target *t, int defport, const char *s, const char **rest,
+                           const char **why)
+{
+    for (;;) {
+        struct rl_redis_node *node = &t->nodes[t->nnodes];
+
+        *why = "expected at most 16 host:port in the list";
+        if (t->nnodes == REDISURL_NODES_MAX)
+            return RL_ERR;
+        if (parse_url_host(&node->host, s, &s, why) != RL_OK)
+            return RL_ERR;
+        t->nnodes++;
+        if (parse_url_port(&node->port, defport, s, &s, why) != RL_OK)
+            return RL_ERR;
+        if (*s != ',')
+            break;
+        s++;
+    }
+    *rest = s;
+    return RL_OK;
+}
+
+/* redis+cluster://[[USER]:PASSWORD@]host[:port][,host[:port]...][/]; s
+ * points after the "//". A cluster has database 0 only. */
+static int parse_cluster_url(struct rl_redis_target *t, const char *s, const char **why)
+{
+    if (parse_url_userinfo(t, s, &s, why) != RL_OK || parse_url_nodes(t, 6379, s, &s, why) != RL_OK)
+        return RL_ERR;
+    *why = "expected redis+cluster://[[USER]:PASSWORD@]host[:port][,host[:port]...] (a cluster "
+           "has no database but 0)";
+    return strcmp(s, "") == 0 || strcmp(s, "/") == 0 || strcmp(s, "/0") == 0 ? RL_OK : RL_ERR;
+}
+
 /* redis+sentinel://[[USER]:PASSWORD@]host[:port][,host[:port]...]/MASTER[/db];
  * s points after the "//". */
 static int parse_sentinel_url(struct rl_redis_target *t, const char *s, const char **why)
 {
     size_t n;
 
-    if (parse_url_userinfo(t, s, &s, why) != RL_OK)
+    if (parse_url_userinfo(t, s, &s, why) != RL_OK ||
+        parse_url_nodes(t, 26379, s, &s, why) != RL_OK)
         return RL_ERR;
-    for (;;) {
-        struct rl_redis_node *node = &t->nodes[t->nnodes];
-
-        *why = "expected at most 16 sentinels";
-        if (t->nnodes == REDISURL_NODES_MAX)
-            return RL_ERR;
-        if (parse_url_host(&node->host, s, &s, why) != RL_OK)
-            return RL_ERR;
-        t->nnodes++;
-        if (parse_url_port(&node->port, 26379, s, &s, why) != RL_OK)
-            return RL_ERR;
-        if (*s != ',')
-            break;
-        s++;
-    }
     *why = "expected /MASTERNAME (letters, digits, '.', '-', '_') after the sentinels";
     if (*s != '/')
         return RL_ERR;
@@ -313,6 +337,7 @@ static const struct url_scheme {
     {"redis://", RL_REDIS_SERVER, parse_tcp_url},
     {"unix://", RL_REDIS_SERVER, parse_unix_url},
     {"redis+sentinel://", RL_REDIS_SENTINEL, parse_sentinel_url},
+    {"redis+cluster://", RL_REDIS_CLUSTER, parse_cluster_url},
 };
 
 #define NSCHEMES (sizeof(url_schemes) / sizeof(url_schemes[0]))
@@ -324,7 +349,8 @@ int redisurl_parse(const char *url, struct rl_redis_target *t, const char **why)
 
     *why = "expected redis://[[USER]:PASSWORD@]host[:port][/db], "
            "unix:///path/redis.sock[?db=N] or "
-           "redis+sentinel://[[USER]:PASSWORD@]host[:port][,host[:port]...]/MASTERNAME[/db]";
+           "redis+sentinel://[[USER]:PASSWORD@]host[:port][,host[:port]...]/MASTERNAME[/db] or "
+           "redis+cluster://[[USER]:PASSWORD@]host[:port][,host[:port]...]";
     if (url == NULL || strlen(url) > REDISURL_MAX)
         return RL_ERR;
     for (i = 0; i < NSCHEMES; i++) {

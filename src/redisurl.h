@@ -5,10 +5,10 @@
  * Schemes: redis://[[USER]:PASSWORD@]host[:port][/db] (user and password
  * percent-decoded, RFC 3986 2.1), unix:///path/redis.sock[?db=N] and
  * redis+sentinel://[[USER]:PASSWORD@]host[:port][,host[:port]...]/MASTER[/db]
- * (the sentinels, default port 26379; the credentials are the master's).
- * Each is one row of the scheme table in redisurl.c with its parser and
- * the mode it gives; a scheme that reaches Redis another way (a Cluster)
- * is a new mode and a new row.
+ * (the sentinels, default port 26379; the credentials are the master's)
+ * and redis+cluster://[[USER]:PASSWORD@]host[:port][,host[:port]...] (seed
+ * nodes of a Cluster, default port 6379). Each is one row of the scheme
+ * table in redisurl.c with its parser and the mode it gives.
  */
 #ifndef RL_REDISURL_H
 #define RL_REDISURL_H
@@ -18,15 +18,16 @@
 /* How the target is reached. */
 enum rl_redis_mode {
     RL_REDIS_SERVER = 0, /* one server: host:port, or a unix socket path */
-    RL_REDIS_SENTINEL    /* the master that sentinels name */
+    RL_REDIS_SENTINEL,   /* the master that sentinels name */
+    RL_REDIS_CLUSTER     /* the masters of a Redis Cluster, found from seed nodes */
 };
 
 #define REDISURL_MAX 1024     /* longest URL accepted */
 #define REDISURL_PW_MAX 1024  /* longest password, in the URL or not */
-#define REDISURL_NODES_MAX 16 /* most sentinels in one URL */
+#define REDISURL_NODES_MAX 16 /* most sentinels or seed nodes in one URL */
 #define REDISURL_NAME_MAX 128 /* longest master name */
 
-/* A host and port: a sentinel. */
+/* A host and port: a sentinel or a seed node. */
 struct rl_redis_node {
     char *host; /* owned */
     int port;
@@ -44,7 +45,8 @@ struct rl_redis_target {
     char *display;  /* "redis://[user@]host:port/db" or "unix:///p?db=N", never the password */
     char *sentinel_password; /* RATELIMIT_SENTINEL_PASSWORD, or NULL; owned */
     /* RL_REDIS_SENTINEL: the sentinels in the URL's order and the master's
-     * name (host, port and path are unset: the sentinels tell them). */
+     * name; RL_REDIS_CLUSTER: the seed nodes (host, port and path are
+     * unset: the sentinels or the cluster tell them). */
     struct rl_redis_node nodes[REDISURL_NODES_MAX];
     int nnodes;
     char *master; /* owned */

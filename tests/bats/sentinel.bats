@@ -27,6 +27,11 @@ master_get() {
     rcli_at "$T/master.sock" GET "$1"
 }
 
+# replica_holds KEY VALUE: the replica ($T/replica.sock) has KEY = VALUE.
+replica_holds() {
+    [ "$(rcli_at "$T/replica.sock" GET "$1")" = "$2" ]
+}
+
 @test "sentinel: the master they name is used, limits are exact, --check names it" {
     run check_run
     assert_success
@@ -38,7 +43,7 @@ master_get() {
     done
     assert_equal "$(master_get "$(ip_key 127.0.0.1)")" 3
     # The replica has it too: the count lives on the master.
-    retry 50 0.1 test "$(rcli_at "$T/replica.sock" GET "$(ip_key 127.0.0.1)")" = 3
+    retry 50 0.1 replica_holds "$(ip_key 127.0.0.1)" 3
 }
 
 @test "sentinel: a dead sentinel first in the list is passed over" {
@@ -142,7 +147,7 @@ master_get() {
     key=$(ip_key 127.0.0.1)
     expect_n_ok 10 "$BASE/cgi-bin/ok.cgi"
     assert_equal "$(master_get "$key")" 10
-    retry 50 0.1 test "$(rcli_at "$T/replica.sock" GET "$key")" = 10
+    retry 50 0.1 replica_holds "$key" 10
     pids_before=$(pgrep -P "$LT_PID" | sort | tr '\n' ' ')
     # The master dies under traffic; requests keep coming, one every 50 ms.
     kill -9 "${SENTINEL_SERVER_PIDS[0]}"

@@ -362,6 +362,29 @@ static void test_store(void)
               with(ENV("RATELIMIT_STORE=keys", "RATELIMIT_ALGORITHM=sliding-log")) != NULL);
 }
 
+static void test_cluster_limits(void)
+{
+    test_cond("cluster: keys store, one identity for all rules",
+              with(ENV("RATELIMIT_REDIS_URL=redis+cluster://h:7000",
+                       "RATELIMIT_RULES=a ip 5/1s; b ip 9/1m token-bucket")) &&
+                  cur->redis.mode == RL_REDIS_CLUSTER && cur->nrules == 2 &&
+                  with(ENV("RATELIMIT_REDIS_URL=redis+cluster://h:7000",
+                           "RATELIMIT_RULES=a header:X-Api-Key 5/1s; b header:x-api-key 9/1m")));
+    test_cond("cluster: buckets refused for now",
+              !with(ENV("RATELIMIT_REDIS_URL=redis+cluster://h:7000", "RATELIMIT_STORE=buckets")) &&
+                  cur_err.kind == RL_E_CONFIG && strstr(cur_err.msg, "redis+cluster://") != NULL);
+    test_cond("cluster: rules keyed by different identities refused for now, naming them",
+              !with(ENV("RATELIMIT_REDIS_URL=redis+cluster://h:7000",
+                        "RATELIMIT_RULES=a ip 5/1s; b header:X-Api-Key 9/1m")) &&
+                  strstr(cur_err.msg, "rule 'b' header:X-Api-Key") != NULL);
+    test_cond("cluster: a prefix with a brace refused (it would move the hash tag)",
+              !with(ENV("RATELIMIT_REDIS_URL=redis+cluster://h:7000", "RATELIMIT_PREFIX=rl{x}:")) &&
+                  strncmp(cur_err.msg, "RATELIMIT_PREFIX: ", 18) == 0 &&
+                  with(ENV("RATELIMIT_PREFIX=rl{x}:")) != NULL);
+    test_cond("not a cluster: rules keyed by different identities are fine",
+              with(ENV("RATELIMIT_RULES=a ip 5/1s; b header:X-Api-Key 9/1m")) != NULL);
+}
+
 static void test_strings_lists(void)
 {
     char big[300];
@@ -1127,6 +1150,7 @@ int main(void)
     test_name();
     test_enums();
     test_store();
+    test_cluster_limits();
     test_strings_lists();
     test_redis_url();
     test_unix_path_len();

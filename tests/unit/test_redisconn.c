@@ -192,7 +192,7 @@ static redisReply *eval(struct redisconn *rc, const struct rl_config *cfg, struc
     redisconn_cmd_str(&cmd, sha, strlen(sha));
     redisconn_cmd_ll(&cmd, 0);
     rl_err_clear(err);
-    return redisconn_eval(rc, cfg, script, sha, &cmd, err);
+    return redisconn_eval(rc, cfg, script, sha, &cmd, "k", err);
 }
 
 /* A reply trickled a byte every 20 ms (2 s in all) with a 200 ms timeout:

@@ -1,6 +1,6 @@
 /*
  * test_redisurl.c - RATELIMIT_REDIS_URL on its own (src/redisurl.c): the
- * redis://, unix:// and redis+sentinel:// forms, userinfo with
+ * redis://, unix://, redis+sentinel:// and redis+cluster:// forms, userinfo with
  * percent-encoding, IPv6 hosts, ports and databases at and past their
  * bounds, the display (never the password), the mask for error messages,
  * that a refused URL leaves the target untouched, and target equality and
@@ -147,6 +147,23 @@ static void test_sentinel(void)
     test_cond("sentinel: master name of 129 refused", bad(url));
 }
 
+static void test_cluster(void)
+{
+    test_cond("cluster: seeds, default port",
+              ok("redis+cluster://10.0.0.1:7000,10.0.0.2,[::1]:7002") &&
+                  t.mode == RL_REDIS_CLUSTER && t.nnodes == 3 && t.nodes[0].port == 7000 &&
+                  t.nodes[1].port == 6379 && str_is(t.nodes[2].host, "::1") && t.host == NULL &&
+                  t.db == 0 && t.master == NULL &&
+                  str_is(t.display, "redis+cluster://10.0.0.1:7000,10.0.0.2:6379,[::1]:7002"));
+    test_cond("cluster: user and password, db 0 or a slash",
+              ok("redis+cluster://app:pw@h:1/0") && str_is(t.user, "app") &&
+                  str_is(t.password, "pw") && str_is(t.display, "redis+cluster://app@h:1") &&
+                  ok("redis+cluster://h/") && t.nnodes == 1);
+    test_cond("cluster: bad forms", bad("redis+cluster://") && bad("redis+cluster://h/1") &&
+                                        bad("redis+cluster://h/m") && bad("redis+cluster://h,") &&
+                                        bad("redis+cluster://h:0") && bad("redis+cluster://h?x"));
+}
+
 static void test_eq_copy(void)
 {
     struct rl_redis_target a, b, c;
@@ -247,6 +264,7 @@ int main(void)
     test_userinfo();
     test_unix();
     test_sentinel();
+    test_cluster();
     test_eq_copy();
     test_bad();
     test_keeps_sentinel_password();
