@@ -19,13 +19,6 @@ teardown() {
     redis_stop
 }
 
-# period_start PERIOD_MS: sleep to just after the start of the next period
-# of the clock (buckets' windows and epochs are aligned to it), so that
-# a test's requests fall within one.
-period_start() {
-    sleep_ms $(($1 - $(now_ms) % $1 + 50))
-}
-
 # limit_cycle QUOTA MAXTTL: QUOTA requests admitted with remaining
 # QUOTA-1 .. 0, the next two denied with 1 <= ttl <= MAXTTL = Retry-After.
 # The requests go out first and are checked afterwards, and Redis is

@@ -73,6 +73,13 @@ now_ms() {
     rcli TIME | tr '\n' ' ' | awk '{ printf "%.0f", $1 * 1000 + int($2 / 1000) }'
 }
 
+# period_start PERIOD_MS: sleep to just after the start of the next period
+# of the server's clock (aligned windows and epochs: buckets, the keys
+# store's sliding-window), so that a test's requests fall within one.
+period_start() {
+    sleep_ms $(($1 - $(now_ms) % $1 + 50))
+}
+
 # key_states: one line "TYPE PTTL SIZE" per key in Redis, sorted. SIZE:
 # ZCARD of a sorted set, HLEN of a hash; for a string, the fixed-window
 # count, the c of a sliding-window "s c p", or "tat" for a token-bucket
