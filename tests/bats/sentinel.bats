@@ -32,6 +32,19 @@ replica_holds() {
     [ "$(rcli_at "$T/replica.sock" GET "$1")" = "$2" ]
 }
 
+# check_then_limit: --check passes; plain CGI requests of 127.0.0.1 get
+# 3 x 200 then 429, the count 3 on the master.
+check_then_limit() {
+    local want
+    run check_run
+    assert_success
+    for want in 200 200 200 429; do
+        run cgi_run </dev/null
+        assert_equal "$(status_of)" "$want"
+    done
+    assert_equal "$(master_get "$(ip_key 127.0.0.1)")" 3
+}
+
 @test "sentinel: the master they name is used, limits are exact, --check names it" {
     run check_run
     assert_success
@@ -49,13 +62,7 @@ replica_holds() {
 @test "sentinel: a dead sentinel first in the list is passed over" {
     dead=$(free_port)
     export RATELIMIT_REDIS_URL="redis+sentinel://127.0.0.1:$dead,${SENTINEL_URL#redis+sentinel://}"
-    run check_run
-    assert_success
-    for want in 200 200 200 429; do
-        run cgi_run </dev/null
-        assert_equal "$(status_of)" "$want"
-    done
-    assert_equal "$(master_get "$(ip_key 127.0.0.1)")" 3
+    check_then_limit
 }
 
 @test "sentinel: a master name the sentinels do not know: --check says so, requests follow RATELIMIT_FAIL" {
@@ -124,13 +131,7 @@ replica_holds() {
         (set -f; rcli_at "$T/$s.sock" $line) | grep -qx OK
     done
     export RATELIMIT_REDIS_URL="redis+sentinel://ratelimit:acl-pw-2@${SENTINEL_URL#redis+sentinel://}"
-    run check_run
-    assert_success
-    for want in 200 200 200 429; do
-        run cgi_run </dev/null
-        assert_equal "$(status_of)" "$want"
-    done
-    assert_equal "$(master_get "$(ip_key 127.0.0.1)")" 3
+    check_then_limit
     rcli_at "$T/master.sock" ACL SETUSER ratelimit -role | grep -qx OK
     run check_run
     assert_failure
