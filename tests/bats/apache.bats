@@ -30,6 +30,11 @@ setup() {
 }
 
 teardown() {
+    # a failed test shows what Apache and mod_fcgid said
+    if [ -z "${BATS_TEST_COMPLETED:-}" ] && [ -s "$T/apache/error.log" ]; then
+        echo "-- the end of Apache's error log:" >&2
+        tail -n 15 "$T/apache/error.log" >&2
+    fi
     apache_stop
     listen_stop
     kill_leftovers

@@ -37,6 +37,25 @@ static int drop_log(void *ctx, const char *line, int len)
     return 0;
 }
 
+static int holds(const char *s, const char *pw)
+{
+    return s != NULL && strstr(s, pw) != NULL;
+}
+
+/* 1 when pw is also part of what the display form must show: the host
+ * or socket path, a sentinel's or seed node's host, the master's name. */
+static int shown_elsewhere(const struct rl_redis_target *t, const char *pw)
+{
+    int i;
+
+    if (holds(t->host, pw) || holds(t->path, pw) || holds(t->master, pw))
+        return 1;
+    for (i = 0; i < t->nnodes; i++)
+        if (holds(t->nodes[i].host, pw))
+            return 1;
+    return 0;
+}
+
 /* Check what rlconfig.h promises of a parsed configuration. */
 static void check_config(const struct rl_config *cfg)
 {
@@ -72,9 +91,12 @@ static void check_config(const struct rl_config *cfg)
     if (cfg->redis.user != NULL && (shown = strchr(shown, '@')) == NULL)
         abort(); /* the user name is shown, percent-encoded, before an '@' */
     if (pw != NULL && strlen(pw) >= 6 && strspn(pw, "0123456789") != strlen(pw) &&
-        strstr(shown, pw) != NULL &&
-        (cfg->redis.host == NULL || strstr(cfg->redis.host, pw) == NULL) &&
-        (cfg->redis.path == NULL || strstr(cfg->redis.path, pw) == NULL))
+        strstr(shown, pw) != NULL && !shown_elsewhere(&cfg->redis, pw))
+        abort();
+    pw = cfg->redis.sentinel_password;
+    if (pw != NULL && strlen(pw) >= 6 && strspn(pw, "0123456789") != strlen(pw) &&
+        strstr(cfg->redis.display, pw) != NULL && !shown_elsewhere(&cfg->redis, pw) &&
+        !holds(cfg->redis.user, pw))
         abort();
 }
 
@@ -106,12 +128,13 @@ static void check_boundaries(const struct rl_config *base, const struct rl_confi
  * message must not hold MARK (unless v itself does). */
 static void fuzz_url_secret(const char *val)
 {
-    static const char *const schemes[] = {"redis://", "rediss://", "unix://", ""};
+    static const char *const schemes[] = {"redis://",         "rediss://", "unix://", "",
+                                          "redis+sentinel://", "redis+cluster://"};
     size_t len = strlen(val), half = len / 2;
     char *kv, *env[2];
     struct rl_config *cfg;
     struct rl_err err;
-    const char *scheme = schemes[len % 4];
+    const char *scheme = schemes[len % 6];
     size_t n = 20 + strlen(scheme) + len + sizeof(MARK) + 2;
 
     if (strstr(val, MARK) != NULL || (kv = malloc(n)) == NULL)

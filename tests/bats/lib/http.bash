@@ -110,7 +110,7 @@ assert_exact_split() {
     ok=$(grep -c '^200$' "$1" || true)
     denied=$(grep -c '^429$' "$1" || true)
     total=$(wc -l <"$1")
-    echo "200: $ok, 429: $denied, of $total" >&2
+    echo "200: $ok, 429: $denied, of $total; every answer:" $(sort "$1" | uniq -c) >&2
     [ "$ok" -eq "$2" ] && [ "$denied" -eq "$3" ] && [ "$total" -eq $(($2 + $3)) ]
 }
 
