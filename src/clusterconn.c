@@ -86,6 +86,16 @@ static void conn_drop(struct clusterconn *cc, const char *host, int port)
     }
 }
 
+/* How many entries of the table are free. */
+static size_t conn_unused(const struct clusterconn *cc)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < CLUSTER_NODES_MAX; i++)
+        n += cc->conn[i].ctx == NULL;
+    return n;
+}
+
 /* The connection to host:port, made (logged in, script loaded) when there
  * is none. NULL with *err and *conf. */
 static redisContext *conn_get(struct clusterconn *cc, const struct rl_redis_target *t,
@@ -284,6 +294,109 @@ int clusterconn_eval(struct clusterconn *cc, const struct rl_redis_target *t, in
     }
     rl_err_set(err, RL_E_REDIS, "cluster: slot %u: too many redirections", slot);
     return RN_DOWN;
+}
+
+/* clusterconn_eval_many's states of a command before its outcome. */
+enum { MANY_SENT = -1, MANY_ALONE = -2 };
+
+/* Every command after the i-th that went out on c gets RN_DOWN: c is
+ * gone, and with it their replies (a command sent may still have run). */
+static void many_lost(size_t i, size_t n, redisContext *c, redisContext **on, int *outcome)
+{
+    for (; i < n; i++) {
+        if (outcome[i] == MANY_SENT && on[i] == c)
+            outcome[i] = RN_DOWN;
+    }
+}
+
+void clusterconn_eval_many(struct clusterconn *cc, const struct rl_redis_target *t, int timeout_ms,
+                           size_t n, const unsigned *slots, const char *const *scripts,
+                           const char *const *shas, const struct redisconn_cmd *const *cmds,
+                           redisReply **out, int *outcome, int *conf, struct rl_err *err)
+{
+    redisContext *on[CLUSTERCONN_MANY_MAX];
+    struct cluster_node where[CLUSTERCONN_MANY_MAX];
+    long long deadline;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        out[i] = NULL;
+        outcome[i] = MANY_ALONE;
+    }
+    if (n > CLUSTERCONN_MANY_MAX) {
+        rl_err_set(err, RL_E_REDIS, "cluster: %zu commands at once (at most %d)", n,
+                   CLUSTERCONN_MANY_MAX);
+        for (i = 0; i < n; i++)
+            outcome[i] = RN_DOWN;
+        return;
+    }
+    if (!cc->have_map &&
+        map_refresh(cc, t, timeout_ms, scripts[0], shas[0], NULL, 0, conf, err) != RL_OK) {
+        for (i = 0; i < n; i++)
+            outcome[i] = RN_DOWN;
+        return;
+    }
+    /* conn_get() gives up a connection when the table is full: make room
+     * first, so that none of ours is given up while its reply is due. */
+    if (conn_unused(cc) < n) {
+        for (i = 0; i < CLUSTER_NODES_MAX; i++) {
+            if (cc->conn[i].ctx != NULL)
+                redisFree(cc->conn[i].ctx);
+            cc->conn[i].ctx = NULL;
+        }
+    }
+    /* Send them all. */
+    deadline = now_ms() + timeout_ms;
+    for (i = 0; i < n; i++) {
+        const struct cluster_node *owner = cluster_map_lookup(&cc->map, slots[i]);
+        struct rediswire_part part = {cmds[i]->buf, cmds[i]->len};
+
+        if (owner == NULL)
+            continue; /* alone: it reads the map again */
+        where[i] = *owner;
+        on[i] =
+            conn_get(cc, t, timeout_ms, owner->host, owner->port, scripts[i], shas[i], conf, err);
+        if (on[i] == NULL)
+            continue; /* alone: it reads the map from another node */
+        if (rediswire_send(on[i], &part, 1, deadline, "EVALSHA", err) != RL_OK) {
+            outcome[i] = MANY_SENT;
+            many_lost(0, i + 1, on[i], on, outcome);
+            conn_drop(cc, where[i].host, where[i].port);
+            continue;
+        }
+        outcome[i] = MANY_SENT;
+    }
+    /* Then read them, in the order they went out on each connection. */
+    for (i = 0; i < n; i++) {
+        redisReply *r;
+
+        if (outcome[i] != MANY_SENT)
+            continue;
+        r = rediswire_read(on[i], deadline, "EVALSHA", err);
+        if (r == NULL) {
+            many_lost(i, n, on[i], on, outcome);
+            conn_drop(cc, where[i].host, where[i].port);
+            continue;
+        }
+        if (rediswire_error_is(r, "NOSCRIPT") || rediswire_error_is(r, "MOVED") ||
+            rediswire_error_is(r, "ASK")) {
+            freeReplyObject(r); /* not run: alone, it follows or loads */
+            outcome[i] = MANY_ALONE;
+            continue;
+        }
+        outcome[i] = redisnode_outcome_of(r, &out[i], conf, err);
+        if (outcome[i] == RN_REDIRECT) { /* not reached: MOVED, ASK above */
+            freeReplyObject(out[i]);
+            out[i] = NULL;
+            outcome[i] = RN_DOWN;
+        }
+    }
+    /* The ones that need the map, a connection or a redirection. */
+    for (i = 0; i < n; i++) {
+        if (outcome[i] == MANY_ALONE)
+            outcome[i] = clusterconn_eval(cc, t, timeout_ms, slots[i], scripts[i], shas[i], cmds[i],
+                                          &out[i], conf, err);
+    }
 }
 
 int clusterconn_check(struct clusterconn *cc, const struct rl_redis_target *t, int timeout_ms,

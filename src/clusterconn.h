@@ -42,6 +42,24 @@ int clusterconn_eval(struct clusterconn *cc, const struct rl_redis_target *t, in
                      const struct redisconn_cmd *cmd, redisReply **out, int *conf,
                      struct rl_err *err);
 
+/* At most this many commands in one clusterconn_eval_many(). */
+#define CLUSTERCONN_MANY_MAX 8
+
+/*
+ * n (<= CLUSTERCONN_MANY_MAX) EVALSHAs at once: cmds[i] (of shas[i], the
+ * SHA-1 of scripts[i], its keys in slots[i]) to the master of slots[i].
+ * All are sent, each to its master, before any reply is read, and every
+ * reply is read within one timeout_ms; a command answered with a
+ * redirection or NOSCRIPT is run again alone (clusterconn_eval), as is
+ * one whose master is not known or not reachable. outcome[i]: enum
+ * redisnode_outcome (never RN_REDIRECT); out[i] the reply for RN_OK
+ * (caller owns), else NULL. *err (and *conf) tell of the last failure.
+ */
+void clusterconn_eval_many(struct clusterconn *cc, const struct rl_redis_target *t, int timeout_ms,
+                           size_t n, const unsigned *slots, const char *const *scripts,
+                           const char *const *shas, const struct redisconn_cmd *const *cmds,
+                           redisReply **out, int *outcome, int *conf, struct rl_err *err);
+
 /*
  * For --check: read the slot map now. RL_OK when every slot has a master,
  * else RL_ERR with *err ("N of 16384 slots covered", or why no node

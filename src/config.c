@@ -453,14 +453,11 @@ static int check_store(const struct rl_config *cfg, struct rl_err *err)
     return RL_OK;
 }
 
-/* redis+cluster:// for now takes the keys store only (the bucket hashes
- * are not the keys a script declares) and rules that all key by the same
- * identity (so that a client's keys share one hash tag, one slot, and the
- * check stays one script). */
+/* redis+cluster:// for now takes the keys store only: the bucket hashes
+ * are not the keys a script declares. (Rules keyed by different
+ * identities are checked one script per slot: limiter.c.) */
 static int check_cluster(const struct rl_config *cfg, struct rl_err *err)
 {
-    size_t i;
-
     if (cfg->redis.mode != RL_REDIS_CLUSTER)
         return RL_OK;
     if (strpbrk(cfg->prefix, "{}") != NULL) {
@@ -473,17 +470,6 @@ static int check_cluster(const struct rl_config *cfg, struct rl_err *err)
         rl_err_set(err, RL_E_CONFIG,
                    "RATELIMIT_STORE: 'buckets' is not supported with redis+cluster:// yet");
         return RL_ERR;
-    }
-    for (i = 1; i < cfg->nrules; i++) {
-        if (cfg->rules[i].key_kind != cfg->rules[0].key_kind ||
-            strcmp(cfg->rules[i].key_param, cfg->rules[0].key_param) != 0) {
-            rl_err_set(err, RL_E_CONFIG,
-                       "RATELIMIT_RULES: with redis+cluster:// every rule must key by the same "
-                       "identity for now (rule '%s' uses %s, rule '%s' %s)",
-                       cfg->rules[0].name, cfg->rules[0].key_spec, cfg->rules[i].name,
-                       cfg->rules[i].key_spec);
-            return RL_ERR;
-        }
     }
     return RL_OK;
 }

@@ -18,6 +18,7 @@
 
 #include <string.h>
 
+#include "cluster.h"
 #include "log.h"
 #include "lua_scripts.h"
 #include "redisconn.h"
@@ -94,14 +95,14 @@ const char *limiter_pick_script(const struct rl_config *cfg, const char *const *
 /* ------------------------------------------------------------ the call */
 
 /* EVALSHA sha numkeys, the keys of the applied rules, then their 4
- * numbers each, in RESP into *cmd. RL_ERR when it does not fit (a key
- * longer than RL_KEY_MAX). */
+ * numbers each (and "refund" when refund: src/lua/main.lua), in RESP into
+ * *cmd. RL_ERR when it does not fit (a key longer than RL_KEY_MAX). */
 static int cmd_build(struct redisconn_cmd *cmd, const char *sha, const struct rl_config *cfg,
-                     const char *const *keys, size_t napplied)
+                     const char *const *keys, size_t napplied, int refund)
 {
     size_t i;
 
-    redisconn_cmd_init(cmd, (int)(3 + napplied * (1 + ARGS_PER_RULE)));
+    redisconn_cmd_init(cmd, (int)(3 + napplied * (1 + ARGS_PER_RULE)) + (refund ? 1 : 0));
     redisconn_cmd_str(cmd, "EVALSHA", 7);
     redisconn_cmd_str(cmd, sha, strlen(sha));
     redisconn_cmd_ll(cmd, (long long)napplied);
@@ -119,6 +120,8 @@ static int cmd_build(struct redisconn_cmd *cmd, const char *sha, const struct rl
         redisconn_cmd_ll(cmd, r->window_ms);
         redisconn_cmd_ll(cmd, r->burst > 0 ? r->burst : r->limit);
     }
+    if (refund)
+        redisconn_cmd_str(cmd, "refund", 6);
     return redisconn_cmd_complete(cmd) ? RL_OK : RL_ERR;
 }
 
@@ -134,6 +137,161 @@ static void decision_init(struct rl_decision *out, const struct rl_config *cfg)
         out->r[i].allowed = 1;
         out->r[i].remaining = cfg->rules[i].limit;
     }
+}
+
+/* ------------------------------------------------------------ split checks */
+
+/*
+ * On a Redis Cluster, rules keyed by different identities have keys in
+ * different slots, most likely on different masters: one script cannot
+ * check them all. Each slot's rules get their own EVALSHA, all sent before
+ * any reply is read (redisconn_eval_many); each is atomic for its rules.
+ * When any of them denies (or fails), the others' charges are given back
+ * (the script's "refund" form), so that a denied request is still charged
+ * to no rule. Between the charge and the give-back (one more round trip)
+ * a concurrent request of the same client may see the count one higher.
+ */
+
+static size_t pick_worst(const struct rl_decision *d);
+
+/* The applied rules whose keys are in one slot (keys[] NULL for others). */
+struct slot_group {
+    unsigned slot;
+    const char *keys[RL_MAX_RULES];
+    unsigned char applied[RL_MAX_RULES];
+    size_t napplied;
+    const char *script, *sha;
+    const char *route; /* a key of the group: where it goes */
+};
+
+/* The applied keys grouped by slot into g; the number of groups. */
+static size_t group_by_slot(const struct rl_config *cfg, const char *const *keys,
+                            struct slot_group *g)
+{
+    size_t i, j, n = 0;
+
+    for (i = 0; i < cfg->nrules && i < RL_MAX_RULES; i++) {
+        unsigned slot;
+
+        if (keys[i] == NULL)
+            continue;
+        slot = cluster_key_slot(keys[i], strlen(keys[i]));
+        for (j = 0; j < n && g[j].slot != slot; j++)
+            ;
+        if (j == n) {
+            memset(&g[n], 0, sizeof(g[n]));
+            g[n].slot = slot;
+            g[n].route = keys[i];
+            n++;
+        }
+        g[j].keys[i] = keys[i];
+        g[j].applied[i] = 1;
+        g[j].napplied++;
+    }
+    return n;
+}
+
+/* The EVALSHA (or its refund form) of the groups g[i] with pick[i] set,
+ * all at once; replies[i] for those (NULL when it failed). RL_OK when
+ * every one was answered. */
+static int send_groups(struct redisconn *rc, const struct rl_config *cfg, struct slot_group *g,
+                       size_t ng, const unsigned char *pick, int refund, struct redisconn_cmd *cmds,
+                       redisReply **replies, struct rl_err *err)
+{
+    const char *scripts[RL_MAX_RULES], *shas[RL_MAX_RULES], *routes[RL_MAX_RULES];
+    const struct redisconn_cmd *cp[RL_MAX_RULES];
+    redisReply *got[RL_MAX_RULES];
+    size_t i, n = 0;
+    int ret;
+
+    for (i = 0; i < ng; i++) {
+        replies[i] = NULL;
+        if (!pick[i])
+            continue;
+        g[i].script = limiter_pick_script(cfg, g[i].keys, &g[i].sha);
+        if (cmd_build(&cmds[i], g[i].sha, cfg, g[i].keys, g[i].napplied, refund) != RL_OK) {
+            rl_err_set(err, RL_E_CONFIG, "the EVALSHA request exceeds %d bytes", RL_CMD_MAX);
+            return RL_ERR;
+        }
+        scripts[n] = g[i].script;
+        shas[n] = g[i].sha;
+        routes[n] = g[i].route;
+        cp[n++] = &cmds[i];
+    }
+    if (n == 0)
+        return RL_OK;
+    ret = redisconn_eval_many(rc, cfg, n, scripts, shas, cp, routes, got, err);
+    for (i = 0, n = 0; i < ng; i++) {
+        if (pick[i])
+            replies[i] = got[n++];
+    }
+    return ret;
+}
+
+/* Give back what the groups with charged[i] set charged; a failure is
+ * logged (the rules keep the charge until their windows pass). */
+static void give_back(struct redisconn *rc, const struct rl_config *cfg, struct slot_group *g,
+                      size_t ng, const unsigned char *charged, struct redisconn_cmd *cmds)
+{
+    redisReply *replies[RL_MAX_RULES];
+    struct rl_err err;
+    size_t i;
+    int ret;
+
+    rl_err_clear(&err);
+    ret = send_groups(rc, cfg, g, ng, charged, 1, cmds, replies, &err);
+    for (i = 0; i < ng; i++) {
+        if (replies[i] != NULL)
+            freeReplyObject(replies[i]);
+    }
+    if (ret != RL_OK)
+        rl_log(RL_LOG_WARN,
+               "redis %s: a denied request's charge could not be given back to the rules of "
+               "other slots (they keep it until their windows pass): %s",
+               cfg->redis.display, err.msg);
+}
+
+/* limiter_check() for keys in ng > 1 slots (see above). */
+static int check_split(struct redisconn *rc, const struct rl_config *cfg, struct slot_group *g,
+                       size_t ng, struct rl_decision *out, struct rl_err *err)
+{
+    struct redisconn_cmd cmds[RL_MAX_RULES];
+    redisReply *replies[RL_MAX_RULES];
+    unsigned char all[RL_MAX_RULES], charged[RL_MAX_RULES];
+    size_t i, j;
+    int ok;
+
+    memset(all, 1, sizeof(all));
+    memset(charged, 0, sizeof(charged));
+    ok = send_groups(rc, cfg, g, ng, all, 0, cmds, replies, err) == RL_OK;
+    for (i = 0; i < ng; i++) {
+        struct rl_decision d;
+
+        if (replies[i] == NULL)
+            continue;
+        if (limiter_decode(replies[i], cfg, g[i].applied, &d, err) != RL_OK) {
+            ok = 0;
+        } else {
+            charged[i] = (unsigned char)d.allowed;
+            out->allowed = out->allowed && d.allowed;
+            for (j = 0; j < cfg->nrules; j++) {
+                if (g[i].applied[j])
+                    out->r[j] = d.r[j];
+            }
+        }
+        freeReplyObject(replies[i]);
+    }
+    if (!ok || !out->allowed)
+        give_back(rc, cfg, g, ng, charged, cmds);
+    if (!ok) {
+        /* RATELIMIT_FAIL decides, as for one script. */
+        if (err != NULL)
+            err->kind = err->kind == RL_E_CONFIG ? RL_E_CONFIG : RL_E_REDIS;
+        decision_init(out, cfg);
+        return RL_ERR;
+    }
+    out->worst = pick_worst(out);
+    return RL_OK;
 }
 
 int limiter_check(struct redisconn *rc, const struct rl_config *cfg, const char *const *keys,
@@ -158,7 +316,14 @@ int limiter_check(struct redisconn *rc, const struct rl_config *cfg, const char 
     if (napplied == 0)
         return RL_OK;
     script = limiter_pick_script(cfg, keys, &sha);
-    if (cmd_build(&cmd, sha, cfg, keys, napplied) != RL_OK) {
+    if (cfg->redis.mode == RL_REDIS_CLUSTER) {
+        struct slot_group g[RL_MAX_RULES];
+        size_t ng = group_by_slot(cfg, keys, g);
+
+        if (ng > 1)
+            return check_split(rc, cfg, g, ng, out, err);
+    }
+    if (cmd_build(&cmd, sha, cfg, keys, napplied, 0) != RL_OK) {
         rl_err_set(err, RL_E_CONFIG, "the EVALSHA request exceeds %d bytes", RL_CMD_MAX);
         return RL_ERR;
     }

@@ -509,6 +509,56 @@ redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, co
     return reply; /* NULL for EV_SCRIPT_ERROR */
 }
 
+int redisconn_eval_many(struct redisconn *rc, const struct rl_config *cfg, size_t n,
+                        const char *const *scripts, const char *const *shas,
+                        const struct redisconn_cmd *const *cmds, const char *const *keys,
+                        redisReply **out, struct rl_err *err)
+{
+    unsigned slots[REDISCONN_MANY_MAX];
+    int outcome[REDISCONN_MANY_MAX], down = 0, failed = 0;
+    size_t i;
+
+    _Static_assert(REDISCONN_MANY_MAX <= CLUSTERCONN_MANY_MAX, "the cluster room takes them all");
+    for (i = 0; i < n; i++)
+        out[i] = NULL;
+    if (n > REDISCONN_MANY_MAX) {
+        rl_err_set(err, RL_E_REDIS, "%zu commands at once (at most %d)", n, REDISCONN_MANY_MAX);
+        return RL_ERR;
+    }
+    for (i = 0; i < n; i++) {
+        if (!redisconn_cmd_complete(cmds[i])) {
+            rl_err_set(err, RL_E_REDIS, "EVALSHA: incomplete request (a bug)");
+            return RL_ERR;
+        }
+        slots[i] = cluster_key_slot(keys[i], strlen(keys[i]));
+    }
+    target_sync(rc, cfg);
+    if (rc->t.mode != RL_REDIS_CLUSTER) {
+        rl_err_set(err, RL_E_REDIS, "several EVALSHAs at once: only on a Redis Cluster (a bug)");
+        return RL_ERR;
+    }
+    if (breaker_blocks(rc, err))
+        return RL_ERR;
+    if (rc->cl == NULL)
+        rc->cl = clusterconn_new();
+    clusterconn_eval_many(rc->cl, &rc->t, rc->timeout_ms, n, slots, scripts, shas, cmds, out,
+                          outcome, &rc->conf, err);
+    for (i = 0; i < n; i++) {
+        down += outcome[i] == RN_DOWN;
+        failed += outcome[i] != RN_OK;
+    }
+    if (down > 0) {
+        breaker_fail(rc, cfg, err != NULL ? err->msg : "EVALSHA failed");
+        return RL_ERR;
+    }
+    breaker_ok(rc);
+    if (failed > 0) {
+        log_script_error(rc, err);
+        return RL_ERR;
+    }
+    return RL_OK;
+}
+
 /* --check's EVALSHA: the script with one key under the prefix and no
  * ARGV. Redis checks the ACL for the command and the key first; the
  * script then refuses the arguments before it touches any key ("ERR

@@ -48,6 +48,24 @@ redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, co
                            const char *sha, const struct redisconn_cmd *cmd, const char *key,
                            struct rl_err *err);
 
+/* At most this many commands in one redisconn_eval_many(). */
+#define REDISCONN_MANY_MAX 8
+
+/*
+ * On a Redis Cluster only: n (<= REDISCONN_MANY_MAX) EVALSHAs, cmds[i] of
+ * shas[i] (scripts[i]) with its keys in the slot of keys[i], each sent to
+ * its slot's master, all before any reply is read (one round trip for
+ * all, not one after another). out[i]: the reply (caller owns), or NULL
+ * when that one failed. RL_OK when every command got a reply; RL_ERR
+ * with *err when any failed (a script error fails its request; a failed
+ * server also counts for the breaker, as in redisconn_eval; while the
+ * breaker is open nothing is sent).
+ */
+int redisconn_eval_many(struct redisconn *rc, const struct rl_config *cfg, size_t n,
+                        const char *const *scripts, const char *const *shas,
+                        const struct redisconn_cmd *const *cmds, const char *const *keys,
+                        redisReply **out, struct rl_err *err);
+
 /*
  * For --check: connect now (ignoring the breaker), authenticate, select,
  * load script, and run it once with a key under cfg->prefix and no

@@ -202,7 +202,6 @@ int redisnode_eval(redisContext *c, int asking, int timeout_ms, const char *scri
                    const struct redisconn_cmd *cmd, redisReply **out, int *conf, struct rl_err *err)
 {
     redisReply *r = eval_once(c, asking, timeout_ms, cmd, err);
-    int outcome;
 
     if (r != NULL && rediswire_error_is(r, "NOSCRIPT")) {
         freeReplyObject(r);
@@ -212,6 +211,13 @@ int redisnode_eval(redisContext *c, int asking, int timeout_ms, const char *scri
     }
     if (r == NULL)
         return RN_DOWN;
+    return redisnode_outcome_of(r, out, conf, err);
+}
+
+int redisnode_outcome_of(redisReply *r, redisReply **out, int *conf, struct rl_err *err)
+{
+    int outcome;
+
     if (r->type != REDIS_REPLY_ERROR) {
         *out = r;
         return RN_OK;

@@ -44,6 +44,13 @@ enum redisnode_outcome {
 };
 
 /*
+ * What an EVALSHA's reply r (not NOSCRIPT: see redisnode_eval) comes to,
+ * for a caller that read it itself: RN_OK and RN_REDIRECT hand r over in
+ * *out; otherwise r is freed and *err (and *conf) say why.
+ */
+int redisnode_outcome_of(redisReply *r, redisReply **out, int *conf, struct rl_err *err);
+
+/*
  * cmd (an EVALSHA of sha; complete) on c, preceded by ASKING when asking,
  * each exchange within timeout_ms; on NOSCRIPT, SCRIPT LOAD script and
  * retry once. Returns enum redisnode_outcome; *out (caller owns) for RN_OK

@@ -48,4 +48,15 @@ local function fw_commit(key, now, limit, window_ms, burst, exists)
     end
 end
 
-ALGO[ID] = {check = fw_check, commit = fw_commit, time = false}
+-- Give back one admitted request (see main.lua): the count goes down by
+-- one; a count of 1 was this request's own new window, which goes.
+local function fw_refund(key)
+    local count = tonumber(rl_read(key, 'GET', key))
+    if count == 1 then
+        redis.call('DEL', key)
+    elseif count and count > 1 then
+        redis.call('DECR', key)
+    end
+end
+
+ALGO[ID] = {check = fw_check, commit = fw_commit, refund = fw_refund, time = false}

@@ -2,6 +2,9 @@
 main: the dispatcher (last in the chunk; see prelude.lua for KEYS, ARGV and
 the reply). Phase 1 checks every rule and writes nothing that charges;
 phase 2, only when all rules admit the request, commits every rule.
+With one more ARGV, "refund", it gives back instead one request each rule
+admitted a moment ago (a request checked in several calls, one per Redis
+Cluster slot, that another call denied); the reply is the number of rules.
 ]]
 
 -- ARGV[k] as an integer >= 1, or nil.
@@ -24,8 +27,28 @@ local function rl_rule(i)
     return nil
 end
 
+-- Give back one request to every rule (see the top).
+local function rl_refund(n)
+    local now = nil
+    for i = 1, n do
+        local algo, limit, window, burst = rl_rule(i)
+        if not algo or not algo.refund then
+            return redis.error_reply(string.format('ERR fcgi-ratelimit: cannot refund key %d', i))
+        end
+        if algo.time and not now then
+            local t = redis.call('TIME')
+            now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+        end
+        algo.refund(KEYS[i], now, limit, window, burst)
+    end
+    return n
+end
+
 local function rl_main()
     local n = #KEYS
+    if n >= 1 and #ARGV == 4 * n + 1 and ARGV[#ARGV] == 'refund' then
+        return rl_refund(n)
+    end
     if n < 1 or #ARGV ~= 4 * n then
         return redis.error_reply('ERR fcgi-ratelimit: expected 4 arguments per key')
     end

@@ -35,7 +35,12 @@ Errors: "ERR fcgi-ratelimit: ..." for malformed arguments or an algorithm
 this script does not hold; errors raised by the commands themselves are
 passed on.
 
-An algorithm registers ALGO[ID] = {check = check, commit = commit, time = bool}
+EVALSHA sha numkeys key [key ...] algo limit window_ms burst [...] refund
+  the same, and the word "refund" last: give back one request that this
+  call's rules admitted a moment ago (see main.lua). Reply: numkeys.
+
+An algorithm registers ALGO[ID] = {check = check, commit = commit,
+refund = refund (optional), time = bool}
 (the build writes its script id for ID: see src/lua/embed.sh):
   check(key, now, limit, window_ms, burst)
       -> allowed (boolean), remaining, reset_ms, retry_ms, save
@@ -44,6 +49,9 @@ An algorithm registers ALGO[ID] = {check = check, commit = commit, time = bool}
   commit(key, now, limit, window_ms, burst, save)
       charges one request; called only when all rules admitted; save is
       what check returned for it
+  refund(key, now, limit, window_ms, burst)
+      gives back one admitted request (only for the keys layout: a
+      buckets rule is never split from its client's other rules)
   now  server time in microseconds when time is true for any rule of the
        request, else nil
 The algorithms' keys hold different types or, when two are strings,

@@ -37,4 +37,11 @@ local function sl_commit(key, now, limit, window_ms, burst, n)
     redis.call('PEXPIRE', key, window_ms)
 end
 
-ALGO[ID] = {check = sl_check, commit = sl_commit, time = true}
+-- Give back one admitted request (see main.lua): the newest entry goes
+-- (this request's, or one admitted a moment after it: the count is the
+-- same); an empty set is gone with it.
+local function sl_refund(key)
+    rl_read(key, 'ZPOPMAX', key)
+end
+
+ALGO[ID] = {check = sl_check, commit = sl_commit, refund = sl_refund, time = true}

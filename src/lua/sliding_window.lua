@@ -87,4 +87,28 @@ local function sw_commit(key, now, limit, w, burst, v)
     redis.call('SET', key, v, 'PX', 2 * w)
 end
 
-ALGO[ID] = {check = sw_check, commit = sw_commit, time = true}
+-- Give back one admitted request (see main.lua): c, the count of the
+-- window the request was charged to (the stored one), goes down by one, the
+-- expiry kept; nothing left in either window: the key goes.
+local function sw_refund(key, now, limit, w)
+    local v = rl_read(key, 'GET', key)
+    local s, c, p
+    if v then
+        s, c, p = string.match(v, '^(%d+) (%d+) (%d+)$')
+    end
+    c, p = tonumber(c), tonumber(p)
+    if not c or c < 1 then
+        return
+    end
+    if c == 1 and p == 0 then
+        redis.call('DEL', key)
+        return
+    end
+    local ttl = redis.call('PTTL', key)
+    if ttl < 1 then
+        ttl = 2 * w
+    end
+    redis.call('SET', key, string.format('%s %.0f %.0f', s, c - 1, p), 'PX', ttl)
+end
+
+ALGO[ID] = {check = sw_check, commit = sw_commit, refund = sw_refund, time = true}

@@ -52,4 +52,19 @@ local function tb_commit(key, now, limit, window_ms, burst, tat)
     redis.call('SET', key, string.format('@%.17g', tat), 'PX', rl_us_to_ms(tat - now))
 end
 
-ALGO[ID] = {check = tb_check, commit = tb_commit, time = true}
+-- Give back one admitted request (see main.lua): its token returns, tat
+-- goes back by T; a tat no longer ahead of now is a full bucket: no key.
+local function tb_refund(key, now, limit, window_ms)
+    local tat = tb_tat(key)
+    if not tat then
+        return
+    end
+    tat = tat - window_ms * 1000 / limit
+    if tat <= now then
+        redis.call('DEL', key)
+        return
+    end
+    redis.call('SET', key, string.format('@%.17g', tat), 'PX', rl_us_to_ms(tat - now))
+end
+
+ALGO[ID] = {check = tb_check, commit = tb_commit, refund = tb_refund, time = true}

@@ -342,3 +342,83 @@ slot_unserved() {
     assert_output --partial "CLUSTER SLOTS"
     assert_output --partial "ACL permission missing"
 }
+
+# key_state KEY: what the master of KEY's slot holds there, one word: the
+# string, "zset:N" for a sorted set of N entries, or "none".
+key_state() {
+    local port
+    port=$(key_port "$1")
+    case "$(ccli "$port" TYPE "$1")" in
+    string) ccli "$port" GET "$1" ;;
+    zset) echo "zset:$(ccli "$port" ZCARD "$1")" ;;
+    *) echo none ;;
+    esac
+}
+
+# same_state A B: two key_state words are the same counter; a token
+# bucket's "@tat" given back is the same time within 1 us (its arithmetic
+# is in doubles).
+same_state() {
+    if [[ "$1" == @* && "$2" == @* ]]; then
+        awk -v a="${1#@}" -v b="${2#@}" 'BEGIN { d = a - b; exit !(d < 1 && d > -1) }'
+    else
+        [ "$1" = "$2" ]
+    fi
+}
+
+# req_as ADDR APIKEY: one plain CGI request of client ADDR with that
+# X-Api-Key; prints its status.
+req_as() {
+    run cgi_run REMOTE_ADDR="$1" HTTP_X_API_KEY="$2" </dev/null
+    status_of
+}
+
+@test "cluster: rules keyed by different identities, on different masters: a request denied by one rule is charged to none, every algorithm" {
+    local algo ipa=127.0.0.1 ipb apikey k ka kb kk before_k before_b n=0
+    ka_port() { key_port "$(ip_key "$1" "ip$n")"; }
+    for algo in fixed-window sliding-window sliding-log token-bucket; do
+        n=$((n + 1))
+        export RATELIMIT_RULES="ip$n ip 3/1h $algo; key$n header:X-Api-Key 5/1h $algo"
+        ka=$(ip_key "$ipa" "ip$n")
+        # an API key whose counter lives on another master than ipa's,
+        # and a second address on another master than that API key's
+        for k in $(seq 1 60); do
+            [ "$(key_port "$(header_key "key-$k" "key$n")")" != "$(key_port "$ka")" ] && break
+        done
+        apikey="key-$k"
+        kk=$(header_key "$apikey" "key$n")
+        for k in $(seq 2 60); do
+            ipb="10.0.0.$k"
+            [ "$(key_port "$(ip_key "$ipb" "ip$n")")" != "$(key_port "$kk")" ] && break
+        done
+        kb=$(ip_key "$ipb" "ip$n")
+        [ "$(key_port "$ka")" != "$(key_port "$kk")" ]
+        [ "$(key_port "$kb")" != "$(key_port "$kk")" ]
+        # ipa: 3 admitted (both rules charged); the 4th is denied by its
+        # address's rule: what the API key's rule was charged is given back
+        for k in 1 2 3; do assert_equal "$(req_as "$ipa" "$apikey")" 200; done
+        before_k=$(key_state "$kk")
+        [ "$before_k" != none ]
+        assert_equal "$(req_as "$ipa" "$apikey")" 429
+        echo "$algo: API key's counter $before_k, then $(key_state "$kk")" >&2
+        same_state "$before_k" "$(key_state "$kk")"
+        # ipb: 2 admitted, and the API key has had its 5; the next is denied
+        # by the API key's rule: what ipb's rule was charged is given back
+        for k in 1 2; do assert_equal "$(req_as "$ipb" "$apikey")" 200; done
+        before_b=$(key_state "$kb")
+        assert_equal "$(req_as "$ipb" "$apikey")" 429
+        echo "$algo: $ipb's counter $before_b, then $(key_state "$kb")" >&2
+        same_state "$before_b" "$(key_state "$kb")"
+        if [ "$algo" = fixed-window ]; then
+            assert_equal "$(key_state "$ka")" 3
+            assert_equal "$(key_state "$kb")" 2
+            assert_equal "$(key_state "$kk")" 5
+        fi
+        # a fresh address with the exhausted API key: denied, and its
+        # address's rule holds nothing (its new counter was taken back)
+        assert_equal "$(req_as 10.9.9.9 "$apikey")" 429
+        assert_equal "$(key_state "$(ip_key 10.9.9.9 "ip$n")")" none
+    done
+    run cat "$T/stderr"
+    refute_output --partial "could not be given back"
+}

@@ -128,8 +128,8 @@ static void check_boundaries(const struct rl_config *base, const struct rl_confi
  * message must not hold MARK (unless v itself does). */
 static void fuzz_url_secret(const char *val)
 {
-    static const char *const schemes[] = {"redis://",         "rediss://", "unix://", "",
-                                          "redis+sentinel://", "redis+cluster://"};
+    static const char *const schemes[] = {"redis://", "rediss://",         "unix://",
+                                          "",         "redis+sentinel://", "redis+cluster://"};
     size_t len = strlen(val), half = len / 2;
     char *kv, *env[2];
     struct rl_config *cfg;
