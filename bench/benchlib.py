@@ -33,6 +33,9 @@ VARIANTS = [
     ("g", "nginx limit_req, return 200 (in-process, not shared)"),
     ("hb", "denied: fcgi-ratelimit authorizer, client over its limit"),
     ("hf", "denied: seed design, client over its limit"),
+    ("b-tcp", "b, many clients (X-Forwarded-For), one redis-server on TCP loopback"),
+    ("b-cluster", "b, many clients, Redis Cluster of 3 masters + 3 replicas (redis+cluster://)"),
+    ("b-sentinel", "b, many clients, master + replica + 3 sentinels (redis+sentinel://)"),
 ]
 LABEL = dict(VARIANTS)
 
@@ -55,6 +58,10 @@ RATIOS = [
     ("hb", "a", 1.00, "a denied request (authorizer answers 429) against a bare "
                       "allowed request to the hello app: denying must be cheaper than "
                       "serving"),
+    ("b-cluster", "b-tcp", 0.90, "the authorizer against a 3-master Redis Cluster "
+                                 "against one redis-server, both on TCP loopback, "
+                                 "same clients"),
+    ("b-sentinel", "b-tcp", None, "the same against a sentinel-managed master"),
 ]
 
 # The relaying gateways of the CGI variants, by command name: their own CPU
@@ -62,7 +69,8 @@ RATIOS = [
 GATEWAYS = [("c", "fcgi-ratelimit"), ("d", "fcgiwrap")]
 
 ADMIN = {"config", "info", "ping", "script", "auth", "select", "hello", "client",
-         "command", "flushall", "memory", "dbsize"}
+         "command", "flushall", "memory", "dbsize", "replconf", "psync", "sync",
+         "publish", "subscribe", "cluster", "readonly", "asking"}
 TOPLEVEL = {"evalsha", "eval", "incr", "incrby", "expire", "ttl", "get", "set", "pexpire"}
 
 
@@ -230,7 +238,9 @@ def parse_cmdstats(path):
         for line in f:
             m = re.match(r"cmdstat_([a-z|_-]+):calls=(\d+),usec=(\d+)", line.strip())
             if m and m.group(1).split("|")[0] not in ADMIN:
-                calls[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+                # several servers' stats in one file (a cluster's masters): summed
+                c, u = calls.get(m.group(1), (0, 0))
+                calls[m.group(1)] = (c + int(m.group(2)), u + int(m.group(3)))
     return calls
 
 
@@ -246,6 +256,9 @@ def load(resdir):
         if os.path.exists(cpu):
             with open(cpu) as f:
                 w["cpu"] = json.load(f)
+        w["nodes"] = {}
+        for node in glob.glob(os.path.join(resdir, "runs", base + ".node.*")):
+            w["nodes"][node.rsplit(".", 1)[1]] = parse_cmdstats(node).get("evalsha", (0, 0))
         runs.setdefault(v, []).append(w)
     return runs
 
@@ -309,6 +322,8 @@ def summarize(resdir):
                         own[k] = own.get(k, 0) + t
                 e["cpu_self_us"] = {k: t * 1e6 / hz / nreq for k, t in own.items()}
         s["variants"][v] = e
+        if any(r["nodes"] for r in rs):
+            s["nodes"] = node_spread(resdir, rs)
     V = s["variants"]
     for n, d, target, _ in RATIOS:
         if n in V and d in V and V[n]["rps"] and V[d]["rps"]:
@@ -330,6 +345,33 @@ def summarize(resdir):
                                          "usage": p[5] if len(p) > 5 else "-",
                                          "type": " ".join(p[6:8])}
     return s
+
+
+def node_spread(resdir, rs):
+    """The cluster's load per master, all rounds together: for each master
+    (by port, with its slots from RESDIR/cluster-masters.txt) its EVALSHA
+    calls and usec (INFO commandstats), per call and per request of the
+    variant."""
+    slots = {}
+    mp = os.path.join(resdir, "cluster-masters.txt")
+    if os.path.exists(mp):
+        with open(mp) as f:
+            for line in f:
+                p = line.split()
+                if p:
+                    slots[p[0]] = " ".join(p[1:])
+    nreq = sum(r["requests"] for r in rs if r["nodes"])
+    calls, usec = {}, {}
+    for r in rs:
+        for port, (c, u) in r["nodes"].items():
+            calls[port] = calls.get(port, 0) + c
+            usec[port] = usec.get(port, 0) + u
+    total = sum(calls.values())
+    return [{"node": "127.0.0.1:%s" % port, "slots": slots.get(port, "?"),
+             "calls": calls[port], "share": calls[port] / total if total else 0,
+             "usec": usec[port], "usec_per_call": usec[port] / calls[port] if calls[port] else 0,
+             "usec_per_request": usec[port] / nreq if nreq else 0}
+            for port in sorted(calls, key=int)]
 
 
 def gateway_cpu(s):
@@ -436,7 +478,25 @@ def tables(s):
                 v, " | ".join(fmt(c.get(k)) for k in comps), sum(c.values())))
         out.append("")
     out.extend(gateway_lines(s))
+    out.extend(node_lines(s))
     return "\n".join(out)
+
+
+def node_lines(s):
+    nodes = s.get("nodes")
+    if not nodes:
+        return []
+    out = ["Redis command time per request per node (b-cluster, all rounds; "
+           "`INFO commandstats` of each master, `CONFIG RESETSTAT` before each run):", "",
+           "| master | slots | evalsha calls | share of calls | usec | usec per call | "
+           "usec per request of b-cluster |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for n in nodes:
+        out.append("| %s | %s | %d | %.1f %% | %d | %.2f | %.2f |" % (
+            n["node"], n["slots"], n["calls"], n["share"] * 100, n["usec"],
+            n["usec_per_call"], n["usec_per_request"]))
+    out.append("")
+    return out
 
 
 def gateway_lines(s):
@@ -534,6 +594,22 @@ side hold much better):
   for both layouts: `RATELIMIT_STORE=keys` (the default, one key per
   client and rule) and `RATELIMIT_STORE=buckets` (clients share 4096
   small hashes per rule and window; "Redis keys" counts the hashes).
+- **b-cluster/b-tcp >= 0.90**: the authorizer against a Redis Cluster of
+  3 masters and 3 replicas (`redis+cluster://`, each check one EVALSHA to
+  the master of the client's slot) against one redis-server (b-tcp), both
+  on TCP loopback: the cluster may cost at most 10 % of the throughput.
+  Both take the same load from many clients: the shipped authorizer
+  config with `RATELIMIT_TRUSTED_PROXIES=127.0.0.1/32` and
+  `wrk -s bench/clients.lua`, whose requests carry an `X-Forwarded-For`
+  address out of 65536 in turn, so the keys spread over the 16384 slots
+  and the three masters (the per-node table: EVALSHA calls and their
+  `usec` in each master's `INFO commandstats`). b-tcp is not b: b has one
+  client and a unix socket. The CPU table counts every server of a setup
+  (replicas and sentinels too); the Redis tables count the masters.
+- **b-sentinel/b-tcp** (information): the same against a master and its
+  replica watched by three sentinels (`redis+sentinel://`): each worker
+  asks a sentinel for the master when it connects, then talks to the
+  master alone, so it should cost what b-tcp costs, replication aside.
 - (g) nginx `limit_req` is the in-process ceiling: its counters live in one
   nginx's shared memory and are not shared across web servers.
 """
