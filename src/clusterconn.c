@@ -309,32 +309,30 @@ static void many_lost(size_t i, size_t n, redisContext *c, redisContext **on, in
     }
 }
 
-void clusterconn_eval_many(struct clusterconn *cc, const struct rl_redis_target *t, int timeout_ms,
-                           size_t n, const unsigned *slots, const char *const *scripts,
-                           const char *const *shas, const struct redisconn_cmd *const *cmds,
-                           redisReply **out, int *outcome, int *conf, struct rl_err *err)
+int clusterconn_eval_many(struct clusterconn *cc, const struct rl_redis_target *t, int timeout_ms,
+                          size_t n, const unsigned *slots, const char *const *scripts,
+                          const char *const *shas, const struct redisconn_cmd *const *cmds,
+                          redisReply **out, int *outcome, int *conf, struct rl_err *err)
 {
     redisContext *on[CLUSTERCONN_MANY_MAX];
     struct cluster_node where[CLUSTERCONN_MANY_MAX];
     long long deadline;
     size_t i;
 
-    for (i = 0; i < n; i++) {
-        out[i] = NULL;
-        outcome[i] = MANY_ALONE;
-    }
     if (n > CLUSTERCONN_MANY_MAX) {
         rl_err_set(err, RL_E_REDIS, "cluster: %zu commands at once (at most %d)", n,
                    CLUSTERCONN_MANY_MAX);
-        for (i = 0; i < n; i++)
-            outcome[i] = RN_DOWN;
-        return;
+        return RL_ERR;
+    }
+    for (i = 0; i < n; i++) {
+        out[i] = NULL;
+        outcome[i] = MANY_ALONE;
     }
     if (!cc->have_map &&
         map_refresh(cc, t, timeout_ms, scripts[0], shas[0], NULL, 0, conf, err) != RL_OK) {
         for (i = 0; i < n; i++)
             outcome[i] = RN_DOWN;
-        return;
+        return RL_OK;
     }
     /* conn_get() gives up a connection when the table is full: make room
      * first, so that none of ours is given up while its reply is due. */
@@ -379,8 +377,12 @@ void clusterconn_eval_many(struct clusterconn *cc, const struct rl_redis_target 
             continue;
         }
         if (rediswire_error_is(r, "NOSCRIPT") || rediswire_error_is(r, "MOVED") ||
-            rediswire_error_is(r, "ASK")) {
-            freeReplyObject(r); /* not run: alone, it follows or loads */
+            rediswire_error_is(r, "ASK") ||
+            (rediswire_error_is_server_state(r) &&
+             rediswire_conf_of(r, RW_CONF_NONE) == RW_CONF_NONE)) {
+            /* Not run: alone, it follows the redirection, loads the
+             * script, or reads the map again after LOADING, CLUSTERDOWN... */
+            freeReplyObject(r);
             outcome[i] = MANY_ALONE;
             continue;
         }
@@ -397,6 +399,7 @@ void clusterconn_eval_many(struct clusterconn *cc, const struct rl_redis_target 
             outcome[i] = clusterconn_eval(cc, t, timeout_ms, slots[i], scripts[i], shas[i], cmds[i],
                                           &out[i], conf, err);
     }
+    return RL_OK;
 }
 
 int clusterconn_check(struct clusterconn *cc, const struct rl_redis_target *t, int timeout_ms,

@@ -54,11 +54,13 @@ int clusterconn_eval(struct clusterconn *cc, const struct rl_redis_target *t, in
  * one whose master is not known or not reachable. outcome[i]: enum
  * redisnode_outcome (never RN_REDIRECT); out[i] the reply for RN_OK
  * (caller owns), else NULL. *err (and *conf) tell of the last failure.
+ * RL_OK, or RL_ERR (nothing done, nothing set but *err) when n is too
+ * large.
  */
-void clusterconn_eval_many(struct clusterconn *cc, const struct rl_redis_target *t, int timeout_ms,
-                           size_t n, const unsigned *slots, const char *const *scripts,
-                           const char *const *shas, const struct redisconn_cmd *const *cmds,
-                           redisReply **out, int *outcome, int *conf, struct rl_err *err);
+int clusterconn_eval_many(struct clusterconn *cc, const struct rl_redis_target *t, int timeout_ms,
+                          size_t n, const unsigned *slots, const char *const *scripts,
+                          const char *const *shas, const struct redisconn_cmd *const *cmds,
+                          redisReply **out, int *outcome, int *conf, struct rl_err *err);
 
 /*
  * For --check: read the slot map now. RL_OK when every slot has a master,

@@ -154,6 +154,8 @@ static void decision_init(struct rl_decision *out, const struct rl_config *cfg)
 
 static size_t pick_worst(const struct rl_decision *d);
 
+_Static_assert(RL_MAX_RULES <= REDISCONN_MANY_MAX, "every rule may be in a slot of its own");
+
 /* The applied rules whose keys are in one slot (keys[] NULL for others). */
 struct slot_group {
     unsigned slot;
@@ -204,8 +206,9 @@ static int send_groups(struct redisconn *rc, const struct rl_config *cfg, struct
     size_t i, n = 0;
     int ret;
 
-    for (i = 0; i < ng; i++) {
+    for (i = 0; i < ng; i++)
         replies[i] = NULL;
+    for (i = 0; i < ng; i++) {
         if (!pick[i])
             continue;
         g[i].script = limiter_pick_script(cfg, g[i].keys, &g[i].sha);
@@ -220,7 +223,10 @@ static int send_groups(struct redisconn *rc, const struct rl_config *cfg, struct
     }
     if (n == 0)
         return RL_OK;
-    ret = redisconn_eval_many(rc, cfg, n, scripts, shas, cp, routes, got, err);
+    /* A give-back is tried even while the breaker is open (a check just
+     * failed), and its failure is no outage of the checks. */
+    ret = redisconn_eval_many(rc, cfg, n, scripts, shas, cp, routes,
+                              refund ? REDISCONN_NO_BREAKER : 0, got, err);
     for (i = 0, n = 0; i < ng; i++) {
         if (pick[i])
             replies[i] = got[n++];
@@ -245,10 +251,10 @@ static void give_back(struct redisconn *rc, const struct rl_config *cfg, struct 
             freeReplyObject(replies[i]);
     }
     if (ret != RL_OK)
-        rl_log(RL_LOG_WARN,
-               "redis %s: a denied request's charge could not be given back to the rules of "
-               "other slots (they keep it until their windows pass): %s",
-               cfg->redis.display, err.msg);
+        redisconn_warn_rarely(rc,
+                              "a request's charge could not be given back to the rules of "
+                              "other slots (they keep it until their windows pass)",
+                              &err);
 }
 
 /* limiter_check() for keys in ng > 1 slots (see above). */
@@ -283,6 +289,9 @@ static int check_split(struct redisconn *rc, const struct rl_config *cfg, struct
     }
     if (!ok || !out->allowed)
         give_back(rc, cfg, g, ng, charged, cmds);
+    /* A rule that denied is an answer even if another slot failed. */
+    if (!ok && !out->allowed)
+        ok = 1;
     if (!ok) {
         /* RATELIMIT_FAIL decides, as for one script. */
         if (err != NULL)

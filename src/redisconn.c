@@ -425,13 +425,18 @@ static int eval_reload(struct redisconn *rc, const char *script, const char *sha
  * debug level only: say it at WARN, but not once per request. */
 static void log_script_error(struct redisconn *rc, const struct rl_err *err)
 {
+    redisconn_warn_rarely(rc, "limiter script failed", err);
+}
+
+void redisconn_warn_rarely(struct redisconn *rc, const char *what, const struct rl_err *err)
+{
     long long now = now_ms();
 
     if (rc->script_err_logged_ms != 0 && now - rc->script_err_logged_ms < SCRIPT_ERR_LOG_MS)
         return;
     rc->script_err_logged_ms = now;
-    rl_log(RL_LOG_WARN, "redis %s: limiter script failed: %s", rc->t.display,
-           err != NULL ? err->msg : "error reply");
+    rl_log(RL_LOG_WARN, "redis %s: %s: %s", rc->t.display, what,
+           err != NULL && err->msg[0] != '\0' ? err->msg : "error reply");
 }
 
 /* The EVALSHA through the cluster, to the master of key's slot. */
@@ -511,20 +516,21 @@ redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, co
 
 int redisconn_eval_many(struct redisconn *rc, const struct rl_config *cfg, size_t n,
                         const char *const *scripts, const char *const *shas,
-                        const struct redisconn_cmd *const *cmds, const char *const *keys,
+                        const struct redisconn_cmd *const *cmds, const char *const *keys, int flags,
                         redisReply **out, struct rl_err *err)
 {
     unsigned slots[REDISCONN_MANY_MAX];
     int outcome[REDISCONN_MANY_MAX], down = 0, failed = 0;
+    int breaker = !(flags & REDISCONN_NO_BREAKER);
     size_t i;
 
     _Static_assert(REDISCONN_MANY_MAX <= CLUSTERCONN_MANY_MAX, "the cluster room takes them all");
-    for (i = 0; i < n; i++)
-        out[i] = NULL;
     if (n > REDISCONN_MANY_MAX) {
         rl_err_set(err, RL_E_REDIS, "%zu commands at once (at most %d)", n, REDISCONN_MANY_MAX);
         return RL_ERR;
     }
+    for (i = 0; i < n; i++)
+        out[i] = NULL;
     for (i = 0; i < n; i++) {
         if (!redisconn_cmd_complete(cmds[i])) {
             rl_err_set(err, RL_E_REDIS, "EVALSHA: incomplete request (a bug)");
@@ -537,23 +543,28 @@ int redisconn_eval_many(struct redisconn *rc, const struct rl_config *cfg, size_
         rl_err_set(err, RL_E_REDIS, "several EVALSHAs at once: only on a Redis Cluster (a bug)");
         return RL_ERR;
     }
-    if (breaker_blocks(rc, err))
+    if (breaker && breaker_blocks(rc, err))
         return RL_ERR;
     if (rc->cl == NULL)
         rc->cl = clusterconn_new();
-    clusterconn_eval_many(rc->cl, &rc->t, rc->timeout_ms, n, slots, scripts, shas, cmds, out,
-                          outcome, &rc->conf, err);
+    rc->conf = RW_CONF_NONE;
+    if (clusterconn_eval_many(rc->cl, &rc->t, rc->timeout_ms, n, slots, scripts, shas, cmds, out,
+                              outcome, &rc->conf, err) != RL_OK)
+        return RL_ERR;
     for (i = 0; i < n; i++) {
         down += outcome[i] == RN_DOWN;
         failed += outcome[i] != RN_OK;
     }
     if (down > 0) {
-        breaker_fail(rc, cfg, err != NULL ? err->msg : "EVALSHA failed");
+        if (breaker)
+            breaker_fail(rc, cfg, err != NULL ? err->msg : "EVALSHA failed");
         return RL_ERR;
     }
-    breaker_ok(rc);
+    if (breaker)
+        breaker_ok(rc);
     if (failed > 0) {
-        log_script_error(rc, err);
+        if (breaker)
+            log_script_error(rc, err);
         return RL_ERR;
     }
     return RL_OK;

@@ -59,12 +59,19 @@ redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, co
  * when that one failed. RL_OK when every command got a reply; RL_ERR
  * with *err when any failed (a script error fails its request; a failed
  * server also counts for the breaker, as in redisconn_eval; while the
- * breaker is open nothing is sent).
+ * breaker is open nothing is sent). With REDISCONN_NO_BREAKER the
+ * breaker neither stops nor counts these commands (a give-back after a
+ * failure must still be tried, and its failure is no outage of checks).
  */
+#define REDISCONN_NO_BREAKER 1
 int redisconn_eval_many(struct redisconn *rc, const struct rl_config *cfg, size_t n,
                         const char *const *scripts, const char *const *shas,
-                        const struct redisconn_cmd *const *cmds, const char *const *keys,
+                        const struct redisconn_cmd *const *cmds, const char *const *keys, int flags,
                         redisReply **out, struct rl_err *err);
+
+/* A WARN line "redis URL: what: err", at most one a minute, shared with the
+ * lines about script errors (for failures that would repeat per request). */
+void redisconn_warn_rarely(struct redisconn *rc, const char *what, const struct rl_err *err);
 
 /*
  * For --check: connect now (ignoring the breaker), authenticate, select,

@@ -49,13 +49,14 @@ local function fw_commit(key, now, limit, window_ms, burst, exists)
 end
 
 -- Give back one admitted request (see main.lua): the count goes down by
--- one; a count of 1 was this request's own new window, which goes.
+-- one, the expiry kept; a count of 1 was this request's own new window,
+-- which goes. (SET, not DECR: the commands a least-privilege user has.)
 local function fw_refund(key)
     local count = tonumber(rl_read(key, 'GET', key))
     if count == 1 then
         redis.call('DEL', key)
     elseif count and count > 1 then
-        redis.call('DECR', key)
+        redis.call('SET', key, string.format('%.0f', count - 1), 'KEEPTTL')
     end
 end
 

@@ -39,9 +39,14 @@ end
 
 -- Give back one admitted request (see main.lua): the newest entry goes
 -- (this request's, or one admitted a moment after it: the count is the
--- same); an empty set is gone with it.
+-- same); an empty set is gone with it. (Its score names it: ZRANGE and
+-- ZREMRANGEBYSCORE, the commands a least-privilege user has; two
+-- entries of the same microsecond would both go.)
 local function sl_refund(key)
-    rl_read(key, 'ZPOPMAX', key)
+    local e = rl_read(key, 'ZRANGE', key, -1, -1, 'WITHSCORES')
+    if e[2] then
+        redis.call('ZREMRANGEBYSCORE', key, e[2], e[2])
+    end
 end
 
 ALGO[ID] = {check = sl_check, commit = sl_commit, refund = sl_refund, time = true}

@@ -68,6 +68,50 @@ check_then_limit() {
     assert_equal "$(cluster_get "$(ip_key 127.0.0.1)")" 3
 }
 
+# readme_acl_user PASSWORD: README.md's least-privilege user "ratelimit"
+# with PASSWORD on every node (ACL users are not replicated nor spread by
+# the cluster bus), and RATELIMIT_REDIS_URL with it.
+readme_acl_user() {
+    local line p
+    line=$(grep -m1 '^ACL SETUSER ratelimit ' "$RL_SRCDIR/README.md")
+    line=${line/>PASSWORD/>$1}
+    for p in "${CLUSTER_PORTS[@]}"; do
+        # shellcheck disable=SC2086 # the line is words; set -f keeps ~ratelimit:*
+        (set -f; ccli "$p" $line) | grep -qx OK
+    done
+    export RATELIMIT_REDIS_URL="redis+cluster://ratelimit:$1@${CLUSTER_URL#redis+cluster://}"
+}
+
+# key_state KEY: what the master of KEY's slot holds there, one word: the
+# string, "zset:N" for a sorted set of N entries, or "none".
+key_state() {
+    local port
+    port=$(key_port "$1")
+    case "$(ccli "$port" TYPE "$1")" in
+    string) ccli "$port" GET "$1" ;;
+    zset) echo "zset:$(ccli "$port" ZCARD "$1")" ;;
+    *) echo none ;;
+    esac
+}
+
+# same_state A B: two key_state words are the same counter; a token
+# bucket's "@tat" given back is the same time within 1 us (its arithmetic
+# is in doubles).
+same_state() {
+    if [[ "$1" == @* && "$2" == @* ]]; then
+        awk -v a="${1#@}" -v b="${2#@}" 'BEGIN { d = a - b; exit !(d < 1 && d > -1) }'
+    else
+        [ "$1" = "$2" ]
+    fi
+}
+
+# req_as ADDR APIKEY: one plain CGI request of client ADDR with that
+# X-Api-Key; prints its status.
+req_as() {
+    run cgi_run REMOTE_ADDR="$1" HTTP_X_API_KEY="$2" </dev/null
+    status_of
+}
+
 @test "cluster: --check sees 3 masters and every slot; limits are exact; the count is on the slot's master only" {
     run check_run
     assert_success
@@ -323,16 +367,8 @@ slot_unserved() {
 }
 
 @test "cluster: the README's ACL user on every node (+cluster|slots +asking): --check, limits; without +cluster|slots --check says what is missing" {
-    local line p
-    line=$(grep -m1 '^ACL SETUSER ratelimit ' "$RL_SRCDIR/README.md")
-    line=${line/>PASSWORD/>acl-pw-3}
-    # ACL users are not replicated nor spread by the cluster bus: every
-    # node gets it.
-    for p in "${CLUSTER_PORTS[@]}"; do
-        # shellcheck disable=SC2086 # the line is words; set -f keeps ~ratelimit:*
-        (set -f; ccli "$p" $line) | grep -qx OK
-    done
-    export RATELIMIT_REDIS_URL="redis+cluster://ratelimit:acl-pw-3@${CLUSTER_URL#redis+cluster://}"
+    local p
+    readme_acl_user acl-pw-3
     check_then_limit
     for p in "${CLUSTER_PORTS[@]}"; do
         ccli "$p" ACL SETUSER ratelimit '-cluster|slots' | grep -qx OK
@@ -343,39 +379,9 @@ slot_unserved() {
     assert_output --partial "ACL permission missing"
 }
 
-# key_state KEY: what the master of KEY's slot holds there, one word: the
-# string, "zset:N" for a sorted set of N entries, or "none".
-key_state() {
-    local port
-    port=$(key_port "$1")
-    case "$(ccli "$port" TYPE "$1")" in
-    string) ccli "$port" GET "$1" ;;
-    zset) echo "zset:$(ccli "$port" ZCARD "$1")" ;;
-    *) echo none ;;
-    esac
-}
-
-# same_state A B: two key_state words are the same counter; a token
-# bucket's "@tat" given back is the same time within 1 us (its arithmetic
-# is in doubles).
-same_state() {
-    if [[ "$1" == @* && "$2" == @* ]]; then
-        awk -v a="${1#@}" -v b="${2#@}" 'BEGIN { d = a - b; exit !(d < 1 && d > -1) }'
-    else
-        [ "$1" = "$2" ]
-    fi
-}
-
-# req_as ADDR APIKEY: one plain CGI request of client ADDR with that
-# X-Api-Key; prints its status.
-req_as() {
-    run cgi_run REMOTE_ADDR="$1" HTTP_X_API_KEY="$2" </dev/null
-    status_of
-}
-
-@test "cluster: rules keyed by different identities, on different masters: a request denied by one rule is charged to none, every algorithm" {
+@test "cluster: rules keyed by different identities, on different masters: a request denied by one rule is charged to none, every algorithm (README's ACL user)" {
     local algo ipa=127.0.0.1 ipb apikey k ka kb kk before_k before_b n=0
-    ka_port() { key_port "$(ip_key "$1" "ip$n")"; }
+    readme_acl_user acl-pw-4
     for algo in fixed-window sliding-window sliding-log token-bucket; do
         n=$((n + 1))
         export RATELIMIT_RULES="ip$n ip 3/1h $algo; key$n header:X-Api-Key 5/1h $algo"
