@@ -6,7 +6,8 @@
 # while a slot migrates, loads its script again after SCRIPT FLUSH and
 # finds the promoted replica after a master dies; every server is stopped
 # by its PID. The slots are moved with the cli, synchronously, between
-# requests: every assertion is about counts and answers, none about time.
+# requests, or while a bounded traffic of curl requests flows: every
+# assertion is about counts and answers, none about time.
 
 load lib/load
 
@@ -16,10 +17,11 @@ setup() {
     export RATELIMIT_BACKEND="$FIXTURES/cgi/ok.cgi"
     export RATELIMIT_LIMIT=3 RATELIMIT_WINDOW=1m
     export RATELIMIT_REDIS_TIMEOUT_MS=2000
-    LT_PIDS=() LT_URLS=() PLAIN_PID=
+    LT_PIDS=() LT_URLS=() PLAIN_PID='' FEED='' TRAFFIC_PID=''
 }
 
 teardown() {
+    traffic_stop
     lighttpd_stop_hosts
     fcgi_stop
     kill_leftovers
@@ -271,6 +273,250 @@ slot_unserved() {
     req_expect 200 429
     assert_equal "$(ccli "$to" GET "$key")" 3
     assert_equal "$(ccli "$from" DBSIZE)" 0
+}
+
+# The reshard test's clients: key-1..key-50 by X-Api-Key, client I sends
+# 7 + I % 11 requests (591 in all) and may pass RESHARD_LIMIT of them.
+RESHARD_CLIENTS=50 RESHARD_LIMIT=10
+
+# reqs_of I: how many requests client key-I sends.
+reqs_of() {
+    echo $((7 + $1 % 11))
+}
+
+# want_of I: how many of them must be admitted.
+want_of() {
+    local n
+    n=$(reqs_of "$1")
+    echo $((n < RESHARD_LIMIT ? n : RESHARD_LIMIT))
+}
+
+# reshard_plan URL...: $T/plan, the requests in the order they are sent,
+# one a line as xargs reads them ("X-Api-Key: key-I" URL?c=key-I), each
+# client's spread evenly over the run (its K-th request at (K + an offset
+# of its own) / its number of requests), the URLs taken in turn. Sets
+# PLANNED (the number of lines).
+reshard_plan() {
+    local i k r
+    for ((i = 1; i <= RESHARD_CLIENTS; i++)); do
+        r=$(reqs_of "$i")
+        for ((k = 0; k < r; k++)); do
+            echo "$(((k * 100 + i * 37 % 100) * 10000 / r)) $i"
+        done
+    done | sort -k1,1n -k2,2n | awk -v urls="$*" '
+        BEGIN { nu = split(urls, u, " ") }
+        { printf "\"X-Api-Key: key-%d\" %s?c=key-%d\n", $2, u[NR % nu + 1], $2 }' >"$T/plan"
+    PLANNED=$(wc -l <"$T/plan")
+}
+
+# traffic_start P: curl runs the requests written to the FIFO $T/feed
+# (a plan line: -H's value and the URL) P at a time in the background
+# (TRAFFIC_PID), each bounded by --max-time; one line per answer in
+# $T/record: "STATUS URL". The FIFO is held open as fd FEED (read-write:
+# the open does not wait for the reader); FED counts the requests written.
+traffic_start() {
+    mkfifo "$T/feed"
+    exec {FEED}<>"$T/feed"
+    xargs -P "$1" -n 2 curl -s -o /dev/null --max-time 30 \
+        -w '%{http_code} %{url_effective}\n' -H <"$T/feed" >"$T/record" 3>&- {FEED}>&- &
+    TRAFFIC_PID=$!
+    FED=0
+}
+
+# traffic_feed N: write the next N requests of $T/plan (fewer at its end).
+traffic_feed() {
+    sed -n "$((FED + 1)),$((FED + $1))p" "$T/plan" >&"$FEED"
+    FED=$((FED + $1 < PLANNED ? FED + $1 : PLANNED))
+}
+
+# traffic_wait K: until at most K of the requests fed are unanswered.
+traffic_wait() {
+    wait_lines "$T/record" $((FED - $1))
+}
+
+# traffic_end: feed the rest, close the feed and reap the traffic.
+traffic_end() {
+    traffic_feed "$PLANNED"
+    exec {FEED}>&-
+    FEED=
+    wait "$TRAFFIC_PID" || true
+    TRAFFIC_PID=
+}
+
+# traffic_stop: close the feed and stop the traffic, if still running.
+traffic_stop() {
+    if [ -n "${FEED:-}" ]; then
+        exec {FEED}>&-
+        FEED=
+    fi
+    if [ -n "${TRAFFIC_PID:-}" ]; then
+        kill "$TRAFFIC_PID" 2>/dev/null || true
+        wait "$TRAFFIC_PID" 2>/dev/null || true
+        TRAFFIC_PID=
+    fi
+}
+
+# next_clients: the client numbers in the order of their next request in
+# the plan not fed yet.
+next_clients() {
+    awk -v fed="$FED" 'NR > fed {
+        c = $NF; sub(/.*c=key-/, "", c)
+        if (!(c in seen)) { seen[c] = 1; print c } }' "$T/plan"
+}
+
+# pick_client FROM: a client not moved yet (MOVED_AT) whose key lives on
+# the master on FROM (CLIENT_PORT) with 3 or more admissions to come (one
+# may be under way, one for the migration, one after), the one whose next
+# request comes first.
+pick_client() {
+    local i c
+    for i in $(next_clients); do
+        if [ "${CLIENT_PORT[i]}" != "$1" ] || [ -n "${MOVED_AT[i]:-}" ]; then
+            continue
+        fi
+        c=$(ccli "$1" GET "$(header_key "key-$i")")
+        if [ -n "$c" ] && [ "$c" -le $(($(want_of "$i") - 3)) ]; then
+            echo "$i"
+            return 0
+        fi
+    done
+    echo "no client on $1 with admissions to come" >&2
+    return 1
+}
+
+# count_above PORT KEY COUNT: KEY on PORT (read after ASKING) holds a
+# number above COUNT.
+count_above() {
+    local v
+    v=$(asking_get "$1" "$2")
+    [ -n "$v" ] && [ "$v" -gt "$3" ]
+}
+
+# feed_until_grown PORT KEY COUNT: feed the traffic, 6 requests at a
+# time, until count_above PORT KEY COUNT; fails when the plan runs out
+# first.
+feed_until_grown() {
+    until count_above "$@"; do
+        if [ "$FED" -ge "$PLANNED" ]; then
+            traffic_wait 0
+            count_above "$@" && return 0
+            echo "$2 on $1 never went above $3; answers:" \
+                "$(cut -d' ' -f1 "$T/record" | sort | uniq -c | tr '\n' ' ')" >&2
+            return 1
+        fi
+        traffic_feed 6
+        traffic_wait 3
+    done
+}
+
+# slot_owners SLOT...: the port of each SLOT's master, one a line, from
+# one view of the slot map (as slot_port).
+slot_owners() {
+    cluster_nodes | awk -v want="$*" '$3 ~ /master/ && $3 !~ /fail/ {
+        for (i = 6; i <= NF; i++) {
+            if ($i ~ /^\[/) continue
+            n = split($i, r, "-"); hi = (n > 1 ? r[2] : r[1]) + 0
+            for (s = r[1] + 0; s <= hi; s++) owner[s] = $2
+        } }
+        END { n = split(want, w, " "); for (i = 1; i <= n; i++) print owner[w[i]] }'
+}
+
+# redirects KIND: the KIND (ASK or MOVED) redirections the live nodes have
+# answered since they started (INFO errorstats).
+redirects() {
+    local p n sum=0
+    for p in $(cluster_live); do
+        n=$(ccli "$p" INFO errorstats | tr -d '\r' | sed -n "s/^errorstat_$1:count=//p")
+        sum=$((sum + ${n:-0}))
+    done
+    echo "$sum"
+}
+
+@test "cluster: slots holding live keys resharded while traffic flows: every answer 200 or 429, every count exact, ASK and MOVED followed" {
+    command -v lighttpd >/dev/null || skip "lighttpd is not installed"
+    local c i j s u key from to v0 v1 ask0 moved0 urls=() masters=() slots=() ports=()
+    CLIENT_SLOT=() CLIENT_PORT=() MOVED_AT=() MOVED_FROM=()
+    www_setup
+    # Per request (setenv): the client is its X-Api-Key, RESHARD_LIMIT in
+    # a window longer than the test, and a failure is a 503.
+    # shellcheck disable=SC2034 # read by lighttpd_start
+    LT_EXTRA='server.modules += ( "mod_setenv" )
+setenv.add-environment = ( "RATELIMIT_KEY" => "header:X-Api-Key",
+  "RATELIMIT_LIMIT" => "'$RESHARD_LIMIT'", "RATELIMIT_WINDOW" => "10m",
+  "RATELIMIT_FAIL" => "closed" )'
+    for i in 1 2; do
+        lighttpd_start_host "$T/web$i" 50-fcgi-ratelimit.conf
+    done
+    for u in "${LT_URLS[@]}"; do urls+=("$u/cgi-bin/ok.cgi"); done
+    reshard_plan "${urls[@]}"
+    mapfile -t slots < <(for ((i = 1; i <= RESHARD_CLIENTS; i++)); do
+        echo "CLUSTER KEYSLOT $(header_key "key-$i")"
+    done | ccli "$(cluster_seed)")
+    mapfile -t ports < <(slot_owners "${slots[@]}")
+    # The clients' keys are on the 3 masters.
+    assert_equal "$(printf '%s\n' "${ports[@]}" | grep -c .)" "$RESHARD_CLIENTS"
+    assert_equal "$(printf '%s\n' "${ports[@]}" | sort -u | wc -l)" 3
+    for ((i = 1; i <= RESHARD_CLIENTS; i++)); do
+        CLIENT_SLOT[i]=${slots[i - 1]} CLIENT_PORT[i]=${ports[i - 1]}
+    done
+    mapfile -t masters < <(cluster_masters)
+    assert_equal "${#masters[@]}" 3
+    ask0=$(redirects ASK) moved0=$(redirects MOVED)
+    traffic_start 6
+    traffic_feed 30
+    # Two slots off each master, to the next one, each while requests
+    # flow: IMPORTING and MIGRATING, the keys MIGRATEd, then requests until
+    # the moved client's count grew on the target, which only a request
+    # sent there after ASK can do (the source owns the slot, the target
+    # answers MOVED without ASKING); then SETSLOT NODE, and the workers'
+    # maps are stale: MOVED.
+    for j in 0 1 2 3 4 5; do
+        from=${masters[j % 3]} to=${masters[(j + 1) % 3]}
+        traffic_feed 6
+        i=$(pick_client "$from")
+        s=${CLIENT_SLOT[i]} key=$(header_key "key-$i")
+        slot_migrate_begin "$s" "$from" "$to"
+        slot_migrate_keys "$s" "$from" "$to"
+        v0=$(asking_get "$to" "$key")
+        feed_until_grown "$to" "$key" "$v0"
+        slot_migrate_end "$s" "$to"
+        v1=$(ccli "$to" GET "$key")
+        traffic_feed 6
+        retry 100 0.1 slot_owned_everywhere "$s" "$to"
+        for ((c = 1; c <= RESHARD_CLIENTS; c++)); do
+            [ "${CLIENT_SLOT[c]}" != "$s" ] || CLIENT_PORT[c]=$to
+        done
+        MOVED_AT[i]=$v1 MOVED_FROM[i]=$from
+        echo "# slot $s (key-$i): $from -> $to, count $v0 moved," \
+            "$v1 at SETSLOT NODE, $FED requests sent" >&3
+    done
+    traffic_end
+    echo "# redirections: ASK $(($(redirects ASK) - ask0))," \
+        "MOVED $(($(redirects MOVED) - moved0))" >&3
+    # One answer per request, each 200 or 429: nothing failed (closed).
+    assert_equal "$(wc -l <"$T/record")" "$PLANNED"
+    run awk '$1 != 200 && $1 != 429' "$T/record"
+    assert_output ""
+    # The nodes did redirect the filter (the test's own commands never
+    # are): an ASK at least per moved slot, and MOVED.
+    [ $(($(redirects ASK) - ask0)) -ge 6 ]
+    [ $(($(redirects MOVED) - moved0)) -ge 1 ]
+    # The moved slots: on the target, nothing left on the source, and
+    # admissions after SETSLOT NODE, when the workers' maps were stale.
+    assert_equal "${#MOVED_AT[@]}" 6
+    for i in "${!MOVED_AT[@]}"; do
+        assert_equal "$(slot_port "${CLIENT_SLOT[i]}")" "${CLIENT_PORT[i]}"
+        assert_equal "$(ccli "${MOVED_FROM[i]}" CLUSTER COUNTKEYSINSLOT "${CLIENT_SLOT[i]}")" 0
+        [ "${MOVED_AT[i]}" -lt "$(want_of "$i")" ]
+    done
+    # Per client: min(limit, sent) admitted, that count on its slot's
+    # owner (any other master would answer MOVED).
+    for ((i = 1; i <= RESHARD_CLIENTS; i++)); do
+        key=$(header_key "key-$i")
+        assert_equal "$(grep -c "=key-$i\$" "$T/record")" "$(reqs_of "$i")"
+        assert_equal "$(grep -c "^200 .*=key-$i\$" "$T/record")" "$(want_of "$i")"
+        assert_equal "$(ccli "${CLIENT_PORT[i]}" GET "$key")" "$(want_of "$i")"
+    done
 }
 
 @test "cluster: SCRIPT FLUSH on every node: the script is loaded again, limits stay exact on all 3 masters" {
