@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "cluster.h"
+#include "log.h"
 #include "redisnode.h"
 #include "util.h"
 
@@ -278,6 +279,8 @@ int clusterconn_eval(struct clusterconn *cc, const struct rl_redis_target *t, in
             return RN_DOWN;
         }
         freeReplyObject(r);
+        rl_log(RL_LOG_DEBUG, "cluster: slot %u: %s from %s:%d to %s:%d", slot,
+               rd.kind == CLUSTER_ASK ? "ASK" : "MOVED", host, port, rd.host, rd.port);
         memcpy(host, rd.host, strlen(rd.host) + 1);
         port = rd.port;
         if (rd.kind == CLUSTER_ASK) {
