@@ -27,6 +27,16 @@ local function rl_rule(i)
     return nil
 end
 
+-- The server's time in microseconds, asked once per call: now when the
+-- call already has it, else TIME.
+local function rl_now(now)
+    if now then
+        return now
+    end
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
 -- Give back one request to every rule (see the top).
 local function rl_refund(n)
     local now = nil
@@ -35,9 +45,8 @@ local function rl_refund(n)
         if not algo or not algo.refund then
             return redis.error_reply(string.format('ERR fcgi-ratelimit: cannot refund key %d', i))
         end
-        if algo.time and not now then
-            local t = redis.call('TIME')
-            now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+        if algo.time then
+            now = rl_now(now)
         end
         algo.refund(KEYS[i], now, limit, window, burst)
     end
@@ -61,9 +70,8 @@ local function rl_main()
         if not algo then
             return redis.error_reply(string.format('ERR fcgi-ratelimit: bad arguments for key %d', i))
         end
-        if algo.time and not now then
-            local t = redis.call('TIME')
-            now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+        if algo.time then
+            now = rl_now(now)
         end
         local ok, remaining, reset, retry, s = algo.check(KEYS[i], now, limit, window, burst)
         local j = 4 * i - 2
