@@ -325,7 +325,8 @@ int limiter_check(struct redisconn *rc, const struct rl_config *cfg, const char 
     if (napplied == 0)
         return RL_OK;
     script = limiter_pick_script(cfg, keys, &sha);
-    if (cfg->redis.mode == RL_REDIS_CLUSTER) {
+    /* One applied rule is one slot: no grouping (no second CRC16). */
+    if (cfg->redis.mode == RL_REDIS_CLUSTER && napplied > 1) {
         struct slot_group g[RL_MAX_RULES];
         size_t ng = group_by_slot(cfg, keys, g);
 
