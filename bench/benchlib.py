@@ -34,7 +34,8 @@ VARIANTS = [
     ("hb", "denied: fcgi-ratelimit authorizer, client over its limit"),
     ("hf", "denied: seed design, client over its limit"),
     ("b-tcp", "b, many clients (X-Forwarded-For), one redis-server on TCP loopback"),
-    ("b-cluster", "b, many clients, Redis Cluster of 3 masters + 3 replicas (redis+cluster://)"),
+    ("b-cluster", "b, many clients, Redis Cluster of 3 masters (redis+cluster://)"),
+    ("b-cluster-r", "b, many clients, Redis Cluster of 3 masters + 3 replicas"),
     ("b-sentinel", "b, many clients, master + replica + 3 sentinels (redis+sentinel://)"),
 ]
 LABEL = dict(VARIANTS)
@@ -62,6 +63,9 @@ RATIOS = [
                                  "against one redis-server, both on TCP loopback, "
                                  "same clients"),
     ("b-sentinel", "b-tcp", None, "the same against a sentinel-managed master"),
+    ("b-cluster-r", "b-sentinel", None, "a 3-master cluster with a replica each "
+                                        "against a master with a replica: the same "
+                                        "durability on both sides"),
 ]
 
 # The relaying gateways of the CGI variants, by command name: their own CPU
@@ -595,11 +599,11 @@ side hold much better):
   client and rule) and `RATELIMIT_STORE=buckets` (clients share 4096
   small hashes per rule and window; "Redis keys" counts the hashes).
 - **b-cluster/b-tcp >= 0.90**: the authorizer against a Redis Cluster of
-  3 masters and 3 replicas (`redis+cluster://`, each check one EVALSHA to
-  the master of the client's slot) against one redis-server (b-tcp), both
-  on TCP loopback: the cluster may cost at most 10 % of the throughput.
-  Both take the same load from many clients: the shipped authorizer
-  config with `RATELIMIT_TRUSTED_PROXIES=127.0.0.1/32` and
+  3 masters (`redis+cluster://`, each check one EVALSHA to the master of
+  the client's slot) against one redis-server (b-tcp), both on TCP
+  loopback, neither with a replica: the cluster may cost at most 10 % of
+  the throughput. Both take the same load from many clients: the shipped
+  authorizer config with `RATELIMIT_TRUSTED_PROXIES=127.0.0.1/32` and
   `wrk -s bench/clients.lua`, whose requests carry an `X-Forwarded-For`
   address out of 65536 in turn, so the keys spread over the 16384 slots
   and the three masters (the per-node table: EVALSHA calls and their
@@ -610,6 +614,10 @@ side hold much better):
   replica watched by three sentinels (`redis+sentinel://`): each worker
   asks a sentinel for the master when it connects, then talks to the
   master alone, so it should cost what b-tcp costs, replication aside.
+- **b-cluster-r/b-sentinel** (information): the tests' cluster, 3 masters
+  with a replica each, against the sentinel's master with its replica:
+  both replicate every write. On one 2-CPU machine the replicas run on
+  the same CPUs as everything else, which a production cluster does not.
 - (g) nginx `limit_req` is the in-process ceiling: its counters live in one
   nginx's shared memory and are not shared across web servers.
 """
