@@ -4,7 +4,7 @@
                                         trees of PID..., by command name, with
                                         and without waited-for children (JSON)
     benchlib.py cpudiff BEFORE AFTER    the difference of two such snapshots
-    benchlib.py memproto N ALGO SHA NAME LIMIT WINDOW_MS
+    benchlib.py memproto N ALGO SHA NAME LIMIT WINDOW_MS [EPOCH_MS]
                                         the RESP text of N EVALSHA calls, one
                                         per distinct client, for redis-cli --pipe
     benchlib.py report RESDIR           the tables (stdout), RESDIR/summary.json,
@@ -20,6 +20,7 @@ import os
 import re
 import statistics
 import sys
+import time
 
 # name, label, uses Redis, what it is
 VARIANTS = [
@@ -135,13 +136,23 @@ def cmd_cpudiff(before, after):
 
 
 # ------------------------------------------------------------------ memory
-def cmd_memproto(n, algo, sha, name, limit, window_ms):
+def cmd_memproto(n, algo, sha, name, limit, window_ms, epoch_ms="0"):
+    """EVALSHA for N clients, as the filter sends them: one key per rule,
+    or with EPOCH_MS > 0 the buckets layout's three hashes of the epochs
+    around now (the filter's N, src/limiter.c) and the field."""
     out = sys.stdout.buffer
     args_tail = [algo, limit, window_ms, limit]
+    e = int(epoch_ms)
+    if e > 0:
+        ep = (int(time.time() * 1000) - e // 2) // e
     buf = []
     for i in range(int(n)):
-        key = "ratelimit:%s:{%s}" % (name, hashlib.sha256(b"bench-client-%d" % i).hexdigest())
-        parts = ["EVALSHA", sha, "1", key] + args_tail
+        h = hashlib.sha256(b"bench-client-%d" % i).hexdigest()
+        if e > 0:
+            keys = ["ratelimit:%s:{%s}:%d" % (name, h[:3], ep + d) for d in (-1, 0, 1)]
+            parts = ["EVALSHA", sha, "3"] + keys + args_tail + [h[3:]]
+        else:
+            parts = ["EVALSHA", sha, "1", "ratelimit:%s:{%s}" % (name, h)] + args_tail
         buf.append("*%d\r\n" % len(parts))
         for p in parts:
             buf.append("$%d\r\n%s\r\n" % (len(p), p))
@@ -699,7 +710,7 @@ def main(argv):
     elif cmd == "cpudiff":
         cmd_cpudiff(argv[2], argv[3])
     elif cmd == "memproto":
-        cmd_memproto(*argv[2:8])
+        cmd_memproto(*argv[2:9])
     elif cmd == "report":
         cmd_report(argv[2])
     elif cmd == "doc":

@@ -9,13 +9,17 @@
 
 #include "util.h"
 
+/* How a row's buckets epoch is measured (its EPOCH column). */
+enum algo_epoch { EPOCH_WINDOW, EPOCH_TOLERANCE };
+
 struct algo_row {
     const char *name;
     int has_buckets;
+    enum algo_epoch epoch;
 };
 
 static const struct algo_row algo_table[] = {
-#define RL_ALGO(id, name, keys, buckets) {name, sizeof(buckets) > 1},
+#define RL_ALGO(id, name, keys, buckets, epoch) {name, sizeof(buckets) > 1, EPOCH_##epoch},
 #include "algorithms.def"
 #undef RL_ALGO
 };
@@ -44,6 +48,26 @@ const char *algo_name(int algo)
 int algo_has_buckets(int algo)
 {
     return algo >= 0 && algo < RL_ALGO_COUNT && algo_table[algo].has_buckets;
+}
+
+long long algo_bucket_epoch_ms(int algo, long long limit, long long window_ms, long long burst)
+{
+    double q;
+    long long t;
+
+    if (algo < 0 || algo >= RL_ALGO_COUNT || algo_table[algo].epoch == EPOCH_WINDOW || limit < 1 ||
+        burst < 1)
+        return window_ms;
+    /* The script's tbb_epoch, in the same doubles: ceil(burst * window_ms
+     * / limit), at least 1000. Past 10^15 ms every clock is in epoch 0 on
+     * both sides, so that is as good as the exact value. */
+    q = (double)burst * (double)window_ms / (double)limit;
+    if (q >= 1e15)
+        return 1000000000000000LL;
+    t = (long long)q;
+    if ((double)t < q)
+        t++;
+    return t < 1000 ? 1000 : t;
 }
 
 void algo_names(char *out, size_t outsz, const char *last)

@@ -10,7 +10,7 @@
 
 /* RL_ALGO_<ID> for each row of algorithms.def, numbered in row order. */
 enum rl_algo {
-#define RL_ALGO(id, name, keys, buckets) RL_ALGO_##id,
+#define RL_ALGO(id, name, keys, buckets, epoch) RL_ALGO_##id,
 #include "algorithms.def"
 #undef RL_ALGO
     RL_ALGO_COUNT
@@ -24,6 +24,10 @@ const char *algo_name(int algo);
 
 /* 1 when algo has a RATELIMIT_STORE=buckets layout, else 0. */
 int algo_has_buckets(int algo);
+
+/* The length in ms of algo's buckets epochs (src/lua/buckets.lua) for a
+ * rule of limit requests per window_ms with burst (all >= 1). */
+long long algo_bucket_epoch_ms(int algo, long long limit, long long window_ms, long long burst);
 
 /*
  * The algorithms' names joined by ", ", the last two by last (e.g. " or "),

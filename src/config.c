@@ -432,9 +432,15 @@ static int apply_var(struct cfg_build *b, const struct cfg_var *v, const char *v
     return RL_ERR;
 }
 
+/* The shortest buckets epoch (src/lua/buckets.lua): the filter names a
+ * client's hashes by its own clock, which must stay within half an epoch
+ * of the server's. */
+#define BUCKET_EPOCH_MIN_MS 1000
+
 /* RATELIMIT_STORE=buckets takes only the algorithms with a buckets layout
  * (sliding-log has none: its state is a set of timestamps per client, not
- * a number a shared hash field could hold). */
+ * a number a shared hash field could hold), and epochs of a second or more
+ * (fixed-window and sliding-window: their window). */
 static int check_store(const struct rl_config *cfg, struct rl_err *err)
 {
     size_t i;
@@ -442,19 +448,29 @@ static int check_store(const struct rl_config *cfg, struct rl_err *err)
     if (cfg->store != RL_STORE_BUCKETS)
         return RL_OK;
     for (i = 0; i < cfg->nrules; i++) {
-        if (!algo_has_buckets(cfg->rules[i].algo)) {
+        const struct rl_rule *r = &cfg->rules[i];
+
+        if (!algo_has_buckets(r->algo)) {
             rl_err_set(err, RL_E_CONFIG,
                        "RATELIMIT_STORE: 'buckets' does not support %s (rule '%s'): "
                        "use RATELIMIT_STORE=keys or another algorithm",
-                       algo_name(cfg->rules[i].algo), cfg->rules[i].name);
+                       algo_name(r->algo), r->name);
+            return RL_ERR;
+        }
+        if (algo_bucket_epoch_ms(r->algo, r->limit, r->window_ms,
+                                 r->burst > 0 ? r->burst : r->limit) < BUCKET_EPOCH_MIN_MS) {
+            rl_err_set(err, RL_E_CONFIG,
+                       "RATELIMIT_STORE: 'buckets' takes windows of %d ms or more for %s "
+                       "(rule '%s' has %lld ms): use RATELIMIT_STORE=keys",
+                       BUCKET_EPOCH_MIN_MS, algo_name(r->algo), r->name, r->window_ms);
             return RL_ERR;
         }
     }
     return RL_OK;
 }
 
-/* redis+cluster:// for now takes the keys store only: the bucket hashes
- * are not the keys a script declares. (Rules keyed by different
+/* redis+cluster://: a key's first '{' must be the one before the client's
+ * hash (the hash tag, in both layouts). (Rules keyed by different
  * identities are checked one script per slot: limiter.c.) */
 static int check_cluster(const struct rl_config *cfg, struct rl_err *err)
 {
@@ -464,11 +480,6 @@ static int check_cluster(const struct rl_config *cfg, struct rl_err *err)
         rl_err_set(err, RL_E_CONFIG,
                    "RATELIMIT_PREFIX: no '{' or '}' with redis+cluster:// (the client's hash is "
                    "the keys' hash tag)");
-        return RL_ERR;
-    }
-    if (cfg->store == RL_STORE_BUCKETS) {
-        rl_err_set(err, RL_E_CONFIG,
-                   "RATELIMIT_STORE: 'buckets' is not supported with redis+cluster:// yet");
         return RL_ERR;
     }
     return RL_OK;

@@ -16,7 +16,9 @@
  */
 #include "limiter.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cluster.h"
 #include "log.h"
@@ -35,7 +37,8 @@ _Static_assert(SCRIPT_ROWS == RL_ALGO_COUNT * RL_STORE_COUNT,
 /* The script index of the all-algorithm script, after the rows'. */
 #define SCRIPT_ALL SCRIPT_ROWS
 
-/* Values per rule in ARGV and in the reply (after allowed_all). */
+/* Values per rule in ARGV (one more in the buckets layout: the field) and
+ * in the reply (after allowed_all). */
 #define ARGS_PER_RULE 4
 #define REPLY_PER_RULE 4
 
@@ -92,25 +95,170 @@ const char *limiter_pick_script(const struct rl_config *cfg, const char *const *
     return script_at(pick, sha);
 }
 
-/* ------------------------------------------------------------ the call */
+/* ------------------------------------------------------------ declared keys */
 
-/* EVALSHA sha numkeys, the keys of the applied rules, then their 4
- * numbers each (and "refund" when refund: src/lua/main.lua), in RESP into
- * *cmd. RL_ERR when it does not fit (a key longer than RL_KEY_MAX). */
-static int cmd_build(struct redisconn_cmd *cmd, const char *sha, const struct rl_config *cfg,
-                     const char *const *keys, size_t napplied, int refund)
+/*
+ * The KEYS a call declares for each applied rule. The keys layout: the
+ * rule's key, PREFIX NAME ":{" H "}". The buckets layout
+ * (src/lua/buckets.lua): the hashes PREFIX NAME ":{" H[0..3) "}:" N of the
+ * epochs N - 1, N and N + 1, N the epoch of this host's clock corrected by
+ * the server's (redisconn_clock_offset_ms), and in ARGV the field, the
+ * rest of H. A script whose server is in another epoch answers with its
+ * time and nothing written; the call is made again with its epochs.
+ */
+#define BUCKET_HASHES 3
+#define BUCKET_TAG 3    /* hex digits of H in a hash's name (4096 buckets) */
+#define BUCKET_FIELD 61 /* the rest of H: the field */
+#define KEY_H 64        /* hex digits of H */
+
+struct rule_keys {
+    size_t nk;                    /* KEYS of the rule: 1 or BUCKET_HASHES */
+    const char *k[BUCKET_HASHES]; /* into the caller's key, or buf */
+    size_t klen[BUCKET_HASHES];
+    const char *field;                        /* the buckets field, else NULL */
+    char buf[BUCKET_HASHES][RL_KEY_MAX + 24]; /* room for ":" N */
+};
+
+struct call_keys {
+    struct rule_keys r[RL_MAX_RULES];
+};
+
+/* This host's clock, ms since the epoch. */
+static long long wall_ms(void)
 {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The hashes and field of rule r for key (buckets layout) at now_ms: of
+ * the epochs N - 1, N and N + 1, N that of now_ms - E/2, so that the
+ * server's epoch and the one before it are declared while its clock is
+ * within half an epoch of now_ms either way. */
+static int bucket_keys(const struct rl_rule *r, const char *key, long long now_ms,
+                       struct rule_keys *rk, struct rl_err *err)
+{
+    size_t len = strlen(key), base;
+    long long burst = r->burst > 0 ? r->burst : r->limit;
+    long long e = algo_bucket_epoch_ms(r->algo, r->limit, r->window_ms, burst);
+    long long t = now_ms - e / 2;
+    long long n = t >= 0 ? t / e : -((-t + e - 1) / e);
     size_t i;
 
-    redisconn_cmd_init(cmd, (int)(3 + napplied * (1 + ARGS_PER_RULE)) + (refund ? 1 : 0));
+    if (len < KEY_H + 4 || memcmp(key + len - KEY_H - 3, ":{", 2) != 0 || key[len - 1] != '}') {
+        rl_err_set(err, RL_E_CONFIG, "rule %s: not a key of the buckets layout", r->name);
+        return RL_ERR;
+    }
+    base = len - KEY_H - 1; /* through "{" */
+    rk->nk = BUCKET_HASHES;
+    rk->field = key + base + BUCKET_TAG;
+    for (i = 0; i < BUCKET_HASHES; i++) {
+        int m = snprintf(rk->buf[i], sizeof(rk->buf[i]), "%.*s}:%lld", (int)(base + BUCKET_TAG),
+                         key, n - 1 + (long long)i);
+
+        if (m < 0 || (size_t)m >= sizeof(rk->buf[i])) {
+            rl_err_set(err, RL_E_CONFIG, "rule %s: the bucket's name is too long", r->name);
+            return RL_ERR;
+        }
+        rk->k[i] = rk->buf[i];
+        rk->klen[i] = (size_t)m;
+    }
+    return RL_OK;
+}
+
+/* ck for the applied keys of cfg (keys[i] non-NULL; only those with
+ * only[i] set unless only is NULL), offset_ms being the server's clock
+ * minus this host's. */
+static int call_keys_fill(const struct rl_config *cfg, const char *const *keys,
+                          const unsigned char *only, long long offset_ms, struct call_keys *ck,
+                          struct rl_err *err)
+{
+    /* The clock only for the buckets layout (the keys layout's hot path
+     * reads none). */
+    long long now = cfg->store == RL_STORE_BUCKETS ? wall_ms() + offset_ms : 0;
+    size_t i;
+
+    for (i = 0; i < cfg->nrules && i < RL_MAX_RULES; i++) {
+        struct rule_keys *rk = &ck->r[i];
+
+        if (keys[i] == NULL || (only != NULL && !only[i]))
+            continue;
+        if (cfg->store == RL_STORE_BUCKETS) {
+            if (bucket_keys(&cfg->rules[i], keys[i], now < 0 ? 0 : now, rk, err) != RL_OK)
+                return RL_ERR;
+        } else {
+            rk->nk = 1;
+            rk->k[0] = keys[i];
+            rk->klen[0] = strlen(keys[i]);
+            rk->field = NULL;
+        }
+    }
+    return RL_OK;
+}
+
+/* The key that routes rule i's call on a Cluster (all of its keys share
+ * its slot). */
+static const char *route_key(const struct call_keys *ck, size_t i)
+{
+    return ck->r[i].k[0];
+}
+
+/* The server's clock minus this host's, from the server's time server_ms
+ * in the reply to a call sent at this host's sent_ms (the script ran
+ * after it was sent, as the next call will: measured from the send, the
+ * next call's epochs are centred on the server's), logged and kept in rc
+ * for the next requests. */
+static long long learn_offset(struct redisconn *rc, long long server_ms, long long sent_ms)
+{
+    long long offset = server_ms - sent_ms;
+
+    rl_log(RL_LOG_DEBUG,
+           "the Redis server's clock is %lld ms from this host's: asking again with its epochs",
+           offset);
+    redisconn_set_clock_offset_ms(rc, offset);
+    return offset;
+}
+
+/* Is reply the script's "other epochs" answer, {-1, server ms}? */
+static int clock_reply(const redisReply *reply, long long *server_ms)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER || reply->element[0]->integer != -1 ||
+        reply->element[1]->type != REDIS_REPLY_INTEGER)
+        return 0;
+    *server_ms = reply->element[1]->integer;
+    return 1;
+}
+
+/* ------------------------------------------------------------ the call */
+
+/* EVALSHA sha numkeys, the declared keys of the applied rules, then their
+ * 4 numbers each (and the field in the buckets layout; "refund" last when
+ * refund: src/lua/main.lua), in RESP into *cmd. RL_ERR when it does not
+ * fit. */
+static int cmd_build(struct redisconn_cmd *cmd, const char *sha, const struct rl_config *cfg,
+                     const char *const *keys, const struct call_keys *ck, int refund)
+{
+    size_t i, j, nkeys = 0, nargs = 0;
+
+    for (i = 0; i < cfg->nrules && i < RL_MAX_RULES; i++) {
+        if (keys[i] == NULL)
+            continue;
+        nkeys += ck->r[i].nk;
+        nargs += ARGS_PER_RULE + (ck->r[i].field != NULL);
+    }
+    redisconn_cmd_init(cmd, (int)(3 + nkeys + nargs) + (refund ? 1 : 0));
     redisconn_cmd_str(cmd, "EVALSHA", 7);
     redisconn_cmd_str(cmd, sha, strlen(sha));
-    redisconn_cmd_ll(cmd, (long long)napplied);
-    for (i = 0; i < cfg->nrules; i++) {
-        if (keys[i] != NULL)
-            redisconn_cmd_str(cmd, keys[i], strlen(keys[i]));
+    redisconn_cmd_ll(cmd, (long long)nkeys);
+    for (i = 0; i < cfg->nrules && i < RL_MAX_RULES; i++) {
+        if (keys[i] == NULL)
+            continue;
+        for (j = 0; j < ck->r[i].nk; j++)
+            redisconn_cmd_str(cmd, ck->r[i].k[j], ck->r[i].klen[j]);
     }
-    for (i = 0; i < cfg->nrules; i++) {
+    for (i = 0; i < cfg->nrules && i < RL_MAX_RULES; i++) {
         const struct rl_rule *r = &cfg->rules[i];
 
         if (keys[i] == NULL)
@@ -119,6 +267,8 @@ static int cmd_build(struct redisconn_cmd *cmd, const char *sha, const struct rl
         redisconn_cmd_ll(cmd, r->limit);
         redisconn_cmd_ll(cmd, r->window_ms);
         redisconn_cmd_ll(cmd, r->burst > 0 ? r->burst : r->limit);
+        if (ck->r[i].field != NULL)
+            redisconn_cmd_str(cmd, ck->r[i].field, BUCKET_FIELD);
     }
     if (refund)
         redisconn_cmd_str(cmd, "refund", 6);
@@ -166,24 +316,27 @@ struct slot_group {
     const char *route; /* a key of the group: where it goes */
 };
 
-/* The applied keys grouped by slot into g; the number of groups. */
+/* The applied rules grouped by the slot of their keys into g; the number
+ * of groups. */
 static size_t group_by_slot(const struct rl_config *cfg, const char *const *keys,
-                            struct slot_group *g)
+                            const struct call_keys *ck, struct slot_group *g)
 {
     size_t i, j, n = 0;
 
     for (i = 0; i < cfg->nrules && i < RL_MAX_RULES; i++) {
+        const char *route;
         unsigned slot;
 
         if (keys[i] == NULL)
             continue;
-        slot = cluster_key_slot(keys[i], strlen(keys[i]));
+        route = route_key(ck, i);
+        slot = cluster_key_slot(route, strlen(route));
         for (j = 0; j < n && g[j].slot != slot; j++)
             ;
         if (j == n) {
             memset(&g[n], 0, sizeof(g[n]));
             g[n].slot = slot;
-            g[n].route = keys[i];
+            g[n].route = route;
             n++;
         }
         g[j].keys[i] = keys[i];
@@ -197,8 +350,8 @@ static size_t group_by_slot(const struct rl_config *cfg, const char *const *keys
  * all at once; replies[i] for those (NULL when it failed). RL_OK when
  * every one was answered. */
 static int send_groups(struct redisconn *rc, const struct rl_config *cfg, struct slot_group *g,
-                       size_t ng, const unsigned char *pick, int refund, struct redisconn_cmd *cmds,
-                       redisReply **replies, struct rl_err *err)
+                       size_t ng, const struct call_keys *ck, const unsigned char *pick, int refund,
+                       struct redisconn_cmd *cmds, redisReply **replies, struct rl_err *err)
 {
     const char *scripts[RL_MAX_RULES], *shas[RL_MAX_RULES], *routes[RL_MAX_RULES];
     const struct redisconn_cmd *cp[RL_MAX_RULES];
@@ -212,7 +365,7 @@ static int send_groups(struct redisconn *rc, const struct rl_config *cfg, struct
         if (!pick[i])
             continue;
         g[i].script = limiter_pick_script(cfg, g[i].keys, &g[i].sha);
-        if (cmd_build(&cmds[i], g[i].sha, cfg, g[i].keys, g[i].napplied, refund) != RL_OK) {
+        if (cmd_build(&cmds[i], g[i].sha, cfg, g[i].keys, ck, refund) != RL_OK) {
             rl_err_set(err, RL_E_CONFIG, "the EVALSHA request exceeds %d bytes", RL_CMD_MAX);
             return RL_ERR;
         }
@@ -237,7 +390,8 @@ static int send_groups(struct redisconn *rc, const struct rl_config *cfg, struct
 /* Give back what the groups with charged[i] set charged; a failure is
  * logged (the rules keep the charge until their windows pass). */
 static void give_back(struct redisconn *rc, const struct rl_config *cfg, struct slot_group *g,
-                      size_t ng, const unsigned char *charged, struct redisconn_cmd *cmds)
+                      size_t ng, const char *const *keys, struct call_keys *ck,
+                      const unsigned char *charged, struct redisconn_cmd *cmds)
 {
     redisReply *replies[RL_MAX_RULES];
     struct rl_err err;
@@ -245,7 +399,12 @@ static void give_back(struct redisconn *rc, const struct rl_config *cfg, struct 
     int ret;
 
     rl_err_clear(&err);
-    ret = send_groups(rc, cfg, g, ng, charged, 1, cmds, replies, &err);
+    for (i = 0; i < ng; i++)
+        replies[i] = NULL;
+    /* The hashes of the epochs of now (the buckets layout). */
+    ret = call_keys_fill(cfg, keys, NULL, redisconn_clock_offset_ms(rc), ck, &err);
+    if (ret == RL_OK)
+        ret = send_groups(rc, cfg, g, ng, ck, charged, 1, cmds, replies, &err);
     for (i = 0; i < ng; i++) {
         if (replies[i] != NULL)
             freeReplyObject(replies[i]);
@@ -257,19 +416,65 @@ static void give_back(struct redisconn *rc, const struct rl_config *cfg, struct 
                               &err);
 }
 
-/* limiter_check() for keys in ng > 1 slots (see above). */
-static int check_split(struct redisconn *rc, const struct rl_config *cfg, struct slot_group *g,
-                       size_t ng, struct rl_decision *out, struct rl_err *err)
+/* The checks of every group into replies[i]; a group whose script
+ * answered with the server's time (the buckets layout, the clocks over
+ * half an epoch apart) is asked again, once, with the epochs of that
+ * server's clock (masters may differ). */
+static int send_checks(struct redisconn *rc, const struct rl_config *cfg, struct slot_group *g,
+                       size_t ng, const char *const *keys, struct call_keys *ck,
+                       struct redisconn_cmd *cmds, redisReply **replies, struct rl_err *err)
 {
-    struct redisconn_cmd cmds[RL_MAX_RULES];
-    redisReply *replies[RL_MAX_RULES];
-    unsigned char all[RL_MAX_RULES], charged[RL_MAX_RULES];
-    size_t i, j;
+    unsigned char all[RL_MAX_RULES], again[RL_MAX_RULES];
+    redisReply *more[RL_MAX_RULES];
+    long long sent = cfg->store == RL_STORE_BUCKETS ? wall_ms() : 0, server_ms;
+    size_t i, n = 0;
     int ok;
 
     memset(all, 1, sizeof(all));
+    memset(again, 0, sizeof(again));
+    ok = send_groups(rc, cfg, g, ng, ck, all, 0, cmds, replies, err) == RL_OK;
+    for (i = 0; i < ng; i++) {
+        if (!clock_reply(replies[i], &server_ms))
+            continue;
+        freeReplyObject(replies[i]);
+        replies[i] = NULL;
+        again[i] = 1;
+        n++;
+        if (call_keys_fill(cfg, keys, g[i].applied, learn_offset(rc, server_ms, sent), ck, err) !=
+            RL_OK)
+            return RL_ERR; /* (a key the first fill took: cannot happen) */
+    }
+    if (n == 0)
+        return ok ? RL_OK : RL_ERR;
+    if (send_groups(rc, cfg, g, ng, ck, again, 0, cmds, more, err) != RL_OK)
+        ok = 0;
+    for (i = 0; i < ng; i++) {
+        if (!again[i])
+            continue;
+        replies[i] = more[i];
+        if (clock_reply(more[i], &server_ms)) {
+            rl_err_set(err, RL_E_REDIS, "the Redis server's clock keeps moving between epochs");
+            freeReplyObject(more[i]);
+            replies[i] = NULL;
+            ok = 0;
+        }
+    }
+    return ok ? RL_OK : RL_ERR;
+}
+
+/* limiter_check() for keys in ng > 1 slots (see above). */
+static int check_split(struct redisconn *rc, const struct rl_config *cfg, struct slot_group *g,
+                       size_t ng, const char *const *keys, struct call_keys *ck,
+                       struct rl_decision *out, struct rl_err *err)
+{
+    struct redisconn_cmd cmds[RL_MAX_RULES];
+    redisReply *replies[RL_MAX_RULES];
+    unsigned char charged[RL_MAX_RULES];
+    size_t i, j;
+    int ok;
+
     memset(charged, 0, sizeof(charged));
-    ok = send_groups(rc, cfg, g, ng, all, 0, cmds, replies, err) == RL_OK;
+    ok = send_checks(rc, cfg, g, ng, keys, ck, cmds, replies, err) == RL_OK;
     for (i = 0; i < ng; i++) {
         struct rl_decision d;
 
@@ -288,7 +493,7 @@ static int check_split(struct redisconn *rc, const struct rl_config *cfg, struct
         freeReplyObject(replies[i]);
     }
     if (!ok || !out->allowed)
-        give_back(rc, cfg, g, ng, charged, cmds);
+        give_back(rc, cfg, g, ng, keys, ck, charged, cmds);
     /* A rule that denied is an answer even if another slot failed. */
     if (!ok && !out->allowed)
         ok = 1;
@@ -303,13 +508,46 @@ static int check_split(struct redisconn *rc, const struct rl_config *cfg, struct
     return RL_OK;
 }
 
+/* One EVALSHA of every applied rule; NULL on failure (*err set). A
+ * script that answered with the server's time (the buckets layout) is
+ * asked again, once, with the server's epochs. */
+static redisReply *eval_once(struct redisconn *rc, const struct rl_config *cfg,
+                             const char *const *keys, struct call_keys *ck, struct rl_err *err)
+{
+    struct redisconn_cmd cmd;
+    const char *script, *sha;
+    redisReply *reply = NULL;
+    long long server_ms, sent = 0;
+    size_t i;
+    int attempt;
+
+    script = limiter_pick_script(cfg, keys, &sha);
+    for (i = 0; keys[i] == NULL; i++)
+        ; /* the first applied rule routes the command on a Cluster */
+    for (attempt = 0; attempt < 2; attempt++) {
+        if (cmd_build(&cmd, sha, cfg, keys, ck, 0) != RL_OK) {
+            rl_err_set(err, RL_E_CONFIG, "the EVALSHA request exceeds %d bytes", RL_CMD_MAX);
+            return NULL;
+        }
+        if (cfg->store == RL_STORE_BUCKETS)
+            sent = wall_ms();
+        reply = redisconn_eval(rc, cfg, script, sha, &cmd, route_key(ck, i), err);
+        if (!clock_reply(reply, &server_ms))
+            return reply;
+        freeReplyObject(reply);
+        if (call_keys_fill(cfg, keys, NULL, learn_offset(rc, server_ms, sent), ck, err) != RL_OK)
+            return NULL;
+    }
+    rl_err_set(err, RL_E_REDIS, "the Redis server's clock keeps moving between epochs");
+    return NULL;
+}
+
 int limiter_check(struct redisconn *rc, const struct rl_config *cfg, const char *const *keys,
                   struct rl_decision *out, struct rl_err *err)
 {
-    struct redisconn_cmd cmd;
+    struct call_keys ck;
     unsigned char applied[RL_MAX_RULES];
     size_t i, napplied = 0;
-    const char *script, *sha;
     redisReply *reply;
     int ret;
 
@@ -324,22 +562,17 @@ int limiter_check(struct redisconn *rc, const struct rl_config *cfg, const char 
     }
     if (napplied == 0)
         return RL_OK;
-    script = limiter_pick_script(cfg, keys, &sha);
+    if (call_keys_fill(cfg, keys, NULL, redisconn_clock_offset_ms(rc), &ck, err) != RL_OK)
+        return RL_ERR;
     /* One applied rule is one slot: no grouping (no second CRC16). */
     if (cfg->redis.mode == RL_REDIS_CLUSTER && napplied > 1) {
         struct slot_group g[RL_MAX_RULES];
-        size_t ng = group_by_slot(cfg, keys, g);
+        size_t ng = group_by_slot(cfg, keys, &ck, g);
 
         if (ng > 1)
-            return check_split(rc, cfg, g, ng, out, err);
+            return check_split(rc, cfg, g, ng, keys, &ck, out, err);
     }
-    if (cmd_build(&cmd, sha, cfg, keys, napplied, 0) != RL_OK) {
-        rl_err_set(err, RL_E_CONFIG, "the EVALSHA request exceeds %d bytes", RL_CMD_MAX);
-        return RL_ERR;
-    }
-    for (i = 0; keys[i] == NULL; i++)
-        ; /* the first applied key routes the command on a Cluster */
-    reply = redisconn_eval(rc, cfg, script, sha, &cmd, keys[i], err);
+    reply = eval_once(rc, cfg, keys, &ck, err);
     if (reply == NULL)
         return RL_ERR;
     ret = limiter_decode(reply, cfg, applied, out, err);

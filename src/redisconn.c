@@ -79,6 +79,9 @@ struct redisconn {
     long long down_since_ms, retry_at_ms, backoff_ms;
     char reason[RL_ERR_MSG_MAX];
     long long script_err_logged_ms; /* last WARN about a script error */
+    /* The server's clock minus this host's, ms, as the limiter script
+     * last told (the buckets layout's epochs; 0 until it does). */
+    long long clock_offset_ms;
 };
 
 /* How the EVALSHA went. */
@@ -87,6 +90,17 @@ enum eval_outcome { EV_OK, EV_SCRIPT_ERROR, EV_DOWN };
 struct redisconn *redisconn_new(void)
 {
     return xcalloc(1, sizeof(struct redisconn));
+}
+
+long long redisconn_clock_offset_ms(const struct redisconn *rc)
+{
+    return rc != NULL ? rc->clock_offset_ms : 0;
+}
+
+void redisconn_set_clock_offset_ms(struct redisconn *rc, long long ms)
+{
+    if (rc != NULL)
+        rc->clock_offset_ms = ms;
 }
 
 void redisconn_close(struct redisconn *rc)
@@ -573,7 +587,7 @@ int redisconn_eval_many(struct redisconn *rc, const struct rl_config *cfg, size_
 /* --check's EVALSHA: the script with one key under the prefix and no
  * ARGV. Redis checks the ACL for the command and the key first; the
  * script then refuses the arguments before it touches any key ("ERR
- * fcgi-ratelimit: expected 4 arguments per key"): that refusal is the
+ * fcgi-ratelimit: KEYS and ARGV do not match"): that refusal is the
  * success. The rights for the commands inside the script are not checked
  * (only a real run would): a request reports them (RW_CONF_NOPERM). */
 static int check_eval(struct redisconn *rc, const struct rl_config *cfg, const char *script,

@@ -30,6 +30,11 @@ struct redisconn *redisconn_new(void);
 /* Close and free; NULL is a no-op. */
 void redisconn_free(struct redisconn *rc);
 
+/* The server's clock minus this host's in ms, as the limiter learnt it
+ * (0 at first and for NULL); setting it on NULL is a no-op. */
+long long redisconn_clock_offset_ms(const struct redisconn *rc);
+void redisconn_set_clock_offset_ms(struct redisconn *rc, long long ms);
+
 /*
  * Send cmd, an EVALSHA of sha (complete: redisconn_cmd_complete; borrowed),
  * and return its reply. Connects first when needed (to cfg->redis; a

@@ -38,10 +38,11 @@
  * number of arguments first, then add exactly that many. A command that
  * does not fit RL_CMD_MAX bytes, or gets a different number of arguments,
  * is not complete and is never sent. RL_CMD_MAX holds an EVALSHA with
- * RL_MAX_RULES keys of RL_KEY_MAX bytes and their numbers. (The builder
+ * RL_MAX_RULES rules of the buckets layout: 3 keys of up to RL_KEY_MAX
+ * bytes each, their numbers and fields. (The builder
  * keeps the redisconn_ names its first users know it by.)
  */
-#define RL_CMD_MAX 4096
+#define RL_CMD_MAX 8192
 
 struct redisconn_cmd {
     size_t len;   /* bytes used in buf */

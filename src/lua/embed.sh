@@ -16,7 +16,7 @@ def=$1
 dir=$2
 
 # One "keys|buckets" line per row of DEF, in order.
-rows=$(sed -n 's/^RL_ALGO([A-Z0-9_]*, *"[^"]*", *"\([^"]*\)", *"\([^"]*\)").*/\1|\2/p' "$def")
+rows=$(sed -n 's/^RL_ALGO([A-Z0-9_]*, *"[^"]*", *"\([^"]*\)", *"\([^"]*\)", *[A-Z]*).*/\1|\2/p' "$def")
 nrows=$(printf '%s\n' "$rows" | grep -c .)
 [ "$nrows" -gt 0 ] || { echo "embed.sh: no RL_ALGO row in $def" >&2; exit 1; }
 

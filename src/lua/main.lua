@@ -1,7 +1,10 @@
 --[[
 main: the dispatcher (last in the chunk; see prelude.lua for KEYS, ARGV and
 the reply). Phase 1 checks every rule and writes nothing that charges;
-phase 2, only when all rules admit the request, commits every rule.
+phase 2, only when all rules admit the request, commits every rule. A rule
+of the buckets layout whose declared hashes are not the ones the server's
+clock needs ends phase 1 early with {-1, server time in ms}, nothing
+charged.
 With one more ARGV, "refund", it gives back instead one request each rule
 admitted a moment ago (a request checked in several calls, one per Redis
 Cluster slot, that another call denied); the reply is the number of rules.
@@ -16,15 +19,36 @@ local function rl_arg(k)
     return v
 end
 
--- Rule i's algorithm and numbers, or nil (then the error reply).
-local function rl_rule(i)
-    local b = 4 * (i - 1)
-    local algo = ALGO[tonumber(ARGV[b + 1])]
-    local limit, window, burst = rl_arg(b + 2), rl_arg(b + 3), rl_arg(b + 4)
-    if algo and limit and window and burst then
-        return algo, limit, window, burst
+-- The rules of the call, parsed once (tonumber is a strtod): a flat list,
+-- 5 values per rule (algorithm, limit, window_ms, burst, rk), and whether
+-- ARGV ends with "refund". A rule takes algo.nkeys KEYS (1 unless its
+-- layout says) and algo.nargs ARGV (4 unless it says); rk is its KEYS
+-- value, or what algo.rk(k, a) makes of KEYS[k...] and ARGV[a...]. nil
+-- and the error reply when KEYS and ARGV do not fit together.
+local function rl_rules()
+    local refund = #ARGV > 0 and ARGV[#ARGV] == 'refund'
+    local nargv = refund and #ARGV - 1 or #ARGV
+    local st, k, a = {}, 1, 1
+    while a <= nargv do
+        local algo = ALGO[tonumber(ARGV[a])]
+        local limit, window, burst = rl_arg(a + 1), rl_arg(a + 2), rl_arg(a + 3)
+        local i = #st / 5 + 1
+        if not (algo and limit and window and burst) then
+            return nil, redis.error_reply(string.format('ERR fcgi-ratelimit: bad arguments for rule %d', i))
+        end
+        local nk, na = algo.nkeys or 1, algo.nargs or 4
+        if k + nk - 1 > #KEYS or a + na - 1 > nargv then
+            break
+        end
+        local j = #st
+        st[j + 1], st[j + 2], st[j + 3], st[j + 4] = algo, limit, window, burst
+        st[j + 5] = algo.rk and algo.rk(k, a) or KEYS[k]
+        k, a = k + nk, a + na
     end
-    return nil
+    if #st == 0 or k ~= #KEYS + 1 or a ~= nargv + 1 then
+        return nil, redis.error_reply('ERR fcgi-ratelimit: KEYS and ARGV do not match (4 arguments per rule, 5 in the buckets layout)')
+    end
+    return st, refund
 end
 
 -- The server's time in microseconds, asked once per call: now when the
@@ -38,54 +62,56 @@ local function rl_now(now)
 end
 
 -- Give back one request to every rule (see the top).
-local function rl_refund(n)
+local function rl_refund(st)
     local now = nil
-    for i = 1, n do
-        local algo, limit, window, burst = rl_rule(i)
-        if not algo or not algo.refund then
-            return redis.error_reply(string.format('ERR fcgi-ratelimit: cannot refund key %d', i))
+    for j = 1, #st, 5 do
+        local algo = st[j]
+        if not algo.refund then
+            return redis.error_reply(string.format('ERR fcgi-ratelimit: cannot refund rule %d', (j + 4) / 5))
         end
         if algo.time then
             now = rl_now(now)
         end
-        algo.refund(KEYS[i], now, limit, window, burst)
+        algo.refund(st[j + 4], now, st[j + 1], st[j + 2], st[j + 3])
     end
-    return n
+    return #st / 5
 end
 
 local function rl_main()
-    local n = #KEYS
-    if n >= 1 and #ARGV == 4 * n + 1 and ARGV[#ARGV] == 'refund' then
-        return rl_refund(n)
+    local st, refund = rl_rules()
+    if not st then
+        return refund
     end
-    if n < 1 or #ARGV ~= 4 * n then
-        return redis.error_reply('ERR fcgi-ratelimit: expected 4 arguments per key')
+    if refund then
+        return rl_refund(st)
     end
-    -- st: per rule, what phase 2 needs (algorithm, numbers, what check
-    -- handed to commit), flat, so that ARGV is parsed once (tonumber is a
-    -- strtod) in one table.
-    local reply, st, all, now = {0}, {}, true, nil
+    -- sv: per rule, what check handed to commit.
+    local reply, sv, all, now = {0}, {}, true, nil
+    local n = #st / 5
     for i = 1, n do
-        local algo, limit, window, burst = rl_rule(i)
-        if not algo then
-            return redis.error_reply(string.format('ERR fcgi-ratelimit: bad arguments for key %d', i))
-        end
+        local j = 5 * i - 4
+        local algo = st[j]
         if algo.time then
             now = rl_now(now)
         end
-        local ok, remaining, reset, retry, s = algo.check(KEYS[i], now, limit, window, burst)
-        local j = 4 * i - 2
-        reply[j], reply[j + 1], reply[j + 2], reply[j + 3] =
+        local ok, remaining, reset, retry, s = algo.check(st[j + 4], now, st[j + 1], st[j + 2], st[j + 3])
+        if ok == nil then
+            -- The rule's keys are for other windows than the server's
+            -- clock is in: nothing was charged; the filter declares the
+            -- right ones and calls again.
+            return {-1, floor(now / 1000)}
+        end
+        local r = 4 * i - 2
+        reply[r], reply[r + 1], reply[r + 2], reply[r + 3] =
             ok and 1 or 0, floor(remaining), ceil(reset), ceil(retry)
-        j = 5 * i - 4
-        st[j], st[j + 1], st[j + 2], st[j + 3], st[j + 4] = algo, limit, window, burst, s
+        sv[i] = s
         all = all and ok
     end
     if all then
         reply[1] = 1
         for i = 1, n do
             local j = 5 * i - 4
-            st[j].commit(KEYS[i], now, st[j + 1], st[j + 2], st[j + 3], st[j + 4])
+            st[j].commit(st[j + 4], now, st[j + 1], st[j + 2], st[j + 3], sv[i])
         end
     end
     return reply

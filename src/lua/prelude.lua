@@ -14,15 +14,16 @@ needs, the rules travel as plain numbers (no table per rule), and TIME is
 called only when an algorithm of the request needs it.
 
 EVALSHA sha numkeys key [key ...] algo limit window_ms burst [algo limit window_ms burst ...]
-  KEYS[i]      the key of the i-th applied rule for this client (one key
-               per rule: a string or a sorted set, by algorithm)
-  ARGV[4i-3]   script id: the algorithm's row in src/algorithms.def
+  per applied rule, in order (the keys layout: one key and 4 ARGV):
+  KEYS         the key of the rule for this client (a string or a sorted
+               set, by algorithm)
+  ARGV         script id: the algorithm's row in src/algorithms.def
                (enum rl_algo, from 0), plus the number of rows for
-               RATELIMIT_STORE=buckets
-  ARGV[4i-2]   limit: requests per window, integer >= 1
-  ARGV[4i-1]   window_ms: the window in milliseconds, integer >= 1
-  ARGV[4i]     burst: token-bucket capacity, integer >= 1 (others ignore it)
-Reply: array of 1 + 4 * numkeys integers
+               RATELIMIT_STORE=buckets;
+               limit: requests per window, integer >= 1;
+               window_ms: the window in milliseconds, integer >= 1;
+               burst: token-bucket capacity, integer >= 1 (others ignore it)
+Reply: array of 1 + 4 per rule integers (for rule i:)
   [1]          allowed_all: 1 when every rule admits the request (then every
                rule was charged), 0 otherwise (then none was)
   [4i-2]       allowed: 1 when rule i alone admits the request, else 0
@@ -31,27 +32,37 @@ Reply: array of 1 + 4 * numkeys integers
   [4i]         reset_ms: ms until rule i's quota is whole again
   [4i+1]       retry_ms: ms until a request would be admitted (0 when
                allowed, >= 1 when denied)
+  A rule of the buckets layout (RATELIMIT_STORE=buckets, see buckets.lua)
+  takes 3 KEYS (its hashes of three consecutive epochs) and 5 ARGV (the
+  four numbers, then its field); for such a rule the reply may instead be
+  {-1, the server's time in ms}: its epoch is not one of those declared,
+  nothing was charged, and the filter calls again with the right hashes.
 Errors: "ERR fcgi-ratelimit: ..." for malformed arguments or an algorithm
 this script does not hold; errors raised by the commands themselves are
 passed on.
 
 EVALSHA sha numkeys key [key ...] algo limit window_ms burst [...] refund
   the same, and the word "refund" last: give back one request that this
-  call's rules admitted a moment ago (see main.lua). Reply: numkeys.
+  call's rules admitted a moment ago (see main.lua). Reply: the number of
+  rules.
 
 An algorithm registers ALGO[ID] = {check = check, commit = commit,
-refund = refund (optional), time = bool}
+refund = refund (optional), time = bool, and for a layout of more than one
+key per rule nkeys = n, nargs = n, rk = function(k, a)}
 (the build writes its script id for ID: see src/lua/embed.sh):
   check(key, now, limit, window_ms, burst)
       -> allowed (boolean), remaining, reset_ms, retry_ms, save
       reads the state and decides; it must not charge anything (it may
-      repair state: a missing TTL, expired entries, a key of another type)
+      repair state: a missing TTL, expired entries, a key of another type);
+      nil when its declared keys do not fit the server's clock
   commit(key, now, limit, window_ms, burst, save)
       charges one request; called only when all rules admitted; save is
       what check returned for it
   refund(key, now, limit, window_ms, burst)
-      gives back one admitted request (only for the keys layout: a
-      buckets rule is never split from its client's other rules)
+      gives back one admitted request (a request checked in several calls
+      on a Redis Cluster, one per slot, that another call denied)
+  key is KEYS[k] for the rule, or rk(k, a) when the algorithm has one
+  (k, a: the rule's first KEYS and ARGV index)
   now  server time in microseconds when time is true for any rule of the
        request, else nil
 The algorithms' keys hold different types or, when two are strings,

@@ -251,3 +251,65 @@ window_cycle() {
     assert_equal "$status" 0
     assert_output --partial "store=buckets"
 }
+
+# evalsha_calls: how many EVALSHA Redis ran since CONFIG RESETSTAT.
+evalsha_calls() {
+    rcli INFO commandstats | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p'
+}
+
+# skewed OFFSET: TEST_PREFIX for a filter whose clock is OFFSET (faketime's
+# "+3h", "-3h") off the server's; the monotonic clock left alone.
+skewed() {
+    echo "env FAKETIME_DONT_FAKE_MONOTONIC=1 ASAN_OPTIONS=verify_asan_link_order=0 faketime -f $1 ${TEST_PREFIX:-}"
+}
+
+@test "buckets: a filter whose clock is hours off the server's: the script names the server's time, the filter asks again, then limits exactly" {
+    command -v faketime >/dev/null || fail "faketime is not installed (Debian: faketime)"
+    local algo
+    # epochs of 1 hour for every algorithm (token-bucket: burst 3 of 3/1h),
+    # the clocks 3 hours apart: more than an epoch either way
+    export RATELIMIT_LOG=debug RATELIMIT_WINDOW=1h
+    for algo in fixed-window sliding-window token-bucket; do
+        rcli FLUSHALL >/dev/null
+        export RATELIMIT_ALGORITHM=$algo
+        # not in the hour's last minute: the requests stay in one window
+        [ $(($(now_ms) % 3600000)) -lt 3540000 ] || period_start 3600000
+        # the scripts loaded first (no NOSCRIPT in the counts below)
+        run check_run
+        assert_success
+        # A worker 3 hours ahead: its first check declares hashes of
+        # epochs the server is not in, is answered with the server's time,
+        # and is asked again; the worker keeps the difference: 4 requests
+        # (the 4th denied; a 5th would be the denial cache's), 5 EVALSHA.
+        : >"$T/fcgi-stderr"
+        TEST_PREFIX=$(skewed +3h) fcgi_start 1
+        rcli CONFIG RESETSTAT >/dev/null
+        for want in 200 200 200 429; do
+            run fcgi_req </dev/null
+            assert_equal "$(status_of)" "$want"
+        done
+        assert_equal "$(evalsha_calls)" 5
+        assert_equal "$(grep -c "clock is -10\(79\|80\)[0-9]\{4\} ms from this host's" "$T/fcgi-stderr")" 1
+        fcgi_stop
+        # Plain CGI 3 hours behind: every process learns it anew, two
+        # EVALSHA per request; the count goes on from the worker's.
+        : >"$T/stderr"
+        rcli CONFIG RESETSTAT >/dev/null
+        TEST_PREFIX=$(skewed -3h) run cgi_run </dev/null
+        assert_equal "$(status_of)" 429
+        assert_equal "$(evalsha_calls)" 2
+        grep -q "clock is 10\(79\|80\)[0-9]\{4\} ms from this host's" "$T/stderr"
+        # the client's hashes are of the server's epochs, not of the
+        # filter's clock
+        snapshot
+        [ -n "$(bucket_lines)" ]
+        while read -r k _; do
+            k=${k##*:}
+            echo "$algo: hash of epoch $k, server at $SNAP_MS ms" >&2
+            [ $((k * 3600000)) -le "$SNAP_MS" ]
+            [ "$SNAP_MS" -lt $(((k + 2) * 3600000)) ]
+        done <<<"$(bucket_lines)"
+        run cat "$T/stderr" "$T/fcgi-stderr"
+        refute_output --partial "keeps moving"
+    done
+}

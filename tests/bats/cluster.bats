@@ -674,3 +674,91 @@ setenv.add-environment = ( "RATELIMIT_KEY" => "header:X-Api-Key",
     run cat "$T/stderr"
     refute_output --partial "could not be given back"
 }
+
+# bucket_state RULE KIND VALUE: the buckets store's state of that client
+# under RULE, read on the master of its hashes' slot: its field in the
+# newest of its bucket hashes that holds one, or "none".
+bucket_state() {
+    local h hk port k v best=none bestn=-1 n
+    h=$(id_hash "$2" "$3")
+    hk="ratelimit:$1:{${h:0:3}}"
+    port=$(key_port "$hk")
+    for k in $(ccli "$port" --scan --pattern "$hk:*"); do
+        v=$(ccli "$port" HGET "$k" "${h:3}")
+        n=${k##*:}
+        if [ -n "$v" ] && [ "$n" -gt "$bestn" ]; then
+            best=$v bestn=$n
+        fi
+    done
+    echo "$best"
+}
+
+# near: two bucket_state words are the same counter or, for a token
+# bucket's tat given back, the same time within 1 us.
+near() {
+    if [ "$1" = none ] || [ "$2" = none ]; then
+        [ "$1" = "$2" ]
+    else
+        awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; exit !(d < 1 && d > -1) }'
+    fi
+}
+
+@test "cluster: the buckets store, every algorithm it takes (README's ACL user): exact limits, hashes on their slot's master, a denied request charged to none" {
+    local algo n=0 ipa=127.0.0.1 ipb apikey k ha hk hb before
+    readme_acl_user acl-pw-5
+    export RATELIMIT_STORE=buckets
+    run check_run
+    assert_success
+    assert_output --partial "cluster: 3 masters, all 16384 slots covered"
+    for algo in fixed-window sliding-window token-bucket; do
+        n=$((n + 1))
+        export RATELIMIT_RULES="ip$n ip 3/1h $algo; key$n header:X-Api-Key 5/1h $algo"
+        # bucket hashes are tagged by the first 3 hex digits of the hash:
+        # an API key whose hashes are on another master than ipa's, and a
+        # second address on another master than that API key's
+        ha=$(id_hash ip "$ipa")
+        for k in $(seq 1 80); do
+            hk=$(id_hash header "key-$k")
+            [ "$(key_port "{${hk:0:3}}")" != "$(key_port "{${ha:0:3}}")" ] && break
+        done
+        apikey="key-$k"
+        for k in $(seq 2 80); do
+            ipb="10.0.0.$k"
+            hb=$(id_hash ip "$ipb")
+            [ "$(key_port "{${hb:0:3}}")" != "$(key_port "{${hk:0:3}}")" ] && break
+        done
+        [ "$(key_port "{${ha:0:3}}")" != "$(key_port "{${hk:0:3}}")" ]
+        [ "$(key_port "{${hb:0:3}}")" != "$(key_port "{${hk:0:3}}")" ]
+        # ipa: 3 admitted; the 4th denied by its address's rule, and the
+        # API key's rule (another master) given back its charge
+        for k in 1 2 3; do assert_equal "$(req_as "$ipa" "$apikey")" 200; done
+        before=$(bucket_state "key$n" header "$apikey")
+        [ "$before" != none ]
+        assert_equal "$(req_as "$ipa" "$apikey")" 429
+        echo "$algo: API key's field $before, then $(bucket_state "key$n" header "$apikey")" >&2
+        near "$before" "$(bucket_state "key$n" header "$apikey")"
+        # ipb: 2 admitted, the API key has had its 5: the next is denied by
+        # the API key's rule, and ipb's charge given back
+        for k in 1 2; do assert_equal "$(req_as "$ipb" "$apikey")" 200; done
+        before=$(bucket_state "ip$n" ip "$ipb")
+        assert_equal "$(req_as "$ipb" "$apikey")" 429
+        near "$before" "$(bucket_state "ip$n" ip "$ipb")"
+        if [ "$algo" != token-bucket ]; then
+            assert_equal "$(bucket_state "ip$n" ip "$ipa")" 3
+            assert_equal "$(bucket_state "ip$n" ip "$ipb")" 2
+            assert_equal "$(bucket_state "key$n" header "$apikey")" 5
+        fi
+        # a fresh address with the exhausted API key: denied, its field gone
+        assert_equal "$(req_as 10.9.9.9 "$apikey")" 429
+        assert_equal "$(bucket_state "ip$n" ip 10.9.9.9)" none
+    done
+    # every hash is on the master of its slot: no node holds a key of
+    # a slot it does not serve
+    for k in $(cluster_masters); do
+        for hk in $(ccli "$k" --scan --pattern 'ratelimit:*'); do
+            assert_equal "$(key_port "$hk")" "$k"
+        done
+    done
+    run cat "$T/stderr"
+    refute_output --partial "could not be given back"
+}

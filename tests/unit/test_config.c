@@ -358,6 +358,15 @@ static void test_store(void)
               !with(ENV("RATELIMIT_RULES=a ip 5/1s; slow ip 9/1m sliding-log",
                         "RATELIMIT_STORE=buckets")) &&
                   strstr(cur_err.msg, "(rule 'slow')") != NULL);
+    test_cond(
+        "buckets: a window under 1 s refused for fixed-window and sliding-window",
+        !with(ENV("RATELIMIT_STORE=buckets", "RATELIMIT_WINDOW=500ms")) &&
+            cur_err.kind == RL_E_CONFIG && strstr(cur_err.msg, "1000 ms or more") != NULL &&
+            !with(ENV("RATELIMIT_STORE=buckets", "RATELIMIT_RULES=a ip 5/999ms sliding-window")) &&
+            with(ENV("RATELIMIT_STORE=buckets", "RATELIMIT_WINDOW=1s")) != NULL);
+    test_cond("buckets: token-bucket with a short window (its epochs are 1 s or more)",
+              with(ENV("RATELIMIT_STORE=buckets", "RATELIMIT_RULES=a ip 5/100ms token-bucket")) !=
+                  NULL);
     test_cond("keys take sliding-log",
               with(ENV("RATELIMIT_STORE=keys", "RATELIMIT_ALGORITHM=sliding-log")) != NULL);
 }
@@ -370,9 +379,10 @@ static void test_cluster_limits(void)
                   cur->redis.mode == RL_REDIS_CLUSTER && cur->nrules == 2 &&
                   with(ENV("RATELIMIT_REDIS_URL=redis+cluster://h:7000",
                            "RATELIMIT_RULES=a header:X-Api-Key 5/1s; b header:x-api-key 9/1m")));
-    test_cond("cluster: buckets refused for now",
-              !with(ENV("RATELIMIT_REDIS_URL=redis+cluster://h:7000", "RATELIMIT_STORE=buckets")) &&
-                  cur_err.kind == RL_E_CONFIG && strstr(cur_err.msg, "redis+cluster://") != NULL);
+    test_cond("cluster: the buckets store (its hashes are declared keys)",
+              with(ENV("RATELIMIT_REDIS_URL=redis+cluster://h:7000", "RATELIMIT_STORE=buckets",
+                       "RATELIMIT_RULES=a ip 5/1s; b header:X-Api-Key 9/1m token-bucket")) &&
+                  cur->store == RL_STORE_BUCKETS);
     test_cond("cluster: rules keyed by different identities (checked per slot)",
               with(ENV("RATELIMIT_REDIS_URL=redis+cluster://h:7000",
                        "RATELIMIT_RULES=a ip 5/1s; b header:X-Api-Key 9/1m")) != NULL);

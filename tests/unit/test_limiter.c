@@ -433,6 +433,75 @@ static void test_cmd_capacity(void)
               redisconn_cmd_complete(&cmd));
 }
 
+/* The buckets layout's longest EVALSHA fits too: per rule 3 hashes
+ * (PREFIX NAME ":{" 3 hex "}:" N, N up to 20 characters), 4 numbers and
+ * the 61-byte field. */
+static void test_cmd_capacity_buckets(void)
+{
+    static struct redisconn_cmd cmd;
+    char key[RL_KEY_MAX + 1];
+    size_t hashlen = RL_KEY_MAX - 1 - 65 + 3 + 2 + 20;
+    int i;
+
+    memset(key, 'k', RL_KEY_MAX);
+    key[RL_KEY_MAX] = '\0';
+    redisconn_cmd_init(&cmd, 3 + 8 * RL_MAX_RULES);
+    redisconn_cmd_str(&cmd, "EVALSHA", 7);
+    redisconn_cmd_str(&cmd, key, RL_SHA1_HEX_LEN);
+    redisconn_cmd_ll(&cmd, 3 * RL_MAX_RULES);
+    for (i = 0; i < 3 * RL_MAX_RULES; i++)
+        redisconn_cmd_str(&cmd, key, hashlen);
+    for (i = 0; i < RL_MAX_RULES; i++) {
+        redisconn_cmd_ll(&cmd, LLONG_MIN);
+        redisconn_cmd_ll(&cmd, LLONG_MIN);
+        redisconn_cmd_ll(&cmd, LLONG_MIN);
+        redisconn_cmd_ll(&cmd, LLONG_MIN);
+        redisconn_cmd_str(&cmd, key, 61);
+    }
+    test_cond("RL_CMD_MAX holds RL_MAX_RULES rules of the buckets layout",
+              redisconn_cmd_complete(&cmd));
+}
+
+/* The epoch the filter computes to name a rule's bucket hashes: the
+ * window, or token-bucket's tolerance as src/lua/token_bucket_buckets.lua
+ * computes it. */
+static void test_bucket_epoch(void)
+{
+    test_cond("epoch: fixed-window and sliding-window, the window",
+              algo_bucket_epoch_ms(RL_ALGO_FIXED_WINDOW, 3, 60000, 3) == 60000 &&
+                  algo_bucket_epoch_ms(RL_ALGO_SLIDING_WINDOW, 7, 1000, 7) == 1000);
+    test_cond("epoch: token-bucket, burst * window / limit rounded up",
+              algo_bucket_epoch_ms(RL_ALGO_TOKEN_BUCKET, 5, 3600000, 5) == 3600000 &&
+                  algo_bucket_epoch_ms(RL_ALGO_TOKEN_BUCKET, 3, 10000, 1) == 3334 &&
+                  algo_bucket_epoch_ms(RL_ALGO_TOKEN_BUCKET, 7, 60000, 2) == 17143);
+    test_cond("epoch: token-bucket, at least 1 s",
+              algo_bucket_epoch_ms(RL_ALGO_TOKEN_BUCKET, 100, 1000, 1) == 1000 &&
+                  algo_bucket_epoch_ms(RL_ALGO_TOKEN_BUCKET, 1000000000, 1, 1) == 1000);
+    test_cond("epoch: token-bucket, beyond 10^15 ms capped (epoch 0 either way)",
+              algo_bucket_epoch_ms(RL_ALGO_TOKEN_BUCKET, 1, 365LL * 86400000, 1000000000) ==
+                  1000000000000000LL);
+    test_cond("epoch: unknown algorithm, the window",
+              algo_bucket_epoch_ms(99, 1, 5000, 1) == 5000 &&
+                  algo_bucket_epoch_ms(-1, 1, 5000, 1) == 5000);
+}
+
+/* A key that is not PREFIX NAME ":{" 64 hex "}" cannot name bucket
+ * hashes: a configuration error before any Redis is reached. */
+static void test_check_bucket_key(void)
+{
+    struct rl_config cfg;
+    struct rl_decision d;
+    struct rl_err err;
+    const char *keys[1] = {"ratelimit:r0:{short}"};
+
+    cfg_init(&cfg, 1);
+    cfg.store = RL_STORE_BUCKETS;
+    rl_err_clear(&err);
+    test_cond("buckets: a key not of the layout is a configuration error, no Redis",
+              limiter_check(NULL, &cfg, keys, &d, &err) == RL_ERR && err.kind == RL_E_CONFIG &&
+                  strstr(err.msg, "buckets layout") != NULL);
+}
+
 static void test_check_no_rule(void)
 {
     struct rl_config cfg;
@@ -495,6 +564,9 @@ int main(void)
     test_pick_script();
     test_cmd_format();
     test_cmd_capacity();
+    test_cmd_capacity_buckets();
+    test_bucket_epoch();
+    test_check_bucket_key();
     test_check_no_rule();
     test_breaker();
     return test_report();

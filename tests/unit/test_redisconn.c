@@ -335,7 +335,7 @@ static void test_noperm(void)
         {NULL, sha_reply, 0},
         {NULL, "-NOPERM this user has no permissions to run the 'evalsha' command\r\n", 0}};
     struct step check_ok[2] = {{NULL, sha_reply, 0},
-                               {NULL, "-ERR fcgi-ratelimit: expected 4 arguments per key\r\n", 0}};
+                               {NULL, "-ERR fcgi-ratelimit: KEYS and ARGV do not match\r\n", 0}};
     struct rl_config cfg;
     struct rl_err err;
     struct redisconn *rc = redisconn_new();

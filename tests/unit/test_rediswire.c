@@ -173,7 +173,7 @@ static void test_errors(void)
                noauth = err_reply("NOAUTH Authentication required."),
                wrongpass = err_reply("WRONGPASS invalid username-password pair"),
                noperm = err_reply("ERR Error running script: NOPERM this user has no permissions"),
-               other = err_reply("ERR fcgi-ratelimit: expected 4 arguments per key"),
+               other = err_reply("ERR fcgi-ratelimit: KEYS and ARGV do not match"),
                bare = err_reply("BUSY");
     redisReply status;
 
