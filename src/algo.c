@@ -59,15 +59,16 @@ long long algo_bucket_epoch_ms(int algo, long long limit, long long window_ms, l
         burst < 1)
         return window_ms;
     /* The script's tbb_epoch, in the same doubles: ceil(burst * window_ms
-     * / limit), at least 1000. Past 10^15 ms every clock is in epoch 0 on
-     * both sides, so that is as good as the exact value. */
+     * / limit), at least ALGO_BUCKET_EPOCH_MIN_MS. Past 10^15 ms every
+     * clock is in epoch 0 on both sides, so that is as good as the exact
+     * value. */
     q = (double)burst * (double)window_ms / (double)limit;
     if (q >= 1e15)
         return 1000000000000000LL;
     t = (long long)q;
     if ((double)t < q)
         t++;
-    return t < 1000 ? 1000 : t;
+    return t < ALGO_BUCKET_EPOCH_MIN_MS ? ALGO_BUCKET_EPOCH_MIN_MS : t;
 }
 
 void algo_names(char *out, size_t outsz, const char *last)

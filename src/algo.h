@@ -25,6 +25,11 @@ const char *algo_name(int algo);
 /* 1 when algo has a RATELIMIT_STORE=buckets layout, else 0. */
 int algo_has_buckets(int algo);
 
+/* The shortest buckets epoch, ms: the filter names a client's hashes by its
+ * own clock, which must stay within half an epoch of the server's
+ * (src/lua/buckets.lua; token_bucket_buckets.lua's tbb_epoch has it too). */
+#define ALGO_BUCKET_EPOCH_MIN_MS 1000
+
 /* The length in ms of algo's buckets epochs (src/lua/buckets.lua) for a
  * rule of limit requests per window_ms with burst (all >= 1). */
 long long algo_bucket_epoch_ms(int algo, long long limit, long long window_ms, long long burst);

@@ -432,15 +432,10 @@ static int apply_var(struct cfg_build *b, const struct cfg_var *v, const char *v
     return RL_ERR;
 }
 
-/* The shortest buckets epoch (src/lua/buckets.lua): the filter names a
- * client's hashes by its own clock, which must stay within half an epoch
- * of the server's. */
-#define BUCKET_EPOCH_MIN_MS 1000
-
 /* RATELIMIT_STORE=buckets takes only the algorithms with a buckets layout
  * (sliding-log has none: its state is a set of timestamps per client, not
- * a number a shared hash field could hold), and epochs of a second or more
- * (fixed-window and sliding-window: their window). */
+ * a number a shared hash field could hold), and epochs of at least
+ * ALGO_BUCKET_EPOCH_MIN_MS (fixed-window and sliding-window: their window). */
 static int check_store(const struct rl_config *cfg, struct rl_err *err)
 {
     size_t i;
@@ -458,11 +453,11 @@ static int check_store(const struct rl_config *cfg, struct rl_err *err)
             return RL_ERR;
         }
         if (algo_bucket_epoch_ms(r->algo, r->limit, r->window_ms,
-                                 r->burst > 0 ? r->burst : r->limit) < BUCKET_EPOCH_MIN_MS) {
+                                 r->burst > 0 ? r->burst : r->limit) < ALGO_BUCKET_EPOCH_MIN_MS) {
             rl_err_set(err, RL_E_CONFIG,
                        "RATELIMIT_STORE: 'buckets' takes windows of %d ms or more for %s "
                        "(rule '%s' has %lld ms): use RATELIMIT_STORE=keys",
-                       BUCKET_EPOCH_MIN_MS, algo_name(r->algo), r->name, r->window_ms);
+                       ALGO_BUCKET_EPOCH_MIN_MS, algo_name(r->algo), r->name, r->window_ms);
             return RL_ERR;
         }
     }
