@@ -155,29 +155,38 @@ edge_req() {
     export RATELIMIT_LIMIT=5 RATELIMIT_WINDOW=$((5 * TS))s
     declare -A second=([fw]=0 [sl]=0 [tb]=0)
     fwkey=$(ip_key 192.0.2.1)
-    for a in fw sl tb; do
-        run edge_req $a
-        assert_equal "$(status_of)" 200
-    done
-    # Late in the fixed window: 1.5 s before it ends.
-    sleep_ms $(($(rcli PTTL "$fwkey") - 1500 * TS))
-    for a in fw sl tb; do
-        # (At most a full bucket before these 4; it refills while they run.
-        # The sliding log's 4 entries stay for 5 s from now at least.)
-        [ $a = tb ] && tb_late=$(now_ms)
-        [ $a = sl ] && sl_late=$(now_ms)
-        for i in 1 2 3 4; do
+    # The first window's schedule must finish inside that window. On a
+    # machine too loaded for it (seen once in CI: 4 requests took over
+    # 1.5 s) it starts again afresh, at most three times.
+    for attempt in 1 2 3; do
+        rcli DEL "$fwkey" "$(ip_key 192.0.2.2)" "$(ip_key 192.0.2.3)" >/dev/null
+        in_window=yes
+        for a in fw sl tb; do
             run edge_req $a
             assert_equal "$(status_of)" 200
         done
-        if [ $a = fw ]; then
-            # Still the first fixed window (else this machine was too slow
-            # for the schedule and the rest proves nothing): it is full.
-            pttl=$(rcli PTTL "$fwkey")
-            assert_equal "$(rcli GET "$fwkey")" 5
-            [ "$pttl" -gt 0 ]
-        fi
+        # Late in the fixed window: 2 s before it ends.
+        sleep_ms $(($(rcli PTTL "$fwkey") - 2000 * TS))
+        for a in fw sl tb; do
+            # (At most a full bucket before these 4; it refills while they
+            # run. The sliding log's 4 entries stay for 5 s from now at least.)
+            [ $a = tb ] && tb_late=$(now_ms)
+            [ $a = sl ] && sl_late=$(now_ms)
+            for i in 1 2 3 4; do
+                run edge_req $a
+                assert_equal "$(status_of)" 200
+            done
+            # Still the first fixed window, and it is full?
+            if [ $a = fw ] && { [ "$(rcli GET "$fwkey")" != 5 ] ||
+                [ "$(rcli PTTL "$fwkey")" -le 0 ]; }; then
+                in_window=no
+                break
+            fi
+        done
+        [ $in_window = yes ] && break
+        echo "# attempt $attempt: the first window ended early; again" >&3
     done
+    [ $in_window = yes ]
     # After the edge: token-bucket first (it refills while we wait), then
     # sliding-log (its late requests leave the log 5 s after they came);
     # fixed-window last, its new window starts with its first request.
