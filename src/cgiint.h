@@ -61,6 +61,7 @@ struct relay {
     pid_t pid;
     int reaped, wstatus;
     long long started, deadline;
+    long long started_us; /* when the script was started, for the metrics */
     int outcome;
     int streaming;      /* answer bytes go straight out, not to ans */
     int dirty;          /* answer bytes written since the last flush */

@@ -38,6 +38,7 @@
 #include "cgirelay.h"
 #include "deadline.h"
 #include "log.h"
+#include "metrics.h"
 #include "rl.h"
 #include "util.h"
 
@@ -142,6 +143,7 @@ static void child_terminate(struct relay *r)
 {
     if (r->pid <= 0 || r->reaped)
         return;
+    metrics_count(r->req->out->metrics, METRICS_SCRIPT_KILLS);
     child_kill(r->pid, SIGTERM);
     (void)child_wait_until(r, now_ms() + RELAY_GRACE_MS, 0);
     child_kill(r->pid, SIGKILL);
@@ -428,6 +430,8 @@ static void log_exit(const struct relay *r)
 static void stop_child(struct relay *r)
 {
     if (r->outcome == RL_RELAY_TIMEOUT)
+        metrics_count(r->req->out->metrics, METRICS_SCRIPT_TIMEOUTS);
+    if (r->outcome == RL_RELAY_TIMEOUT)
         cgirelay_log(r, RL_LOG_WARN,
                      "still running after %lld ms (RATELIMIT_BACKEND_TIMEOUT), killing "
                      "process group %ld",
@@ -559,6 +563,7 @@ int cgirelay_run(struct relay *r)
     /* Receiving the body is not the script's run time. */
     r->deadline += now_ms() - r->started;
     r->started = now_ms();
+    r->started_us = now_us();
     /* From here the process timer is the script's deadline too: a write
      * to a web server that stopped reading fails then. */
     deadline_arm(r->deadline - r->started);
@@ -568,5 +573,10 @@ int cgirelay_run(struct relay *r)
         return RL_ERR;
     relay_loop(r);
     relay_finish(r);
+    /* The script's answer by class (ours, when it failed, were counted
+     * as they were written) and how long it ran. */
+    if (r->outcome == RL_RELAY_OK && r->hdr.done)
+        metrics_script_status(req->out->metrics, r->hdr.status);
+    metrics_observe(req->out->metrics, METRICS_H_SCRIPT, now_us() - r->started_us);
     return r->outcome == RL_RELAY_OK ? RL_OK : RL_ERR;
 }

@@ -214,7 +214,7 @@ static int redirect_of(const redisReply *r, const char *host, struct cluster_red
 int clusterconn_eval(struct clusterconn *cc, const struct rl_redis_target *t, int timeout_ms,
                      unsigned slot, const char *script, const char *sha,
                      const struct redisconn_cmd *cmd, redisReply **out, int *conf,
-                     struct rl_err *err)
+                     unsigned *reloads, struct rl_err *err)
 {
     char host[CLUSTER_HOST_MAX + 1];
     int port = 0, asking = 0, tries, refreshed = 0;
@@ -250,9 +250,9 @@ int clusterconn_eval(struct clusterconn *cc, const struct rl_redis_target *t, in
             port = owner->port;
         }
         c = conn_get(cc, t, timeout_ms, host, port, script, sha, conf, err);
-        outcome = c == NULL
-                      ? RN_DOWN
-                      : redisnode_eval(c, asking, timeout_ms, script, sha, cmd, &r, conf, err);
+        outcome = c == NULL ? RN_DOWN
+                            : redisnode_eval(c, asking, timeout_ms, script, sha, cmd, &r, conf,
+                                             reloads, err);
         asking = 0;
         if (outcome == RN_OK) {
             *out = r;
@@ -315,7 +315,8 @@ static void many_lost(size_t i, size_t n, redisContext *c, redisContext **on, in
 int clusterconn_eval_many(struct clusterconn *cc, const struct rl_redis_target *t, int timeout_ms,
                           size_t n, const unsigned *slots, const char *const *scripts,
                           const char *const *shas, const struct redisconn_cmd *const *cmds,
-                          redisReply **out, int *outcome, int *conf, struct rl_err *err)
+                          redisReply **out, int *outcome, int *conf, unsigned *reloads,
+                          struct rl_err *err)
 {
     redisContext *on[CLUSTERCONN_MANY_MAX];
     struct cluster_node where[CLUSTERCONN_MANY_MAX];
@@ -400,7 +401,7 @@ int clusterconn_eval_many(struct clusterconn *cc, const struct rl_redis_target *
     for (i = 0; i < n; i++) {
         if (outcome[i] == MANY_ALONE)
             outcome[i] = clusterconn_eval(cc, t, timeout_ms, slots[i], scripts[i], shas[i], cmds[i],
-                                          &out[i], conf, err);
+                                          &out[i], conf, reloads, err);
     }
     return RL_OK;
 }

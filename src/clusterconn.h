@@ -40,7 +40,7 @@ void clusterconn_reset(struct clusterconn *cc);
 int clusterconn_eval(struct clusterconn *cc, const struct rl_redis_target *t, int timeout_ms,
                      unsigned slot, const char *script, const char *sha,
                      const struct redisconn_cmd *cmd, redisReply **out, int *conf,
-                     struct rl_err *err);
+                     unsigned *reloads, struct rl_err *err);
 
 /* At most this many commands in one clusterconn_eval_many(). */
 #define CLUSTERCONN_MANY_MAX 8
@@ -60,7 +60,8 @@ int clusterconn_eval(struct clusterconn *cc, const struct rl_redis_target *t, in
 int clusterconn_eval_many(struct clusterconn *cc, const struct rl_redis_target *t, int timeout_ms,
                           size_t n, const unsigned *slots, const char *const *scripts,
                           const char *const *shas, const struct redisconn_cmd *const *cmds,
-                          redisReply **out, int *outcome, int *conf, struct rl_err *err);
+                          redisReply **out, int *outcome, int *conf, unsigned *reloads,
+                          struct rl_err *err);
 
 /*
  * For --check: read the slot map now. RL_OK when every slot has a master,

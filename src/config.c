@@ -151,6 +151,7 @@ static const struct cfg_var cfg_vars[] = {
     INT_VAR("RATELIMIT_MAX_BODY", T_SIZE, CFG(max_body), "1g", 0, 64 * GIB, B),
     ENUM_VAR("RATELIMIT_BODY", CFG(body), "json", body_names, 0),
     CUSTOM_VAR("RATELIMIT_NEAR_LIMIT", "0.8", set_near_limit, S_NONE, 0),
+    PLAIN_VAR("RATELIMIT_METRICS_FILE", T_PATH, CFG(metrics_file), METRICS_FILE_DEFAULT, B),
     PLAIN_VAR("RATELIMIT_METRICS_PATH", T_PATH, CFG(metrics_path), NULL, B),
     PLAIN_VAR("RATELIMIT_METRICS_ALLOW", T_CIDR, CFG(metrics_allow), "127.0.0.0/8 ::1/128", B),
 };
@@ -561,6 +562,7 @@ void config_free(struct rl_config *cfg)
     free(cfg->backend);
     free(cfg->script_root);
     free(cfg->metrics_path);
+    free(cfg->metrics_file);
     cidr_list_free(&cfg->metrics_allow);
     free(cfg);
 }

@@ -28,6 +28,7 @@
 #include "limiter.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "redisconn.h"
 #include "request.h"
 #include "rlconfig.h"
@@ -234,7 +235,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: fcgi-ratelimit [--listen unix:PATH|HOST:PORT|[::1]:PORT|fd:N] [--workers N]\n"
             "                      [--socket-mode MODE] [SCRIPT]\n"
-            "       fcgi-ratelimit --check | --help | --version\n"
+            "       fcgi-ratelimit --check | --metrics | --help | --version\n"
             "\n"
             "A FastCGI (or plain CGI) filter that limits each client's request rate with\n"
             "a count shared in Redis, then runs the legacy CGI script or answers 429.\n"
@@ -248,6 +249,8 @@ static void usage(FILE *f)
             "  --socket-mode MODE  permissions of a unix socket, octal (default 0%o)\n"
             "  --check             validate the configuration, connect to Redis, load\n"
             "                      the scripts, print a summary; exit 0 or 1\n"
+            "  --metrics           print the host's counters (RATELIMIT_METRICS_FILE) in\n"
+            "                      Prometheus' text format\n"
             "  --help, --version\n"
             "\n"
             "Configuration is read from RATELIMIT_* environment variables; FastCGI\n"
@@ -287,8 +290,37 @@ static int cmd_check(struct rl_app *app)
     return 0;
 }
 
+/* --metrics: the counter file of the configuration (or of the
+ * environment, when the configuration is otherwise invalid), read-only. */
+static int cmd_metrics(struct rl_app *app)
+{
+    const char *path = app->w.cc != NULL ? config_cache_base(app->w.cc)->metrics_file
+                                         : getenv("RATELIMIT_METRICS_FILE");
+    struct metrics *m;
+    struct rl_err err;
+    struct buf b;
+    int rc = 0;
+
+    if (path == NULL || path[0] == '\0')
+        path = METRICS_FILE_DEFAULT;
+    if ((m = metrics_open(path, METRICS_READONLY, &err)) == NULL) {
+        fprintf(stderr, "fcgi-ratelimit: %s\n", err.msg);
+        return 1;
+    }
+    buf_init(&b, 1024 * 1024);
+    if (metrics_render(m, &b) != RL_OK || fwrite(b.ptr, 1, b.len, stdout) != b.len ||
+        fflush(stdout) != 0) {
+        fprintf(stderr, "fcgi-ratelimit: --metrics: cannot write the text\n");
+        rc = 1;
+    }
+    buf_free(&b);
+    metrics_close(m);
+    return rc;
+}
+
 struct rl_cli {
     int check;
+    int metrics;
     const char *listen;
     long long workers;
     long long socket_mode;
@@ -299,6 +331,7 @@ struct rl_cli {
 static void parse_cli(int argc, char **argv, struct rl_cli *cli)
 {
     static const struct option opts[] = {{"check", no_argument, NULL, 'c'},
+                                         {"metrics", no_argument, NULL, 'M'},
                                          {"help", no_argument, NULL, 'h'},
                                          {"version", no_argument, NULL, 'V'},
                                          {"listen", required_argument, NULL, 'l'},
@@ -314,6 +347,8 @@ static void parse_cli(int argc, char **argv, struct rl_cli *cli)
 
         if (c == 'c') {
             cli->check = 1;
+        } else if (c == 'M') {
+            cli->metrics = 1;
         } else if (c == 'h') {
             usage(stdout);
             exit(0);
@@ -389,7 +424,7 @@ int main(int argc, char **argv)
     memset(&cli, 0, sizeof(cli));
     parse_cli(argc, argv, &cli);
     app_init(&app, cli.argv1);
-    if (app.w.cc == NULL && !cli.check)
+    if (app.w.cc == NULL && !cli.check && !cli.metrics)
         rl_log(RL_LOG_ERROR, "invalid configuration: %s", app.w.cfg_err.msg);
     if (FCGX_Init() != 0) {
         rl_log(RL_LOG_ERROR, "FCGX_Init failed");
@@ -400,8 +435,12 @@ int main(int argc, char **argv)
      * handlers (without SA_RESTART) whatever was there before. */
     install_signals();
     deadline_init();
+    if (!cli.check && !cli.metrics)
+        worker_open_metrics(&app.w); /* before --listen forks its workers */
     if (cli.check)
         rc = cmd_check(&app);
+    else if (cli.metrics)
+        rc = cmd_metrics(&app);
     else if (cli.listen != NULL)
         rc = serve_listen(&app, &cli);
     else if (FCGX_IsCGI())

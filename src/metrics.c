@@ -23,7 +23,7 @@
 
 _Static_assert(sizeof(struct metrics_hdr) == 64, "metrics_hdr is 64 bytes");
 _Static_assert(sizeof(struct metrics_row) == 128, "metrics_row is 128 bytes");
-_Static_assert(sizeof(struct metrics_shm) == 17152,
+_Static_assert(sizeof(struct metrics_shm) == 49920,
                "the file's layout changed: bump METRICS_LAYOUT_VERSION, then this size");
 _Static_assert(METRICS_COUNTERS <= METRICS_COUNTER_ROOM, "counter[] is full");
 
@@ -419,6 +419,30 @@ void metrics_near_limit(struct metrics *m, int rule)
 {
     if (writable(m) && rule >= 0 && rule <= METRICS_RULE_OTHER)
         add(&m->shm->row[rule].near_limit, 1);
+}
+
+int metrics_episode(struct metrics *m, uint64_t hash, long long now_s, long long until_s)
+{
+    _Atomic uint64_t *slot;
+    uint64_t tag = hash & UINT64_C(0xffffffff00000000), want, seen;
+    int tries;
+
+    if (!writable(m))
+        return 1;
+    if (until_s <= now_s)
+        until_s = now_s + 1;
+    want = tag | ((uint64_t)until_s & UINT64_C(0xffffffff));
+    slot = &m->shm->episode[hash % METRICS_EPISODES];
+    seen = atomic_load_explicit(slot, memory_order_relaxed);
+    for (tries = 0; tries < 4; tries++) {
+        if ((seen & UINT64_C(0xffffffff00000000)) == tag &&
+            (long long)(seen & UINT64_C(0xffffffff)) > (now_s & 0xffffffffLL))
+            return 0; /* an episode some process logged goes on */
+        if (atomic_compare_exchange_weak_explicit(slot, &seen, want, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return 1;
+    }
+    return 1; /* contended: rather one line too many than a start not logged */
 }
 
 void metrics_count(struct metrics *m, enum metrics_counter c)

@@ -144,6 +144,18 @@ void metrics_decision(struct metrics *m, int rule, enum metrics_decision d);
 /* A request left rule at or past its near-limit fraction of the quota. */
 void metrics_near_limit(struct metrics *m, int rule);
 void metrics_count(struct metrics *m, enum metrics_counter c);
+/*
+ * A denial of a client by a rule (hash: a 64-bit hash of the two, e.g.
+ * of the rule's Redis key) that the client's retry ends at until_s (Unix
+ * seconds; now_s: now). 1 when it starts a denial episode host-wide, so
+ * the caller logs it: no process on the host recorded that client and
+ * rule as denied past now. 0 while the episode lasts. One relaxed load
+ * and at most a few compare-and-swaps on one slot of a table of
+ * METRICS_EPISODES in the file; two pairs on one slot take turns (each
+ * may then be logged again: a line too many, never a start missed).
+ * m == NULL or read-only: always 1.
+ */
+int metrics_episode(struct metrics *m, uint64_t hash, long long now_s, long long until_s);
 /* A script's answer, counted by class: status 100..599, others ignored. */
 void metrics_script_status(struct metrics *m, int status);
 /* An error the filter answered itself: 403 404 500 502 503 504, others

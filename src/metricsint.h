@@ -18,11 +18,12 @@
 #include "metrics.h"
 
 #define METRICS_MAGIC UINT64_C(0x31434d4c52494346) /* "FCIRLMC1" little-endian */
-#define METRICS_LAYOUT_VERSION 1u
+#define METRICS_LAYOUT_VERSION 2u
 
 /* Histogram upper bounds in microseconds (le="0.0005" ... le="10"); one
  * more bucket counts what is above the last bound. */
 #define METRICS_BUCKETS 14
+#define METRICS_EPISODES 4096   /* slots of the denial-episode table */
 #define METRICS_COUNTER_ROOM 32 /* counter[]: METRICS_COUNTERS used */
 /* The overflow row's label value: outside the rule-name alphabet. */
 #define METRICS_OTHER_NAME "(other)"
@@ -66,6 +67,10 @@ struct metrics_shm {
     uint64_t spare[7];
     struct metrics_hist hist[METRICS_HISTOGRAMS];
     struct metrics_row row[METRICS_RULES + 1]; /* [METRICS_RULE_OTHER]: overflow */
+    /* Denial episodes (metrics_episode): per slot, the high 32 bits of a
+     * (client, rule) hash and, in the low 32, the Unix second until which
+     * that client is denied. 0: free. */
+    _Atomic uint64_t episode[METRICS_EPISODES];
 };
 
 /* The process's handle. */

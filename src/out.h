@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+struct metrics;
+
 struct rl_out {
     /* Write all n bytes: RL_OK or RL_ERR (peer gone). */
     int (*write)(void *ctx, const char *p, size_t n);
@@ -15,6 +17,9 @@ struct rl_out {
     void *ctx;
     int failed;       /* sticky: set by the first failed write */
     int headers_sent; /* set once the header block has been written */
+    /* The host's counters (metrics.h), NULL when off: the error answers
+     * written through this sink are counted there. Borrowed. */
+    struct metrics *metrics;
 };
 
 /* Write through o unless it already failed. RL_OK or RL_ERR (sticky). */

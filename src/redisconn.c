@@ -47,6 +47,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "cluster.h"
 #include "clusterconn.h"
 #include "redisnode.h"
@@ -82,6 +83,8 @@ struct redisconn {
     /* The server's clock minus this host's, ms, as the limiter script
      * last told (the buckets layout's epochs; 0 until it does). */
     long long clock_offset_ms;
+    struct metrics *m; /* borrowed; NULL: not counted */
+    unsigned reloads;  /* NOSCRIPT reloads of the current call */
 };
 
 /* How the EVALSHA went. */
@@ -101,6 +104,37 @@ void redisconn_set_clock_offset_ms(struct redisconn *rc, long long ms)
 {
     if (rc != NULL)
         rc->clock_offset_ms = ms;
+}
+
+void redisconn_set_metrics(struct redisconn *rc, struct metrics *m)
+{
+    if (rc != NULL)
+        rc->m = m;
+}
+
+/* Count a failed call by kind: no connection (connect, or its AUTH,
+ * SELECT, ROLE or SCRIPT LOAD), a timeout, or anything else the server
+ * said or did (an error reply, a closed connection). */
+static void count_failure(struct redisconn *rc, const struct rl_err *err, int connecting)
+{
+    const char *msg = err != NULL ? err->msg : "";
+
+    if (strstr(msg, "timed out") != NULL)
+        metrics_count(rc->m, METRICS_REDIS_TIMEOUT);
+    else if (connecting || strstr(msg, "connect: ") != NULL)
+        metrics_count(rc->m, METRICS_REDIS_CONNECT);
+    else
+        metrics_count(rc->m, METRICS_REDIS_REPLY);
+}
+
+/* The end of one call's exchanges: its NOSCRIPT reloads and, when the
+ * server answered, its round trip since t0_us. */
+static void count_call(struct redisconn *rc, long long t0_us, int answered)
+{
+    for (; rc->reloads > 0; rc->reloads--)
+        metrics_count(rc->m, METRICS_REDIS_NOSCRIPT);
+    if (answered)
+        metrics_observe(rc->m, METRICS_H_REDIS, now_us() - t0_us);
 }
 
 void redisconn_close(struct redisconn *rc)
@@ -171,8 +205,10 @@ static int breaker_blocks(const struct redisconn *rc, struct rl_err *err)
     if (!rc->down)
         return 0;
     now = now_ms();
-    if (now >= rc->retry_at_ms)
+    if (now >= rc->retry_at_ms) {
+        metrics_breaker(rc->m, METRICS_BREAKER_HALF_OPEN);
         return 0; /* this call is the probe */
+    }
     rl_err_set(err, RL_E_REDIS, "redis %s %s: %s (next try in %lld ms)", rc->t.display,
                rc->down_conf != RW_CONF_NONE ? "configuration error" : "unavailable", rc->reason,
                rc->retry_at_ms - now);
@@ -214,10 +250,12 @@ static void breaker_fail(struct redisconn *rc, const struct rl_config *cfg, cons
         if (!rc->down)
             rc->down_since_ms = now;
         rc->down = 1;
+        metrics_breaker(rc->m, METRICS_BREAKER_OPEN);
         rc->down_conf = rc->conf;
         rc->backoff_ms = BACKOFF_FIRST_MS;
         log_down(rc, cfg, reason);
     } else {
+        metrics_breaker(rc->m, METRICS_BREAKER_OPEN); /* the probe failed */
         rc->backoff_ms = rc->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : rc->backoff_ms * 2;
         rl_log(RL_LOG_DEBUG, "redis %s still %s: %s; next try in %lld ms", rc->t.display,
                rc->conf != RW_CONF_NONE ? "refusing" : "unreachable", reason, rc->backoff_ms);
@@ -240,6 +278,7 @@ static void breaker_ok(struct redisconn *rc)
     rc->down_conf = RW_CONF_NONE;
     rc->conf_logged = 0;
     rc->backoff_ms = 0;
+    metrics_breaker(rc->m, METRICS_BREAKER_CLOSED);
 }
 
 /* One command and its reply within RATELIMIT_REDIS_TIMEOUT_MS from now:
@@ -420,7 +459,8 @@ static int eval_reload(struct redisconn *rc, const char *script, const char *sha
 {
     redisReply *r = NULL;
 
-    switch (redisnode_eval(rc->ctx, 0, rc->timeout_ms, script, sha, cmd, &r, &rc->conf, err)) {
+    switch (redisnode_eval(rc->ctx, 0, rc->timeout_ms, script, sha, cmd, &r, &rc->conf,
+                           &rc->reloads, err)) {
     case RN_OK:
         *out = r;
         return EV_OK;
@@ -463,7 +503,7 @@ static int eval_cluster(struct redisconn *rc, const char *script, const char *sh
     if (rc->cl == NULL)
         rc->cl = clusterconn_new();
     switch (clusterconn_eval(rc->cl, &rc->t, rc->timeout_ms, slot, script, sha, cmd, out, &rc->conf,
-                             err)) {
+                             &rc->reloads, err)) {
     case RN_OK:
         return EV_OK;
     case RN_SCRIPT_ERROR:
@@ -479,7 +519,7 @@ redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, co
 {
     redisReply *reply = NULL;
     int outcome, fresh;
-    long long t0;
+    long long t0, t0_us;
 
     if (!redisconn_cmd_complete(cmd)) {
         rl_err_set(err, RL_E_REDIS, "EVALSHA: incomplete request (a bug)");
@@ -488,23 +528,31 @@ redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, co
     target_sync(rc, cfg);
     if (breaker_blocks(rc, err))
         return NULL;
+    rc->reloads = 0;
     if (rc->t.mode == RL_REDIS_CLUSTER) {
+        t0_us = now_us();
         outcome = eval_cluster(rc, script, sha, cmd, key, &reply, err);
+        count_call(rc, t0_us, outcome != EV_DOWN);
         if (outcome == EV_DOWN) {
+            count_failure(rc, err, 0);
             breaker_fail(rc, cfg, err != NULL ? err->msg : "EVALSHA failed");
             return NULL;
         }
         breaker_ok(rc);
-        if (outcome == EV_SCRIPT_ERROR)
+        if (outcome == EV_SCRIPT_ERROR) {
+            metrics_count(rc->m, METRICS_REDIS_REPLY);
             log_script_error(rc, err);
+        }
         return reply;
     }
     fresh = rc->ctx == NULL;
     if (rc->ctx == NULL && conn_open(rc, script, sha, err) != RL_OK) {
+        count_failure(rc, err, 1);
         breaker_fail(rc, cfg, err != NULL ? err->msg : "connect failed");
         return NULL;
     }
     t0 = now_ms();
+    t0_us = now_us();
     outcome = eval_reload(rc, script, sha, cmd, &reply, err);
     if (outcome == EV_DOWN && !fresh && rc->t.mode == RL_REDIS_SENTINEL &&
         rc->conf == RW_CONF_NONE && now_ms() - t0 < rc->timeout_ms / 2) {
@@ -516,15 +564,19 @@ redisReply *redisconn_eval(struct redisconn *rc, const struct rl_config *cfg, co
                       ? eval_reload(rc, script, sha, cmd, &reply, err)
                       : EV_DOWN;
     }
+    count_call(rc, t0_us, outcome != EV_DOWN);
     if (outcome == EV_DOWN) {
+        count_failure(rc, err, 0);
         /* After a timeout a late reply could still arrive: never reuse. */
         redisconn_close(rc);
         breaker_fail(rc, cfg, err != NULL ? err->msg : "EVALSHA failed");
         return NULL;
     }
     breaker_ok(rc);
-    if (outcome == EV_SCRIPT_ERROR)
+    if (outcome == EV_SCRIPT_ERROR) {
+        metrics_count(rc->m, METRICS_REDIS_REPLY);
         log_script_error(rc, err);
+    }
     return reply; /* NULL for EV_SCRIPT_ERROR */
 }
 
@@ -536,6 +588,7 @@ int redisconn_eval_many(struct redisconn *rc, const struct rl_config *cfg, size_
     unsigned slots[REDISCONN_MANY_MAX];
     int outcome[REDISCONN_MANY_MAX], down = 0, failed = 0;
     int breaker = !(flags & REDISCONN_NO_BREAKER);
+    long long t0_us;
     size_t i;
 
     _Static_assert(REDISCONN_MANY_MAX <= CLUSTERCONN_MANY_MAX, "the cluster room takes them all");
@@ -562,14 +615,18 @@ int redisconn_eval_many(struct redisconn *rc, const struct rl_config *cfg, size_
     if (rc->cl == NULL)
         rc->cl = clusterconn_new();
     rc->conf = RW_CONF_NONE;
+    rc->reloads = 0;
+    t0_us = now_us();
     if (clusterconn_eval_many(rc->cl, &rc->t, rc->timeout_ms, n, slots, scripts, shas, cmds, out,
-                              outcome, &rc->conf, err) != RL_OK)
+                              outcome, &rc->conf, &rc->reloads, err) != RL_OK)
         return RL_ERR;
     for (i = 0; i < n; i++) {
         down += outcome[i] == RN_DOWN;
         failed += outcome[i] != RN_OK;
     }
+    count_call(rc, t0_us, down == 0);
     if (down > 0) {
+        count_failure(rc, err, 0);
         if (breaker)
             breaker_fail(rc, cfg, err != NULL ? err->msg : "EVALSHA failed");
         return RL_ERR;
@@ -577,6 +634,7 @@ int redisconn_eval_many(struct redisconn *rc, const struct rl_config *cfg, size_
     if (breaker)
         breaker_ok(rc);
     if (failed > 0) {
+        metrics_count(rc->m, METRICS_REDIS_REPLY);
         if (breaker)
             log_script_error(rc, err);
         return RL_ERR;

@@ -23,6 +23,8 @@
 #include "rlconfig.h"
 #include "rl.h"
 
+struct metrics;
+
 struct redisconn;
 
 /* New, unconnected. Caller owns; redisconn_free(). */
@@ -34,6 +36,10 @@ void redisconn_free(struct redisconn *rc);
  * (0 at first and for NULL); setting it on NULL is a no-op. */
 long long redisconn_clock_offset_ms(const struct redisconn *rc);
 void redisconn_set_clock_offset_ms(struct redisconn *rc, long long ms);
+
+/* Count into m (borrowed; NULL: not at all): failures by kind, NOSCRIPT
+ * reloads, the breaker's changes and each EVALSHA's round trip. */
+void redisconn_set_metrics(struct redisconn *rc, struct metrics *m);
 
 /*
  * Send cmd, an EVALSHA of sha (complete: redisconn_cmd_complete; borrowed),

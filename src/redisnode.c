@@ -199,12 +199,14 @@ static redisReply *eval_once(redisContext *c, int asking, int timeout_ms,
 }
 
 int redisnode_eval(redisContext *c, int asking, int timeout_ms, const char *script, const char *sha,
-                   const struct redisconn_cmd *cmd, redisReply **out, int *conf, struct rl_err *err)
+                   const struct redisconn_cmd *cmd, redisReply **out, int *conf, unsigned *reloads,
+                   struct rl_err *err)
 {
     redisReply *r = eval_once(c, asking, timeout_ms, cmd, err);
 
     if (r != NULL && rediswire_error_is(r, "NOSCRIPT")) {
         freeReplyObject(r);
+        ++*reloads;
         if (script_load(c, timeout_ms, script, sha, conf, err) != RL_OK)
             return RN_DOWN;
         r = eval_once(c, asking, timeout_ms, cmd, err);

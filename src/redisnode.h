@@ -53,11 +53,12 @@ int redisnode_outcome_of(redisReply *r, redisReply **out, int *conf, struct rl_e
 /*
  * cmd (an EVALSHA of sha; complete) on c, preceded by ASKING when asking,
  * each exchange within timeout_ms; on NOSCRIPT, SCRIPT LOAD script and
- * retry once. Returns enum redisnode_outcome; *out (caller owns) for RN_OK
- * and RN_REDIRECT, else *err (and *conf for a configuration error).
+ * retry once (adding 1 to *reloads). Returns enum redisnode_outcome; *out
+ * (caller owns) for RN_OK and RN_REDIRECT, else *err (and *conf for a
+ * configuration error).
  */
 int redisnode_eval(redisContext *c, int asking, int timeout_ms, const char *script, const char *sha,
-                   const struct redisconn_cmd *cmd, redisReply **out, int *conf,
+                   const struct redisconn_cmd *cmd, redisReply **out, int *conf, unsigned *reloads,
                    struct rl_err *err);
 
 #endif

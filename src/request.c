@@ -4,15 +4,21 @@
  * A fixed pipeline: each stage either lets the request go on or answers
  * it, and then the request is over:
  *
- *   configuration -> identity -> deny/allow lists -> keys
+ *   configuration -> metrics path -> identity -> deny/allow lists -> keys
  *     -> denial cache / Redis -> answer (Authorizer's 200) or relay
+ *
+ * The host's counters (metrics.h) are added to where the pipeline
+ * decides: each applied rule's decision, RATELIMIT_FAIL's answers, and
+ * (through the output sink) every error answer of ours.
  *
  * Everything a request acquires lives in struct rl_request and is
  * released by request_reset().
  */
 #include "request.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <fastcgi.h>
@@ -22,6 +28,7 @@
 #include "denycache.h"
 #include "fcgxio.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 /* What the client is told when the configuration is invalid. */
@@ -94,6 +101,60 @@ static enum rl_step config_or_reply(struct rl_worker *w, struct rl_request *rq)
     return RL_GO_ON;
 }
 
+/* The largest metrics text served: 128 rules of 5 series and the rest
+ * are about 70 KiB. */
+#define METRICS_TEXT_MAX (1024 * 1024)
+
+/* 1 when the request is for path: REQUEST_URI without its query. */
+static int is_path(char *const *params, const char *path)
+{
+    const char *uri = env_get(params, "REQUEST_URI");
+    size_t n;
+
+    if (uri == NULL)
+        return 0;
+    n = strcspn(uri, "?");
+    return n == strlen(path) && memcmp(uri, path, n) == 0;
+}
+
+/* RATELIMIT_METRICS_PATH: the host's counters in Prometheus' text format,
+ * to clients in RATELIMIT_METRICS_ALLOW, judged by REMOTE_ADDR (the peer
+ * itself: a forwarded address can be anybody's); 403 to others. Never
+ * counted, never limited, never relayed. */
+static enum rl_step metrics_or_reply(struct rl_worker *w, struct rl_request *rq)
+{
+    const char *peer = env_get(rq->params, "REMOTE_ADDR");
+    struct rl_addr addr;
+    struct buf b;
+
+    if (rq->cfg->metrics_path == NULL || !is_path(rq->params, rq->cfg->metrics_path))
+        return RL_GO_ON;
+    rq->out.metrics = NULL;
+    if (peer == NULL || cidr_parse_addr(peer, strlen(peer), &addr) != RL_OK ||
+        !cidr_list_match(&rq->cfg->metrics_allow, &addr)) {
+        rl_log(RL_LOG_INFO, "metrics: client %s is not in RATELIMIT_METRICS_ALLOW",
+               peer != NULL ? peer : "(no REMOTE_ADDR)");
+        (void)response_error(&rq->out, 403, "forbidden", 0, NULL);
+        return RL_ANSWERED;
+    }
+    if (w->metrics == NULL) {
+        rl_log(RL_LOG_WARN, "metrics: %s asked, but metrics are off (see the log at start)",
+               rq->cfg->metrics_path);
+        (void)response_error(&rq->out, 503, "metrics unavailable", 0, NULL);
+        return RL_ANSWERED;
+    }
+    buf_init(&b, METRICS_TEXT_MAX);
+    if (metrics_render(w->metrics, &b) != RL_OK) {
+        rl_log(RL_LOG_ERROR, "metrics: the text is larger than %d bytes", METRICS_TEXT_MAX);
+        (void)response_error(&rq->out, 500, "metrics unavailable", 0, NULL);
+    } else {
+        (void)response_text(&rq->out, 200, "text/plain; version=0.0.4; charset=utf-8", b.ptr,
+                            b.len);
+    }
+    buf_free(&b);
+    return RL_ANSWERED;
+}
+
 /* Who the client is (REMOTE_ADDR, or what RATELIMIT_* says to trust). */
 static enum rl_step identity(struct rl_worker *w, struct rl_request *rq)
 {
@@ -138,8 +199,109 @@ static enum rl_step keys_or_reply(struct rl_worker *w, struct rl_request *rq)
     return RL_GO_ON;
 }
 
+static const char *client_name(const struct rl_request *rq, size_t i, char *out, size_t outsz);
+
+/* An admitted request left rule i at or past RATELIMIT_NEAR_LIMIT of its
+ * quota: count it, and say so at info. */
+static void near_limit(struct rl_worker *w, struct rl_request *rq, size_t i, int row)
+{
+    const struct rl_rule *rule = &rq->cfg->rules[i];
+    long long quota = response_rule_quota(rule), left = rq->d.r[i].remaining;
+    char name[32];
+
+    if ((double)(quota - left) < rq->cfg->near_limit * (double)quota)
+        return;
+    metrics_near_limit(w->metrics, row);
+    rl_log(RL_LOG_INFO, "near limit: client %s rule %s: %lld of %lld left",
+           client_name(rq, i, name, sizeof(name)), rule->name, left, quota);
+}
+
+/* Count the decision rule by rule (metrics.h): an admitted request is
+ * "allowed" by every rule that applied (and perhaps near its limit); a
+ * refused one is "denied" (or "denied_cache", or "would_deny" in a dry
+ * run) by each rule over its limit. A rule that would have admitted a
+ * request another rule refused was not charged and is not counted. */
+static void count_decision(struct rl_worker *w, struct rl_request *rq, int from_cache)
+{
+    const struct rl_config *cfg = rq->cfg;
+    enum metrics_decision over = cfg->dry_run ? METRICS_WOULD_DENY
+                                 : from_cache ? METRICS_DENIED_CACHE
+                                              : METRICS_DENIED;
+
+    if (w->metrics == NULL)
+        return;
+    for (size_t i = 0; i < rq->d.nrules && i < cfg->nrules; i++) {
+        const struct rl_rule_result *r = &rq->d.r[i];
+        int row;
+
+        if (!r->applied || (!rq->d.allowed && r->allowed))
+            continue;
+        row = worker_metric_row(w, cfg->rules[i].name);
+        if (rq->d.allowed) {
+            metrics_decision(w->metrics, row, METRICS_ALLOWED);
+            near_limit(w, rq, i, row);
+        } else {
+            metrics_decision(w->metrics, row, over);
+        }
+    }
+}
+
+/* FNV-1a, 64 bits: the (client, rule) pair of a Redis key, for the
+ * denial-episode table. */
+static uint64_t key_hash(const char *key)
+{
+    uint64_t h = UINT64_C(14695981039346656037);
+
+    for (; *key != '\0'; key++)
+        h = (h ^ (unsigned char)*key) * UINT64_C(1099511628211);
+    return h;
+}
+
+/* How the log names the client of rule i: the address for an ip rule;
+ * for a header or variable (maybe a credential) only the first 8 hex
+ * digits of its hash, from the key's hash tag, never the value. */
+static const char *client_name(const struct rl_request *rq, size_t i, char *out, size_t outsz)
+{
+    const char *tag;
+
+    if (rq->cfg->rules[i].key_kind == RL_KEY_IP)
+        return rq->client.text;
+    tag = rq->keyp[i] != NULL ? strchr(rq->keyp[i], '{') : NULL;
+    (void)snprintf(out, outsz, "key %.8s", tag != NULL ? tag + 1 : "?");
+    return out;
+}
+
+/* One warn line when a client starts being denied by a rule (an
+ * episode: host-wide with metrics, see metrics_episode; per worker
+ * without, where the denial cache answers the rest of it); later denials
+ * of the episode are info lines. */
+static void log_denial(struct rl_worker *w, struct rl_request *rq, int from_cache)
+{
+    const struct rl_config *cfg = rq->cfg;
+    long long now_s = (long long)time(NULL);
+    char name[32];
+
+    for (size_t i = 0; i < rq->d.nrules && i < cfg->nrules; i++) {
+        const struct rl_rule *rule = &cfg->rules[i];
+        const struct rl_rule_result *r = &rq->d.r[i];
+        long long ttl = limiter_ttl_seconds(r->retry_ms);
+        int start;
+
+        if (!r->applied || r->allowed)
+            continue;
+        start = w->metrics != NULL
+                    ? rq->keyp[i] != NULL &&
+                          metrics_episode(w->metrics, key_hash(rq->keyp[i]), now_s, now_s + ttl)
+                    : !from_cache;
+        rl_log(start ? RL_LOG_WARN : RL_LOG_INFO,
+               "denied client %s: rule %s (%lld per %lld ms) ttl %llds",
+               client_name(rq, i, name, sizeof(name)), rule->name, rule->limit, rule->window_ms,
+               ttl);
+    }
+}
+
 /* Over a limit: log, and answer the denial unless this is a dry run. */
-static enum rl_step denied_or_reply(struct rl_worker *w, struct rl_request *rq)
+static enum rl_step denied_or_reply(struct rl_worker *w, struct rl_request *rq, int from_cache)
 {
     const struct rl_config *cfg = rq->cfg;
     const struct rl_rule *rule = &cfg->rules[rq->d.worst];
@@ -150,7 +312,7 @@ static enum rl_step denied_or_reply(struct rl_worker *w, struct rl_request *rq)
                rq->client.text, rule->name, rule->limit, rule->window_ms, ttl);
         return RL_GO_ON;
     }
-    rl_log(RL_LOG_INFO, "denied client %s: rule %s ttl %llds", rq->client.text, rule->name, ttl);
+    log_denial(w, rq, from_cache);
     (void)response_deny(&w->memo, &rq->out, cfg, &rq->d);
     return RL_ANSWERED;
 }
@@ -174,21 +336,27 @@ static enum rl_step limit_or_reply(struct rl_worker *w, struct rl_request *rq)
     decision_unlimited(&rq->d, cfg);
     if (!rq->limited)
         return RL_GO_ON;
-    if (!cfg->dry_run && denycache_lookup(&w->deny, cfg, rq->keyp, now_ms(), &rq->d))
-        return denied_or_reply(w, rq);
+    if (!cfg->dry_run && denycache_lookup(&w->deny, cfg, rq->keyp, now_ms(), &rq->d)) {
+        count_decision(w, rq, 1);
+        return denied_or_reply(w, rq, 1);
+    }
     if (limiter_check(w->rc, cfg, rq->keyp, &rq->d, &err) != RL_OK) {
         rl_log(RL_LOG_DEBUG, "client %s: %s", rq->client.text, err.msg);
         decision_unlimited(&rq->d, cfg);
-        if (cfg->fail == RL_FAIL_OPEN)
+        if (cfg->fail == RL_FAIL_OPEN) {
+            metrics_count(w->metrics, METRICS_FAIL_OPEN);
             return RL_GO_ON;
+        }
+        metrics_count(w->metrics, METRICS_FAIL_CLOSED);
         (void)response_error(&rq->out, 503, "rate limiter unavailable", 1, NULL);
         return RL_ANSWERED;
     }
+    count_decision(w, rq, 0);
     if (rq->d.allowed)
         return RL_GO_ON;
     if (!cfg->dry_run)
         denycache_store(&w->deny, cfg, rq->keyp, now_ms(), &rq->d);
-    return denied_or_reply(w, rq);
+    return denied_or_reply(w, rq, 0);
 }
 
 /* Admitted: the Authorizer's 200, or run the script and relay its answer
@@ -226,8 +394,10 @@ static enum rl_step admit(struct rl_worker *w, struct rl_request *rq)
 void request_handle(struct rl_worker *w, struct rl_request *rq)
 {
     static enum rl_step (*const stages[])(struct rl_worker *, struct rl_request *) = {
-        config_or_reply, identity, lists_or_reply, keys_or_reply, limit_or_reply, admit};
+        config_or_reply, metrics_or_reply, identity, lists_or_reply,
+        keys_or_reply,   limit_or_reply,   admit};
 
+    rq->out.metrics = w->metrics;
     for (size_t i = 0; i < sizeof(stages) / sizeof(stages[0]); i++) {
         if (stages[i](w, rq) == RL_ANSWERED)
             return;

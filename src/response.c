@@ -19,6 +19,7 @@
 #include <json-c/json.h>
 
 #include "cgiheader.h"
+#include "metrics.h"
 #include "rl.h"
 #include "util.h"
 
@@ -83,7 +84,7 @@ static long long window_seconds(const struct rl_rule *rule)
  * report, so r <= q always holds; w stays the configured window (the
  * bucket refills LIMIT tokens per window). Other algorithms: LIMIT.
  */
-static long long rule_quota(const struct rl_rule *rule)
+long long response_rule_quota(const struct rl_rule *rule)
 {
     if (rule->algo == RL_ALGO_TOKEN_BUCKET && rule->burst > 0)
         return rule->burst;
@@ -169,7 +170,7 @@ static int append_policy(struct buf *b, const struct rl_config *cfg, const struc
         if (!d->r[i].applied)
             continue;
         if ((!first && buf_puts(b, ", ") != RL_OK) || append_sf_string(b, rule->name) != RL_OK ||
-            buf_puts(b, ";q=") != RL_OK || buf_append_ll(b, rule_quota(rule)) != RL_OK ||
+            buf_puts(b, ";q=") != RL_OK || buf_append_ll(b, response_rule_quota(rule)) != RL_OK ||
             buf_puts(b, ";w=") != RL_OK || buf_append_ll(b, window_seconds(rule)) != RL_OK)
             return RL_ERR;
         first = 0;
@@ -198,7 +199,7 @@ int response_ratelimit_headers(struct buf *b, const struct rl_config *cfg,
     }
     if (cfg->headers & RL_HDR_X) {
         if (buf_puts(b, "X-RateLimit-Limit: ") != RL_OK ||
-            buf_append_ll(b, rule_quota(rule)) != RL_OK ||
+            buf_append_ll(b, response_rule_quota(rule)) != RL_OK ||
             buf_puts(b, "\r\nX-RateLimit-Remaining: ") != RL_OK ||
             buf_append_ll(b, remaining) != RL_OK ||
             buf_puts(b, "\r\nX-RateLimit-Reset: ") != RL_OK || buf_append_ll(b, reset) != RL_OK ||
@@ -292,7 +293,7 @@ int response_deny_body(struct response_memo *m, struct buf *b, const struct rl_c
 
     if (buf_puts(b, "{\"message\":\"call limit reached\",\"policy\":") != RL_OK ||
         append_json_name(m, b, rule->name) != RL_OK || buf_puts(b, ",\"limit\":") != RL_OK ||
-        buf_append_ll(b, rule_quota(rule)) != RL_OK ||
+        buf_append_ll(b, response_rule_quota(rule)) != RL_OK ||
         buf_puts(b, ",\"remaining\":0,\"window\":") != RL_OK ||
         buf_append_ll(b, window_seconds(rule)) != RL_OK || buf_puts(b, ",\"ttl\":") != RL_OK ||
         buf_append_ll(b, ttl) != RL_OK || buf_puts(b, "}") != RL_OK)
@@ -367,6 +368,7 @@ int response_error(struct rl_out *o, int status, const char *message, int retry_
 
     if (o->headers_sent)
         return RL_ERR; /* too late: the status is already on the wire */
+    metrics_own_status(o->metrics, status);
     if (message == NULL)
         message = response_reason(status);
     buf_init(&b, RESP_MAX);
@@ -380,6 +382,29 @@ int response_error(struct rl_out *o, int status, const char *message, int retry_
         return RL_ERR;
     }
     return send_answer(o, &b);
+}
+
+int response_text(struct rl_out *o, int status, const char *content_type, const char *body,
+                  size_t n)
+{
+    struct buf b;
+
+    if (o->headers_sent)
+        return RL_ERR;
+    buf_init(&b, RESP_MAX);
+    if (append_status(&b, status) != RL_OK ||
+        buf_printf(&b, "Content-Type: %s\r\nCache-Control: no-store\r\nContent-Length: %zu\r\n\r\n",
+                   content_type, n) != RL_OK) {
+        buf_free(&b);
+        return RL_ERR;
+    }
+    o->headers_sent = 1;
+    if (out_write(o, b.ptr, b.len) != RL_OK) {
+        buf_free(&b);
+        return RL_ERR;
+    }
+    buf_free(&b);
+    return out_write(o, body, n);
 }
 
 /*
@@ -399,7 +424,7 @@ int response_authorizer_allow(struct rl_out *o, const struct rl_config *cfg,
     buf_init(&b, RESP_MAX);
     if (buf_reserve(&b, RESP_START) != RL_OK || buf_puts(&b, "Status: 200 OK\r\n") != RL_OK ||
         (w >= 0 && (buf_puts(&b, "Variable-RATELIMIT_LIMIT: ") != RL_OK ||
-                    buf_append_ll(&b, rule_quota(&cfg->rules[w])) != RL_OK ||
+                    buf_append_ll(&b, response_rule_quota(&cfg->rules[w])) != RL_OK ||
                     buf_puts(&b, "\r\nVariable-RATELIMIT_REMAINING: ") != RL_OK ||
                     buf_append_ll(&b, clamp0(d->r[w].remaining)) != RL_OK ||
                     buf_puts(&b, "\r\nVariable-RATELIMIT_RESET: ") != RL_OK ||

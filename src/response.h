@@ -56,6 +56,18 @@ int response_deny_body(struct response_memo *m, struct buf *b, const struct rl_c
 int response_deny(struct response_memo *m, struct rl_out *o, const struct rl_config *cfg,
                   const struct rl_decision *d);
 
+/* The quota a rule advertises (RateLimit-Policy q, X-RateLimit-Limit, the
+ * JSON limit): token-bucket's burst, else the limit. */
+long long response_rule_quota(const struct rl_rule *rule);
+
+/*
+ * An answer of status with the n bytes of body as they are, of
+ * content_type; not cached. RL_ERR when headers were already sent or the
+ * peer is gone.
+ */
+int response_text(struct rl_out *o, int status, const char *content_type, const char *body,
+                  size_t n);
+
 /*
  * A JSON error answer {"message": message} with status; retry_after_s > 0
  * adds Retry-After. extra_headers ("Name: v\r\n"..., may be NULL) is added

@@ -24,6 +24,9 @@
 #define RL_NAME_MAX 64   /* rule / policy name: [A-Za-z0-9_.-] */
 #define RL_PARAM_MAX 128 /* CGI variable name a key is read from */
 #define RL_PREFIX_MAX 128
+/* RATELIMIT_METRICS_FILE's default: tmpfs on every Linux, so counting
+ * works without setup; the first process to count creates it (0600). */
+#define METRICS_FILE_DEFAULT "/dev/shm/fcgi-ratelimit.metrics"
 #define RL_KEY_MAX (RL_PREFIX_MAX + RL_NAME_MAX + 2 + 64 + 1 + 1) /* PREFIX NAME ":{" H "}" */
 
 /* RATELIMIT_STORE: how rule state is laid out in Redis. keys: one key per
@@ -89,6 +92,7 @@ struct rl_config {
     int body;           /* enum rl_body: RATELIMIT_BODY */
     double near_limit;  /* RATELIMIT_NEAR_LIMIT: 0 < f <= 1 */
     char *metrics_path; /* RATELIMIT_METRICS_PATH: owned, NULL when unset */
+    char *metrics_file; /* RATELIMIT_METRICS_FILE: the host's counter file, owned */
     struct rl_cidr_list metrics_allow; /* RATELIMIT_METRICS_ALLOW */
 };
 

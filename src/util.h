@@ -36,6 +36,8 @@ int sha1_hex(const void *p, size_t n, char out[RL_SHA1_HEX_LEN + 1]);
 
 /* Monotonic clock in milliseconds. */
 long long now_ms(void);
+/* The same clock in microseconds (durations for the metrics). */
+long long now_us(void);
 
 /* Case-insensitive ASCII comparison of a[0..n) and b[0..n). */
 int ascii_ncaseeq(const char *a, const char *b, size_t n);

@@ -3,6 +3,7 @@
  */
 #include "worker.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -22,6 +23,46 @@ void worker_init(struct rl_worker *w, char **env, const char *argv1)
     w->self_path[n > 0 ? n : 0] = '\0';
 }
 
+void worker_open_metrics(struct rl_worker *w)
+{
+    const struct rl_config *cfg;
+    struct rl_err err;
+
+    if (w->metrics != NULL || w->cc == NULL)
+        return;
+    cfg = config_cache_base(w->cc);
+    w->metrics = metrics_open(cfg->metrics_file, 0, &err);
+    if (w->metrics == NULL) {
+        int asked =
+            cfg->metrics_path != NULL || strcmp(cfg->metrics_file, METRICS_FILE_DEFAULT) != 0;
+
+        rl_log(asked ? RL_LOG_WARN : RL_LOG_DEBUG, "metrics off: %s", err.msg);
+    }
+    redisconn_set_metrics(w->rc, w->metrics);
+}
+
+int worker_metric_row(struct rl_worker *w, const char *name)
+{
+    struct rl_err err;
+    size_t i;
+    int row;
+
+    if (w->metrics == NULL)
+        return METRICS_RULE_OTHER;
+    for (i = 0; i < w->nmrows; i++) {
+        if (strcmp(w->mrows[i].name, name) == 0)
+            return w->mrows[i].row;
+    }
+    row = metrics_rule(w->metrics, name, &err);
+    if (row == METRICS_RULE_OTHER)
+        rl_log(RL_LOG_WARN, "metrics: rule %s counted as (other): %s", name, err.msg);
+    if (w->nmrows < METRICS_RULES) {
+        (void)snprintf(w->mrows[w->nmrows].name, sizeof(w->mrows[0].name), "%s", name);
+        w->mrows[w->nmrows++].row = row;
+    }
+    return row;
+}
+
 void worker_reset(struct rl_worker *w)
 {
     denycache_clear(&w->deny);
@@ -35,6 +76,9 @@ void worker_free(struct rl_worker *w)
     worker_reset(w);
     redisconn_free(w->rc);
     config_cache_free(w->cc);
+    metrics_close(w->metrics);
+    w->metrics = NULL;
+    w->nmrows = 0;
     w->rc = NULL;
     w->cc = NULL;
 }

@@ -15,6 +15,7 @@
 #include "cgirelay.h"
 #include "clientkey.h"
 #include "denycache.h"
+#include "metrics.h"
 #include "redisconn.h"
 #include "response.h"
 #include "rl.h"
@@ -30,12 +31,30 @@ struct rl_worker {
     struct clientkey_hash hash; /* the key hashing's digest and context */
     struct response_memo memo;  /* policy names rendered as JSON */
     struct cgirelay_cache relay;
+    /* The host's counters (NULL: off, the reason logged once) and each
+     * rule name's row in them, found once per name (metrics_rule). */
+    struct metrics *metrics;
+    struct worker_metric_row {
+        char name[RL_NAME_MAX + 1];
+        int row;
+    } mrows[METRICS_RULES];
+    size_t nmrows;
 };
 
 /* Set w up from the environment env (borrowed: the configuration copies
  * what it keeps) and the command line's script argv1 (borrowed, may be
  * NULL). An invalid configuration leaves w->cc NULL and w->cfg_err set. */
 void worker_init(struct rl_worker *w, char **env, const char *argv1);
+
+/* Map the host's counter file (RATELIMIT_METRICS_FILE) for a process
+ * that serves requests; never for --check, which an admin may run as
+ * another user (the file would then be theirs). On failure metrics are
+ * off, said once: at warn when the admin asked for metrics (set
+ * RATELIMIT_METRICS_FILE or _PATH), else at debug. */
+void worker_open_metrics(struct rl_worker *w);
+
+/* The counter row of rule name (metrics_rule, cached per name). */
+int worker_metric_row(struct rl_worker *w, const char *name);
 
 /* Forget every cached thing (denials, paths, spawn actions). */
 void worker_reset(struct rl_worker *w);

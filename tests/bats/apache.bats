@@ -17,24 +17,14 @@ setup() {
     [ "$(id -u)" -eq 0 ] || skip "starting apache2 as User www-data needs root"
     redis_start
     www_setup
-    open_tmp_path
-    # www-data must be able to run the binary: a copy inside the test folder
-    mkdir -p "$T/bin" "$T/apache"
-    cp "$RL_BIN" "$T/bin/fcgi-ratelimit"
-    chmod 755 "$T/bin" "$T/bin/fcgi-ratelimit"
-    PORT=$(free_port)
-    AUTH_PORT=$(free_port)
+    apache_setup
     BASE="http://127.0.0.1:$PORT"
     AP_PID=
     LPID=
 }
 
 teardown() {
-    # a failed test shows what Apache and mod_fcgid said
-    if [ -z "${BATS_TEST_COMPLETED:-}" ] && [ -s "$T/apache/error.log" ]; then
-        echo "-- the end of Apache's error log:" >&2
-        tail -n 15 "$T/apache/error.log" >&2
-    fi
+    apache_log_if_failed
     apache_stop
     listen_stop
     kill_leftovers

@@ -35,10 +35,13 @@ if [ -n "${TEST_PREFIX:-}" ] && [ -z "${RL_TIME_SCALE:-}" ]; then
     TS=10
 fi
 
-# rl_tmp: a private directory for this test (removed by bats).
+# rl_tmp: a private directory for this test (removed by bats), and the
+# counter file of the filters it starts in there (never the host's, in
+# /dev/shm: a root-owned one would keep a web server's workers from it).
 rl_tmp() {
     T="${BATS_TEST_TMPDIR:-$(mktemp -d)}"
-    export T
+    RATELIMIT_METRICS_FILE="$T/metrics"
+    export T RATELIMIT_METRICS_FILE
 }
 
 RL_LIB="${BASH_SOURCE[0]%/*}"

@@ -57,7 +57,8 @@ site_conf() {
     local src="$RL_SRCDIR/lighttpd/$1" dst="$T/$1" kv name
     cp "$src" "$dst"
     for kv in "ratelimit_bin=$RL_BIN" "ratelimit_redis_url=$RATELIMIT_REDIS_URL" \
-        "ratelimit_socket_dir=$T" "ratelimit_script_root=$WWW"; do
+        "ratelimit_socket_dir=$T" "ratelimit_script_root=$WWW" \
+        "ratelimit_metrics_file=$T/metrics"; do
         name=${kv%%=*}
         grep -q "^var\.$name := " "$src" || continue
         sed -i "s|^var\.$name := .*|var.$name := \"${kv#*=}\"|" "$dst"
@@ -65,7 +66,7 @@ site_conf() {
     # the suite's Redis timeout (lib/redis.bash), as for every worker it
     # starts: a failed-open request would break an exact count
     sed -i "s|^\( *\)\(\"RATELIMIT_REDIS_URL\" *=> .*\)|&\n\1\"RATELIMIT_REDIS_TIMEOUT_MS\" => \"${RATELIMIT_REDIS_TIMEOUT_MS:-2000}\",|" "$dst"
-    ! grep -q '^var\.ratelimit_[a-z_]* := "/\(usr\|run\|var\)/' "$dst"
+    ! grep -q '^var\.ratelimit_[a-z_]* := "/\(usr\|run\|var\|dev\)/' "$dst"
 }
 
 # lighttpd_start NAME...: a server on 127.0.0.1:$PORT whose document root is
@@ -128,6 +129,18 @@ lighttpd_stop_hosts() {
     LT_PIDS=() LT_URLS=()
 }
 
+# apache_setup: what an Apache test needs before apache_start: $T open to
+# www-data, a copy of the binary it can run ($T/bin/fcgi-ratelimit), and
+# free ports PORT and AUTH_PORT.
+apache_setup() {
+    open_tmp_path
+    mkdir -p "$T/bin" "$T/apache"
+    cp "$RL_BIN" "$T/bin/fcgi-ratelimit"
+    chmod 755 "$T/bin" "$T/bin/fcgi-ratelimit"
+    PORT=$(free_port)
+    AUTH_PORT=$(free_port)
+}
+
 # apache_conf NAME...: $T/apache/httpd.conf: the test's server (loopback
 # port $PORT, own pid file, logs, mutexes and fcgid state in $T) with the
 # Defines the shipped files read (the binary is $T/bin/fcgi-ratelimit, the
@@ -135,6 +148,8 @@ lighttpd_stop_hosts() {
 # apache/NAME, then $T/apache/extra.conf when the test wrote one.
 apache_conf() {
     local m f
+    # The workers (www-data) make the counter file in a folder of theirs.
+    install -d -o www-data -g www-data -m 0700 "$T/apache-metrics"
     {
         echo "ServerRoot \"$T/apache\""
         echo "Define RATELIMIT_BIN $T/bin/fcgi-ratelimit"
@@ -143,6 +158,7 @@ apache_conf() {
         echo "Define RATELIMIT_SOCKET $T/rl.sock"
         echo "Define RATELIMIT_AUTHORIZER 127.0.0.1:$AUTH_PORT"
         echo "Define RATELIMIT_PROTECTED_DIR $WWW/downloads"
+        echo "Define RATELIMIT_METRICS_FILE $T/apache-metrics/metrics"
         for m in mpm_event authz_core authn_core authz_user mime env fcgid proxy proxy_fcgi \
             authnz_fcgi; do
             echo "LoadModule ${m}_module $APACHE_MODULES/mod_$m.so"
@@ -191,6 +207,16 @@ apache_start() {
     # The port may listen before the PidFile is written.
     retry 100 0.05 test -s "$T/apache/httpd.pid" || true
     AP_PID=$(cat "$T/apache/httpd.pid")
+}
+
+# apache_log_if_failed: in a teardown, when the test failed, show what
+# Apache and mod_fcgid said (the end of the test server's error log).
+apache_log_if_failed() {
+    if [ -z "${BATS_TEST_COMPLETED:-}" ] && [ -s "$T/apache/error.log" ]; then
+        echo "-- the end of Apache's error log:" >&2
+        tail -n 15 "$T/apache/error.log" >&2
+    fi
+    return 0
 }
 
 # apache_stop: stop the server started by apache_start (by its PID).

@@ -1,0 +1,275 @@
+#!/usr/bin/env bats
+# metrics.bats - the host's counters (RATELIMIT_METRICS_FILE): what each
+# request adds, --metrics and RATELIMIT_METRICS_PATH in Prometheus' text
+# format (checked by promtool), exact counts under lighttpd and Apache with
+# a worker killed on the way, and the one warn line per denial episode.
+
+load lib/load
+
+setup() {
+    engine_setup
+    LT_PID=
+}
+
+teardown() {
+    apache_log_if_failed
+    lighttpd_stop
+    apache_stop
+    engine_teardown
+    kill_leftovers
+}
+
+# metric NAME{LABELS}: the value of one series of `--metrics` (0 when the
+# series is absent), e.g. metric 'fcgi_ratelimit_requests_total{rule="default",decision="denied"}'.
+metric() {
+    local text
+    text=$(env -i RATELIMIT_METRICS_FILE="$RATELIMIT_METRICS_FILE" "$RL_BIN" --metrics) || return 1
+    series_of "$1" <<<"$text"
+}
+
+# series_of NAME{LABELS}: that series' value in the text on stdin, or 0.
+series_of() {
+    awk -v s="$1" '$1 == s { v = $2 } END { print (v == "" ? 0 : v) }'
+}
+
+# requests RULE DECISION: fcgi_ratelimit_requests_total of that pair.
+requests() {
+    metric "fcgi_ratelimit_requests_total{rule=\"$1\",decision=\"$2\"}"
+}
+
+@test "metrics: allowed and denied per rule, exactly; --metrics passes promtool check metrics" {
+    command -v promtool >/dev/null || skip "promtool is not installed (Debian: prometheus)"
+    for i in 1 2 3 4 5; do
+        run cgi_run </dev/null
+    done
+    assert_equal "$(requests default allowed)" 3
+    assert_equal "$(requests default denied)" 2
+    assert_equal "$(requests default denied_cache)" 0
+    # near the limit: the third request left 0 of 3 (at or past 0.8 used)
+    assert_equal "$(metric 'fcgi_ratelimit_near_limit_total{rule="default"}')" 1
+    # the script ran 3 times, answered 2xx; 5 Redis round trips
+    assert_equal "$(metric 'fcgi_ratelimit_script_responses_total{class="2xx"}')" 3
+    assert_equal "$(metric fcgi_ratelimit_script_duration_seconds_count)" 3
+    assert_equal "$(metric fcgi_ratelimit_redis_duration_seconds_count)" 5
+    run "$RL_BIN" --metrics
+    assert_success
+    assert_output --partial '# TYPE fcgi_ratelimit_requests_total counter'
+    printf '%s\n' "$output" >"$T/m.prom"
+    run promtool check metrics <"$T/m.prom"
+    assert_success
+    # the counter file: 0600, ours
+    assert_equal "$(stat -c '%a %U' "$RATELIMIT_METRICS_FILE")" "600 $(id -un)"
+}
+
+@test "metrics: no label holds a client identity; a header key is logged as a hash prefix only" {
+    export RATELIMIT_RULES='per-key header:X-Api-Key 1/1m' RATELIMIT_LOG=info
+    run cgi_run HTTP_X_API_KEY=s3cret-value-42 </dev/null
+    run cgi_run HTTP_X_API_KEY=s3cret-value-42 REMOTE_ADDR=192.0.2.77 </dev/null
+    assert_equal "$(status_of)" 429
+    run "$RL_BIN" --metrics
+    refute_output --partial s3cret
+    refute_output --partial 192.0.2.77
+    refute_output --partial 127.0.0.1
+    assert_equal "$(requests per-key denied)" 1
+    # the log names the key by 8 hex digits of its hash, never its value
+    run grep -F 'denied client key ' "$T/stderr"
+    assert_success
+    assert_output --regexp 'client key [0-9a-f]{8}: rule per-key'
+    run grep -F s3cret "$T/stderr"
+    assert_failure
+}
+
+@test "metrics: the denial cache's answers count as denied_cache, dry run as would_deny" {
+    fcgi_start 1
+    for i in 1 2 3 4 5 6; do
+        run fcgi_req
+    done
+    assert_equal "$(requests default allowed)" 3
+    assert_equal "$(requests default denied)" 1
+    assert_equal "$(requests default denied_cache)" 2
+    fcgi_stop
+    rcli FLUSHALL >/dev/null
+    export RATELIMIT_DRY_RUN=1 RATELIMIT_NAME=dry
+    for i in 1 2 3 4 5; do
+        run cgi_run </dev/null
+        assert_equal "$(status_of)" 200
+    done
+    assert_equal "$(requests dry allowed)" 3
+    assert_equal "$(requests dry would_deny)" 2
+    assert_equal "$(requests dry denied)" 0
+}
+
+@test "metrics: RATELIMIT_NEAR_LIMIT sets the fraction counted as near the limit" {
+    export RATELIMIT_LIMIT=10 RATELIMIT_NEAR_LIMIT=0.5 RATELIMIT_LOG=info
+    for i in 1 2 3 4 5 6 7; do
+        run cgi_run </dev/null
+    done
+    # requests 5, 6 and 7 leave 5, 4 and 3 of 10: half or more used
+    assert_equal "$(metric 'fcgi_ratelimit_near_limit_total{rule="default"}')" 3
+    assert_equal "$(log_count 'info: near limit: client 127.0.0.1 rule default' "$T/stderr")" 3
+}
+
+@test "metrics: Redis down: RATELIMIT_FAIL's answers, errors by kind, the breaker" {
+    export RATELIMIT_REDIS_URL="redis://127.0.0.1:$(free_port)/0"
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 200
+    assert_equal "$(metric 'fcgi_ratelimit_fail_answers_total{mode="open"}')" 1
+    assert_equal "$(metric 'fcgi_ratelimit_redis_errors_total{kind="connect"}')" 1
+    assert_equal "$(metric fcgi_ratelimit_breaker_opens_total)" 1
+    assert_equal "$(metric 'fcgi_ratelimit_breaker_state{state="open"}')" 1
+    export RATELIMIT_FAIL=closed
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 503
+    assert_equal "$(metric 'fcgi_ratelimit_fail_answers_total{mode="closed"}')" 1
+    assert_equal "$(metric 'fcgi_ratelimit_error_responses_total{status="503"}')" 1
+    # nothing was decided, so no rule counted anything
+    assert_equal "$(requests default allowed)" 0
+}
+
+@test "metrics: a Redis timeout and a NOSCRIPT reload are counted by kind" {
+    fcgi_start 1
+    run fcgi_req
+    assert_equal "$(requests default allowed)" 1
+    rcli SCRIPT FLUSH >/dev/null
+    run fcgi_req
+    assert_equal "$(metric 'fcgi_ratelimit_redis_errors_total{kind="noscript_reload"}')" 1
+    # a server that stops answering: the worker's call times out
+    fcgi_stop
+    export RATELIMIT_REDIS_TIMEOUT_MS=200
+    fcgi_start 1
+    kill -STOP "$REDIS_PID"
+    run fcgi_req
+    kill -CONT "$REDIS_PID"
+    assert_equal "$(metric 'fcgi_ratelimit_redis_errors_total{kind="timeout"}')" 1
+}
+
+@test "metrics: relay outcomes: script status classes, our 404, a timeout and its kill" {
+    export RATELIMIT_BACKEND_TIMEOUT=1s RATELIMIT_LIMIT=100
+    unset RATELIMIT_BACKEND
+    run cgi_run SCRIPT_FILENAME="$FIXTURES/cgi/status.sh" </dev/null
+    assert_equal "$(status_of)" 418
+    run cgi_run SCRIPT_FILENAME="$FIXTURES/cgi/ok.cgi" </dev/null
+    run cgi_run SCRIPT_FILENAME="$T/nope.cgi" </dev/null
+    assert_equal "$(status_of)" 404
+    run cgi_run SCRIPT_FILENAME="$FIXTURES/cgi/hang.sh" </dev/null
+    assert_equal "$(status_of)" 504
+    assert_equal "$(metric 'fcgi_ratelimit_script_responses_total{class="4xx"}')" 1
+    assert_equal "$(metric 'fcgi_ratelimit_script_responses_total{class="2xx"}')" 1
+    assert_equal "$(metric 'fcgi_ratelimit_error_responses_total{status="404"}')" 1
+    assert_equal "$(metric 'fcgi_ratelimit_error_responses_total{status="504"}')" 1
+    assert_equal "$(metric fcgi_ratelimit_script_timeouts_total)" 1
+    assert_equal "$(metric fcgi_ratelimit_script_kills_total)" 1
+}
+
+@test "metrics: RATELIMIT_METRICS_PATH serves the text to loopback only, never counted or limited" {
+    command -v promtool >/dev/null || skip "promtool is not installed (Debian: prometheus)"
+    export RATELIMIT_METRICS_PATH=/fcgi-ratelimit/metrics RATELIMIT_LIMIT=1
+    run cgi_run REQUEST_URI=/app </dev/null
+    for i in 1 2 3; do
+        run cgi_run REQUEST_URI='/fcgi-ratelimit/metrics?x=1' </dev/null
+        assert_equal "$(status_of)" 200
+        assert_equal "$(header_of Content-Type)" 'text/plain; version=0.0.4; charset=utf-8'
+    done
+    body_of >"$T/m.prom"
+    run promtool check metrics <"$T/m.prom"
+    assert_success
+    assert_equal "$(series_of 'fcgi_ratelimit_requests_total{rule="default",decision="allowed"}' <"$T/m.prom")" 1
+    run cgi_run REQUEST_URI=/fcgi-ratelimit/metrics REMOTE_ADDR=192.0.2.1 </dev/null
+    assert_equal "$(status_of)" 403
+    run cgi_run REQUEST_URI=/fcgi-ratelimit/metrics HTTP_X_FORWARDED_FOR=127.0.0.1 REMOTE_ADDR=192.0.2.1 </dev/null
+    assert_equal "$(status_of)" 403
+    export RATELIMIT_METRICS_ALLOW=192.0.2.0/24
+    run cgi_run REQUEST_URI=/fcgi-ratelimit/metrics REMOTE_ADDR=192.0.2.1 </dev/null
+    assert_equal "$(status_of)" 200
+    # nothing of the above counted: one request, the first
+    assert_equal "$(requests default allowed)" 1
+    assert_equal "$(requests default denied)" 0
+    assert_equal "$(metric 'fcgi_ratelimit_error_responses_total{status="403"}')" 0
+}
+
+@test "metrics: one warn line per denial episode across 4 workers, info for the rest" {
+    export RATELIMIT_LOG=info RATELIMIT_LIMIT=2
+    fcgi_start 4
+    for i in $(seq 12); do
+        run fcgi_req REMOTE_ADDR=192.0.2.5
+    done
+    assert_equal "$(requests default allowed)" 2
+    assert_equal "$(($(requests default denied) + $(requests default denied_cache)))" 10
+    assert_equal "$(log_count 'warn: denied client 192.0.2.5: rule default \(2 per 60000 ms\)' "$T/fcgi-stderr" "$T/fcgi.log")" 1
+    # another client starts an episode of its own
+    run fcgi_req REMOTE_ADDR=192.0.2.6
+    run fcgi_req REMOTE_ADDR=192.0.2.6
+    run fcgi_req REMOTE_ADDR=192.0.2.6
+    assert_equal "$(log_count 'warn: denied client 192.0.2.6' "$T/fcgi-stderr" "$T/fcgi.log")" 1
+}
+
+@test "metrics: --metrics without a counter file says so and fails" {
+    run env -i RATELIMIT_METRICS_FILE="$T/none" "$RL_BIN" --metrics
+    assert_failure
+    assert_output --partial "$T/none"
+}
+
+# exact_through BASE FINDER...: 60 requests, then the worker whose PID
+# the command FINDER... prints is killed (SIGKILL: nothing it did is
+# flushed or saved), then 60 more: the served counters read 100 allowed
+# and 20 denied (LIMIT 100), and pass promtool.
+exact_through() {
+    local base="$1" text victim
+    shift
+    burst_codes "$base/cgi-bin/ok.cgi" 60 6 >"$T/codes"
+    victim=$("$@")
+    [ -n "$victim" ]
+    kill -9 "$victim"
+    burst_codes "$base/cgi-bin/ok.cgi" 60 6 >>"$T/codes"
+    assert_exact_split "$T/codes" 100 20
+    text=$(curl -sS --max-time 20 "$base/fcgi-ratelimit/metrics")
+    printf '%s\n' "$text" >"$T/served.prom"
+    run promtool check metrics <"$T/served.prom"
+    assert_success
+    assert_equal "$(series_of 'fcgi_ratelimit_requests_total{rule="default",decision="allowed"}' <"$T/served.prom")" 100
+    assert_equal "$(($(series_of 'fcgi_ratelimit_requests_total{rule="default",decision="denied"}' <"$T/served.prom") + \
+        $(series_of 'fcgi_ratelimit_requests_total{rule="default",decision="denied_cache"}' <"$T/served.prom")))" 20
+    assert_equal "$(series_of 'fcgi_ratelimit_script_responses_total{class="2xx"}' <"$T/served.prom")" 100
+}
+
+@test "metrics: through lighttpd, 4 workers, one killed: the served counters are exact" {
+    command -v lighttpd >/dev/null || skip "lighttpd is not installed"
+    command -v promtool >/dev/null || skip "promtool is not installed (Debian: prometheus)"
+    unset RATELIMIT_BACKEND RATELIMIT_LIMIT RATELIMIT_WINDOW
+    www_setup
+    PORT=$(free_port)
+    lighttpd_start 50-fcgi-ratelimit.conf
+    exact_through "http://127.0.0.1:$PORT" sock_holder "$T/fcgi-ratelimit.sock-1"
+}
+
+@test "metrics: through Apache mod_fcgid, a worker killed: the served counters are exact" {
+    command -v apache2 >/dev/null || skip "apache2 is not installed"
+    command -v promtool >/dev/null || skip "promtool is not installed (Debian: prometheus)"
+    [ "$(id -u)" -eq 0 ] || skip "starting apache2 as User www-data needs root"
+    unset RATELIMIT_BACKEND RATELIMIT_LIMIT RATELIMIT_WINDOW
+    www_setup
+    apache_setup
+    apache_start fcgi-ratelimit-fcgid.conf
+    exact_through "http://127.0.0.1:$PORT" fcgid_worker
+    # the counter file is the workers' (www-data), and root's --metrics
+    # reads it
+    assert_equal "$(stat -c %U "$T/apache-metrics/metrics")" www-data
+    run env -i RATELIMIT_METRICS_FILE="$T/apache-metrics/metrics" "$RL_BIN" --metrics
+    assert_success
+    assert_output --partial 'decision="allowed"} 100'
+}
+
+# sock_holder PATH: a PID of a process holding the unix socket PATH.
+sock_holder() {
+    FCGI_SOCK="$1" fcgi_pids | head -n1
+}
+
+# fcgid_worker: a PID of one of mod_fcgid's filter processes (this test's
+# copy of the binary, under $T).
+fcgid_worker() {
+    local p
+    for p in /proc/[0-9]*; do
+        [ "$(readlink "$p/exe" 2>/dev/null)" = "$T/bin/fcgi-ratelimit" ] && { echo "${p#/proc/}"; return 0; }
+    done
+    return 1
+}
