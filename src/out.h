@@ -15,6 +15,11 @@ struct rl_out {
     void *ctx;
     int failed;       /* sticky: set by the first failed write */
     int headers_sent; /* set once the header block has been written */
+    /* enum rl_body (rlconfig.h) of the answers we write ourselves: 0 is
+     * RL_BODY_JSON. Set from the request's configuration once it is known,
+     * so that every error path (many have no config) answers in that
+     * format; an error before the configuration is known stays JSON. */
+    int body;
 };
 
 /* Write through o unless it already failed. RL_OK or RL_ERR (sticky). */

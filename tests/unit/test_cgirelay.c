@@ -124,7 +124,7 @@ static int run_src(struct rl_config *cfg, const char *path, const char *cl, int 
     char *params[] = {method, addr, clv, NULL};
     struct pipe_body pb = {fd, 0};
     struct rl_body_src body = {rd != NULL ? rd : pipe_read, fd, &pb};
-    struct rl_out out = {mem_write, mem_flush, m, 0, 0};
+    struct rl_out out = {mem_write, mem_flush, m, 0, 0, 0};
     struct rl_relay_req req;
     struct relay *r;
     int rc;
