@@ -20,6 +20,11 @@ struct rl_out {
     /* The host's counters (metrics.h), NULL when off: the error answers
      * written through this sink are counted there. Borrowed. */
     struct metrics *metrics;
+    /* enum rl_body (rlconfig.h) of the answers we write ourselves: 0 is
+     * RL_BODY_JSON. Set from the request's configuration once it is known,
+     * so that every error path (many have no config) answers in that
+     * format; an error before the configuration is known stays JSON. */
+    int body;
 };
 
 /* Write through o unless it already failed. RL_OK or RL_ERR (sticky). */

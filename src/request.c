@@ -91,6 +91,7 @@ static enum rl_step config_or_reply(struct rl_worker *w, struct rl_request *rq)
         (void)response_error(&rq->out, rl_err_status(&err), MSG_MISCONFIGURED, 0, NULL);
         return RL_ANSWERED;
     }
+    rq->out.body = rq->cfg->body; /* every answer of ours from here on: RATELIMIT_BODY */
     /* One deadline for the whole request: a body that stops arriving, a
      * script that runs too long and a peer that stops reading the answer
      * all end there (deadline.h). */

@@ -10,6 +10,8 @@
  * json-c object per request. RateLimit-Policy and
  * RateLimit follow draft-ietf-httpapi-ratelimit-headers-11 (Structured
  * Field lists, RFC 9651); all times are delta-seconds, never epochs.
+ * The sink's body field (RATELIMIT_BODY) picks the body format: our JSON,
+ * or RFC 9457 problem details; the headers are the same in both.
  */
 #include "response.h"
 
@@ -25,6 +27,12 @@
 
 #define RESP_MAX (16 * 1024) /* any answer of ours is far smaller */
 #define RESP_START 1024      /* room reserved up front: one allocation */
+
+/* The problem type draft-ietf-httpapi-ratelimit-headers (-09 on) registers
+ * for a request that exceeds one or more quota policies; its extension
+ * member "violated-policies" lists their names. */
+#define PROBLEM_QUOTA_TYPE "https://iana.org/assignments/http-problem-types#quota-exceeded"
+#define PROBLEM_QUOTA_TITLE "Request cannot be satisfied as assigned quota has been exceeded"
 
 int out_write(struct rl_out *o, const void *p, size_t n)
 {
@@ -301,11 +309,53 @@ int response_deny_body(struct response_memo *m, struct buf *b, const struct rl_c
     return RL_OK;
 }
 
-/* "Status: N Reason\r\n"; a status outside 100..599 is a bug: say 500. */
+/*
+ * The denial as problem details (RFC 9457), members in a fixed order:
+ * type, title, status, detail, violated-policies (every applied rule that
+ * denied; the described rule if the decision names none), and ttl as an
+ * extension member. Assembled like the JSON body: a constant frame, the
+ * names rendered by json-c (remembered in m: a name renders the same in
+ * either body, so one memo serves both) and integers.
+ */
+int response_deny_problem_body(struct response_memo *m, struct buf *b, const struct rl_config *cfg,
+                               const struct rl_decision *d)
+{
+    long long ttl;
+    size_t w = deny_rule(cfg, d, &ttl), i, n = d != NULL ? rule_count(cfg, d) : 0;
+    int status = cfg->status == 503 ? 503 : 429, first = 1;
+
+    if (buf_puts(b, "{\"type\":\"" PROBLEM_QUOTA_TYPE "\",\"title\":\"" PROBLEM_QUOTA_TITLE
+                    "\",\"status\":") != RL_OK ||
+        buf_append_ll(b, status) != RL_OK ||
+        buf_puts(b, ",\"detail\":\"call limit reached; try again in ") != RL_OK ||
+        buf_append_ll(b, ttl) != RL_OK || buf_puts(b, " s\",\"violated-policies\":[") != RL_OK)
+        return RL_ERR;
+    for (i = 0; i < n; i++) {
+        if (!d->r[i].applied || d->r[i].allowed)
+            continue;
+        if ((!first && buf_puts(b, ",") != RL_OK) ||
+            append_json_name(m, b, cfg->rules[i].name) != RL_OK)
+            return RL_ERR;
+        first = 0;
+    }
+    if (first && append_json_name(m, b, cfg->rules[w].name) != RL_OK)
+        return RL_ERR;
+    if (buf_puts(b, "],\"ttl\":") != RL_OK || buf_append_ll(b, ttl) != RL_OK ||
+        buf_puts(b, "}") != RL_OK)
+        return RL_ERR;
+    return RL_OK;
+}
+
+/* The status we put on the wire: one outside 100..599 is a bug: 500. */
+static int wire_status(int status)
+{
+    return status < 100 || status > 599 ? 500 : status;
+}
+
+/* "Status: N Reason\r\n" for wire_status(status). */
 static int append_status(struct buf *b, int status)
 {
-    if (status < 100 || status > 599)
-        status = 500;
+    status = wire_status(status);
     if (buf_puts(b, "Status: ") != RL_OK || buf_append_ll(b, status) != RL_OK ||
         buf_puts(b, " ") != RL_OK || buf_puts(b, response_reason(status)) != RL_OK)
         return RL_ERR;
@@ -322,12 +372,22 @@ static int send_answer(struct rl_out *o, struct buf *b)
     return r;
 }
 
+/* The Content-Type line and Cache-Control: no-store for o's body format. */
+static int append_content_type(struct buf *b, const struct rl_out *o)
+{
+    return buf_puts(b, o->body == RL_BODY_PROBLEM ? "Content-Type: application/problem+json\r\n"
+                                                    "Cache-Control: no-store\r\n"
+                                                  : "Content-Type: application/json\r\n"
+                                                    "Cache-Control: no-store\r\n");
+}
+
 int response_deny(struct response_memo *m, struct rl_out *o, const struct rl_config *cfg,
                   const struct rl_decision *d)
 {
     struct buf b;
     long long ttl;
     int status = cfg->status == 503 ? 503 : 429;
+    int problem = o->body == RL_BODY_PROBLEM;
 
     if (o->headers_sent)
         return RL_ERR; /* a second header block would corrupt the answer */
@@ -336,27 +396,40 @@ int response_deny(struct response_memo *m, struct rl_out *o, const struct rl_con
     /* Status first, as in every answer of ours; 429 must not be cached
      * (RFC 6585 section 4). */
     if (buf_reserve(&b, RESP_START) != RL_OK || append_status(&b, status) != RL_OK ||
-        buf_puts(&b, "Content-Type: application/json\r\nCache-Control: no-store\r\n"
-                     "Retry-After: ") != RL_OK ||
+        append_content_type(&b, o) != RL_OK || buf_puts(&b, "Retry-After: ") != RL_OK ||
         buf_append_ll(&b, ttl) != RL_OK || buf_puts(&b, "\r\n") != RL_OK ||
         response_ratelimit_headers(&b, cfg, d) != RL_OK || buf_puts(&b, "\r\n") != RL_OK ||
-        response_deny_body(m, &b, cfg, d) != RL_OK || buf_puts(&b, "\n") != RL_OK) {
+        (problem ? response_deny_problem_body(m, &b, cfg, d) : response_deny_body(m, &b, cfg, d)) !=
+            RL_OK ||
+        buf_puts(&b, "\n") != RL_OK) {
         buf_free(&b);
         return RL_ERR;
     }
     return send_answer(o, &b);
 }
 
-/* {"message": message} onto b. */
-static int error_body(struct buf *b, const char *message)
+/*
+ * The error body onto b: {"message": message}, or with problem set RFC
+ * 9457 problem details of no particular type: "about:blank", whose title
+ * is the status's reason phrase (RFC 9457 section 4.2.1), and the message
+ * as the detail.
+ */
+static int error_body(struct buf *b, int problem, int status, const char *message)
 {
     struct json_object *obj = json_object_new_object();
     int r = RL_ERR;
 
     if (obj == NULL)
         return RL_ERR;
-    if (json_add(obj, "message", json_object_new_string(message)) == RL_OK)
+    if (!problem) {
+        if (json_add(obj, "message", json_object_new_string(message)) == RL_OK)
+            r = json_append(b, obj);
+    } else if (json_add(obj, "type", json_object_new_string("about:blank")) == RL_OK &&
+               json_add(obj, "title", json_object_new_string(response_reason(status))) == RL_OK &&
+               json_add(obj, "status", json_object_new_int(status)) == RL_OK &&
+               json_add(obj, "detail", json_object_new_string(message)) == RL_OK) {
         r = json_append(b, obj);
+    }
     json_object_put(obj);
     return r;
 }
@@ -372,11 +445,11 @@ int response_error(struct rl_out *o, int status, const char *message, int retry_
     if (message == NULL)
         message = response_reason(status);
     buf_init(&b, RESP_MAX);
-    if (append_status(&b, status) != RL_OK ||
-        buf_puts(&b, "Content-Type: application/json\r\nCache-Control: no-store\r\n") != RL_OK ||
+    if (append_status(&b, status) != RL_OK || append_content_type(&b, o) != RL_OK ||
         (retry_after_s > 0 && buf_printf(&b, "Retry-After: %d\r\n", retry_after_s) != RL_OK) ||
         (extra_headers != NULL && buf_puts(&b, extra_headers) != RL_OK) ||
-        buf_puts(&b, "\r\n") != RL_OK || error_body(&b, message) != RL_OK ||
+        buf_puts(&b, "\r\n") != RL_OK ||
+        error_body(&b, o->body == RL_BODY_PROBLEM, wire_status(status), message) != RL_OK ||
         buf_puts(&b, "\n") != RL_OK) {
         buf_free(&b);
         return RL_ERR;

@@ -4,7 +4,9 @@
  * X-RateLimit-*), the JSON error answers, and the Authorizer's 200.
  *
  * Answers go through struct rl_out (out.h), so that formatting is testable
- * into a memory buffer. JSON bodies are built with json-c.
+ * into a memory buffer. JSON bodies are built with json-c. The sink's body
+ * field (enum rl_body, from RATELIMIT_BODY) chooses our JSON or RFC 9457
+ * application/problem+json for the denial and the errors alike.
  */
 #ifndef RL_RESPONSE_H
 #define RL_RESPONSE_H
@@ -29,8 +31,10 @@ const char *response_reason(int status);
 int response_ratelimit_headers(struct buf *b, const struct rl_config *cfg,
                                const struct rl_decision *d);
 
-/* What a worker remembers of the names it rendered as JSON (worker.h);
- * all zero is empty. */
+/* What a worker remembers of the names it rendered as JSON strings
+ * (worker.h); all zero is empty. It holds names, never bodies: a name
+ * renders the same in the JSON and the problem+json denial, so both
+ * formats share it and the format is no part of its key. */
 #define RESPONSE_MEMO_NAMES 8
 struct response_memo {
     struct {
@@ -49,9 +53,20 @@ int response_deny_body(struct response_memo *m, struct buf *b, const struct rl_c
                        const struct rl_decision *d);
 
 /*
- * The whole denial: "Status: <cfg->status> ..." first, Content-Type,
- * Retry-After = ttl, rate-limit headers, the JSON body. RL_OK or RL_ERR
- * (also, writing nothing, when headers were already sent).
+ * The denial as RFC 9457 problem details: type (the draft's
+ * ".../http-problem-types#quota-exceeded"), title, status, detail,
+ * violated-policies (names of the applied rules that denied) and ttl.
+ * m (may be NULL) remembers the names rendered. RL_OK or RL_ERR (cap).
+ */
+int response_deny_problem_body(struct response_memo *m, struct buf *b, const struct rl_config *cfg,
+                               const struct rl_decision *d);
+
+/*
+ * The whole denial: "Status: <cfg->status> ..." first, Content-Type
+ * (application/json, or application/problem+json when o->body is
+ * RL_BODY_PROBLEM), Retry-After = ttl, rate-limit headers, the body of
+ * that format. RL_OK or RL_ERR (also, writing nothing, when headers were
+ * already sent).
  */
 int response_deny(struct response_memo *m, struct rl_out *o, const struct rl_config *cfg,
                   const struct rl_decision *d);
@@ -69,9 +84,12 @@ int response_text(struct rl_out *o, int status, const char *content_type, const 
                   size_t n);
 
 /*
- * A JSON error answer {"message": message} with status; retry_after_s > 0
- * adds Retry-After. extra_headers ("Name: v\r\n"..., may be NULL) is added
- * as is. Does nothing (RL_ERR) when headers were already sent.
+ * A JSON error answer {"message": message} with status, or, when o->body
+ * is RL_BODY_PROBLEM, application/problem+json {"type":"about:blank",
+ * "title": reason phrase, "status", "detail": message}; message NULL is
+ * the reason phrase. retry_after_s > 0 adds Retry-After. extra_headers
+ * ("Name: v\r\n"..., may be NULL) is added as is. Does nothing (RL_ERR)
+ * when headers were already sent.
  */
 int response_error(struct rl_out *o, int status, const char *message, int retry_after_s,
                    const char *extra_headers);

@@ -43,6 +43,34 @@ teardown() { engine_teardown; }
     assert_equal "$(header_of Retry-After)" "$(json_field ttl)"
 }
 
+@test "cgi: RATELIMIT_BODY=problem answers denials and errors as application/problem+json" {
+    export RATELIMIT_BODY=problem RATELIMIT_RULES="per-ip ip 1/1m; roomy ip 100/1m"
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 200
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 429
+    assert_equal "$(header_of Content-Type)" application/problem+json
+    ttl=$(json_field ttl)
+    [ "$ttl" -ge 1 ] && [ "$ttl" -le 60 ]
+    assert_equal "$(header_of Retry-After)" "$ttl"
+    assert_equal "$(header_of RateLimit)" "\"per-ip\";r=0;t=$ttl"
+    assert_equal "$(json_field type)" "https://iana.org/assignments/http-problem-types#quota-exceeded"
+    [ -n "$(json_field title)" ] && [ -n "$(json_field detail)" ]
+    assert_equal "$(json_field status)" 429
+    assert_equal "$(body_of | jq -c '.["violated-policies"]')" '["per-ip"]'
+    # An error of ours: the client is in RATELIMIT_DENY.
+    run cgi_run RATELIMIT_DENY=127.0.0.0/8 </dev/null
+    assert_equal "$(status_of)" 403
+    assert_equal "$(header_of Content-Type)" application/problem+json
+    assert_equal "$(body_of | jq -c '[.type, .title, .status, .detail]')" \
+        '["about:blank","Forbidden",403,"forbidden"]'
+    # Before the configuration is known the format is not: JSON.
+    run cgi_run RATELIMIT_LIMIT=lots </dev/null
+    assert_equal "$(status_of)" 500
+    assert_equal "$(header_of Content-Type)" application/json
+    [ -n "$(json_field message)" ]
+}
+
 @test "cgi: a denied request is not counted and does not extend the window" {
     export RATELIMIT_LIMIT=1
     run cgi_run </dev/null

@@ -1,10 +1,14 @@
 /*
  * test_response.c - the bytes of every answer response.c writes: the README's
  * denial byte for byte, 503, each RATELIMIT_HEADERS choice, several rules,
- * allowed headers, the Authorizer's 200, JSON errors, and a sink that fails.
- * Answers are written into a memory rl_out, so no FastCGI is involved.
+ * allowed headers, the Authorizer's 200, JSON errors, a sink that fails,
+ * and RATELIMIT_BODY=problem (RFC 9457), whose bodies are read back with
+ * json-c. Answers are written into a memory rl_out, so no FastCGI is
+ * involved.
  */
 #include <string.h>
+
+#include <json-c/json.h>
 
 #include "buf.h"
 #include "rlconfig.h"
@@ -348,6 +352,222 @@ static void test_odd_names(void)
     buf_free(&b);
 }
 
+/* The body after the header block, parsed; NULL if it is not JSON. */
+static struct json_object *parse_body(const char *answer)
+{
+    const char *p = strstr(answer, "\r\n\r\n");
+
+    return p != NULL ? json_tokener_parse(p + 4) : NULL;
+}
+
+/* obj's string member key equals want. */
+static int str_member(struct json_object *obj, const char *key, const char *want)
+{
+    struct json_object *v;
+
+    return json_object_object_get_ex(obj, key, &v) && json_object_is_type(v, json_type_string) &&
+           strcmp(json_object_get_string(v), want) == 0;
+}
+
+static int int_member(struct json_object *obj, const char *key, int want)
+{
+    struct json_object *v;
+
+    return json_object_object_get_ex(obj, key, &v) && json_object_is_type(v, json_type_int) &&
+           json_object_get_int(v) == want;
+}
+
+/* violated-policies is an array of exactly the names want (n of them). */
+static int policies_member(struct json_object *obj, const char *const *want, size_t n)
+{
+    struct json_object *a;
+
+    if (!json_object_object_get_ex(obj, "violated-policies", &a) ||
+        !json_object_is_type(a, json_type_array) || json_object_array_length(a) != n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *e = json_object_array_get_idx(a, i);
+
+        if (!json_object_is_type(e, json_type_string) || strcmp(json_object_get_string(e), want[i]))
+            return 0;
+    }
+    return 1;
+}
+
+static const char quota_type[] = "https://iana.org/assignments/http-problem-types#quota-exceeded";
+
+static void test_problem_deny(void)
+{
+    static const char *const one[] = {"default"}, *const two[] = {"per-ip", "per-key"};
+    struct rl_config cfg;
+    struct rl_decision d;
+    struct mem_sink m;
+    struct rl_out o;
+    struct json_object *j = NULL;
+    struct buf want;
+
+    spec_example(&cfg, &d);
+    sink_init(&m, &o);
+    o.body = RL_BODY_PROBLEM;
+    buf_init(&want, 4096);
+    /* The README's headers, with only the Content-Type changed. */
+    buf_printf(&want,
+               "Status: 429 Too Many Requests\r\n"
+               "Content-Type: application/problem+json\r\n%s",
+               strchr(spec_headers, '\n') + 1);
+    test_cond("problem deny: one write, same headers",
+              response_deny(NULL, &o, &cfg, &d) == RL_OK && m.calls == 1 &&
+                  strncmp(buf_str(&m.b), buf_str(&want), want.len) == 0);
+    j = parse_body(buf_str(&m.b));
+    test_cond("problem deny: body is JSON", j != NULL && json_object_is_type(j, json_type_object));
+    test_cond("problem deny: members", str_member(j, "type", quota_type) &&
+                                           str_member(j, "title",
+                                                      "Request cannot be satisfied as "
+                                                      "assigned quota has been exceeded") &&
+                                           int_member(j, "status", 429) &&
+                                           str_member(j, "detail",
+                                                      "call limit reached; try "
+                                                      "again in 42 s") &&
+                                           policies_member(j, one, 1) && int_member(j, "ttl", 42));
+    test_cond("problem deny: nothing else", j != NULL && json_object_object_length(j) == 6);
+    json_object_put(j);
+    j = NULL;
+    buf_free(&m.b);
+    buf_free(&want);
+
+    cfg.status = 503;
+    sink_init(&m, &o);
+    o.body = RL_BODY_PROBLEM;
+    test_cond("problem deny 503", response_deny(NULL, &o, &cfg, &d) == RL_OK &&
+                                      strncmp(buf_str(&m.b), "Status: 503 ", 12) == 0 &&
+                                      (j = parse_body(buf_str(&m.b))) != NULL &&
+                                      int_member(j, "status", 503));
+    json_object_put(j);
+    j = NULL;
+    buf_free(&m.b);
+
+    /* Two of three rules deny (the middle one was skipped): both named,
+     * in rule order; ttl is the longest retry, the one described. */
+    three_rules(&cfg, &d);
+    d.allowed = 0;
+    d.r[0] = (struct rl_rule_result){.applied = 1, .retry_ms = 3000, .reset_ms = 3000};
+    d.r[2] = (struct rl_rule_result){.applied = 1, .retry_ms = 9500, .reset_ms = 9500};
+    d.worst = 2;
+    sink_init(&m, &o);
+    o.body = RL_BODY_PROBLEM;
+    test_cond("problem deny: every denying rule", response_deny(NULL, &o, &cfg, &d) == RL_OK &&
+                                                      (j = parse_body(buf_str(&m.b))) != NULL &&
+                                                      policies_member(j, two, 2) &&
+                                                      int_member(j, "ttl", 10));
+    json_object_put(j);
+    j = NULL;
+    buf_free(&m.b);
+    /* One denying rule of two applied: only it. */
+    d.r[0].allowed = 1;
+    d.r[0].retry_ms = 0;
+    sink_init(&m, &o);
+    o.body = RL_BODY_PROBLEM;
+    test_cond("problem deny: an admitting rule is not named",
+              response_deny(NULL, &o, &cfg, &d) == RL_OK &&
+                  (j = parse_body(buf_str(&m.b))) != NULL && policies_member(j, two + 1, 1));
+    json_object_put(j);
+    buf_free(&m.b);
+}
+
+/* One memo serves both formats: it holds rendered names, not bodies, so a
+ * name first rendered for one format is right in the other. */
+static void test_problem_memo(void)
+{
+    static const char *const odd[] = {"a\"b\\c\x01/"};
+    struct response_memo memo;
+    struct rl_config cfg;
+    struct rl_decision d;
+    struct json_object *j = NULL;
+    struct buf b;
+
+    memset(&memo, 0, sizeof(memo));
+    spec_example(&cfg, &d);
+    set_rule(&cfg.rules[0], odd[0], 5, 60000, RL_ALGO_FIXED_WINDOW, 5);
+    buf_init(&b, 4096);
+    test_cond("memo: json first", response_deny_body(&memo, &b, &cfg, &d) == RL_OK &&
+                                      (j = json_tokener_parse(buf_str(&b))) != NULL &&
+                                      str_member(j, "policy", odd[0]));
+    json_object_put(j);
+    j = NULL;
+    buf_reset(&b);
+    test_cond("memo: then problem, odd name escaped",
+              response_deny_problem_body(&memo, &b, &cfg, &d) == RL_OK &&
+                  (j = json_tokener_parse(buf_str(&b))) != NULL && policies_member(j, odd, 1));
+    json_object_put(j);
+    buf_reset(&b);
+    test_cond("memo: json again unchanged", response_deny_body(&memo, &b, &cfg, &d) == RL_OK &&
+                                                strstr(buf_str(&b), "\"message\":") != NULL);
+    buf_free(&b);
+    response_memo_free(&memo);
+
+    buf_init(&b, 40);
+    test_cond("problem body past the cap",
+              response_deny_problem_body(NULL, &b, &cfg, &d) == RL_ERR);
+    buf_free(&b);
+}
+
+static void test_problem_error(void)
+{
+    static const char head403[] = "Status: 403 Forbidden\r\n"
+                                  "Content-Type: application/problem+json\r\n"
+                                  "Cache-Control: no-store\r\n\r\n{";
+    struct mem_sink m;
+    struct rl_out o;
+    struct json_object *j = NULL;
+
+    sink_init(&m, &o);
+    o.body = RL_BODY_PROBLEM;
+    test_cond("problem 403", response_error(&o, 403, "forbidden", 0, NULL) == RL_OK &&
+                                 strncmp(buf_str(&m.b), head403, sizeof(head403) - 1) == 0);
+    j = parse_body(buf_str(&m.b));
+    test_cond("problem 403 members",
+              str_member(j, "type", "about:blank") && str_member(j, "title", "Forbidden") &&
+                  int_member(j, "status", 403) && str_member(j, "detail", "forbidden") &&
+                  json_object_object_length(j) == 4);
+    json_object_put(j);
+    j = NULL;
+    buf_free(&m.b);
+
+    sink_init(&m, &o);
+    o.body = RL_BODY_PROBLEM;
+    test_cond("problem 503 keeps Retry-After and extra headers",
+              response_error(&o, 503, "rate limiter unavailable", 1, "X-Test: 1\r\n") == RL_OK &&
+                  strstr(buf_str(&m.b), "Retry-After: 1\r\nX-Test: 1\r\n\r\n{") != NULL &&
+                  (j = parse_body(buf_str(&m.b))) != NULL &&
+                  str_member(j, "title", "Service Unavailable") && int_member(j, "status", 503) &&
+                  str_member(j, "detail", "rate limiter unavailable"));
+    json_object_put(j);
+    j = NULL;
+    buf_free(&m.b);
+
+    /* The body's status is the one on the status line, also for a bug's. */
+    sink_init(&m, &o);
+    o.body = RL_BODY_PROBLEM;
+    test_cond("problem: bad status is 500 in both places",
+              response_error(&o, 42, NULL, 0, NULL) == RL_OK &&
+                  strncmp(buf_str(&m.b), "Status: 500 ", 12) == 0 &&
+                  (j = parse_body(buf_str(&m.b))) != NULL && int_member(j, "status", 500) &&
+                  str_member(j, "title", "Internal Server Error"));
+    json_object_put(j);
+    buf_free(&m.b);
+
+    /* The default (0) is JSON, byte for byte as before. */
+    sink_init(&m, &o);
+    test_cond("json is the default",
+              o.body == RL_BODY_JSON && response_error(&o, 403, "forbidden", 0, NULL) == RL_OK &&
+                  strcmp(buf_str(&m.b), "Status: 403 Forbidden\r\n"
+                                        "Content-Type: application/json\r\n"
+                                        "Cache-Control: no-store\r\n"
+                                        "\r\n"
+                                        "{\"message\":\"forbidden\"}\n") == 0);
+    buf_free(&m.b);
+}
+
 static void test_reason(void)
 {
     test_cond("reason 200", strcmp(response_reason(200), "OK") == 0);
@@ -371,6 +591,9 @@ int main(void)
     test_error();
     test_failing_sink();
     test_odd_names();
+    test_problem_deny();
+    test_problem_memo();
+    test_problem_error();
     test_reason();
     return test_report();
 }
