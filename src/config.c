@@ -9,6 +9,9 @@
  * last NAME=VALUE wins, a request parameter set to "" therefore resets a
  * variable to its default for that request.
  *
+ * config_list() walks the same table for --check --verbose, so a new
+ * variable is listed as soon as it has a row.
+ *
  * The other rooms of the configuration: rules.c (RATELIMIT_RULES and the
  * rule key/name grammar), redisurl.c (RATELIMIT_REDIS_URL), units.c
  * (durations, sizes), confcache.c (per-request overrides, unknown names);
@@ -23,6 +26,7 @@
 #include <string.h>
 
 #include "algo.h"
+#include "buf.h"
 #include "confint.h"
 #include "log.h"
 #include "redisurl.h"
@@ -632,4 +636,86 @@ int config_summary(const struct rl_config *cfg, char *out, size_t outsz)
     if (cfg->backend != NULL)
         out_printf(&o, " backend=%s", cfg->backend);
     return o.trunc ? RL_ERR : RL_OK;
+}
+
+/* ------------------------------------------------------------ --check --verbose */
+
+#define LIST_COLUMN 48                   /* sources line up after NAME=VALUE up to this long */
+#define LIST_VALUE_MAX 4096              /* a longer value is cut, with "..." */
+#define LIST_MAX (256 * 1024)            /* the whole listing: NVARS lines of at most ~4.2 kB */
+#define LIST_SCRATCH (REDISURL_MAX + 16) /* a masked URL: "***" may be longer than the password */
+
+/* The value variable i has in vals (collected from the environment) as
+ * the listing shows it, and in *from_env whether the environment gave it.
+ * An empty value is the default, exactly as config_parse() takes it; no
+ * value and no default is "unset"; a secret is "***", a URL's password
+ * too. Borrowed: from vals, the table, static text or scratch. */
+static const char *list_value(size_t i, const char *const *vals, int *from_env, char *scratch)
+{
+    const struct cfg_var *v = &cfg_vars[i];
+    const char *val;
+
+    *from_env = vals[i] != NULL && vals[i][0] != '\0';
+    val = *from_env ? vals[i] : v->def;
+    if (val == NULL)
+        return "unset"; /* before the mask: an unset secret is not a secret */
+    if (v->secret == S_ALL)
+        return "***";
+    if (v->secret == S_URL) {
+        redisurl_mask_password(val, scratch, LIST_SCRATCH);
+        return scratch;
+    }
+    return val;
+}
+
+/* The bytes s takes in the listing (list_put_value). */
+static size_t list_len(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n > LIST_VALUE_MAX ? LIST_VALUE_MAX + 3 : n;
+}
+
+/* s into o on one line: control characters (a newline in a value) as
+ * '?', cut at LIST_VALUE_MAX with "...". */
+static void list_put_value(struct buf *o, const char *s)
+{
+    size_t i;
+
+    for (i = 0; i < LIST_VALUE_MAX && s[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char shown = c < 0x20 || c == 0x7f ? '?' : (char)c;
+
+        (void)buf_append(o, &shown, 1);
+    }
+    if (s[i] != '\0')
+        (void)buf_puts(o, "...");
+}
+
+/* The contract: rlconfig.h. */
+char *config_list(char *const *envp)
+{
+    const char *vals[CFG_VARS_MAX] = {NULL};
+    char scratch[LIST_SCRATCH];
+    struct buf o;
+    size_t i, n, col = 0;
+    int from_env;
+
+    cfg_collect(envp, vals);
+    for (i = 0; i < NVARS; i++) {
+        n = strlen(cfg_vars[i].name) + 1 + list_len(list_value(i, vals, &from_env, scratch));
+        if (n <= LIST_COLUMN && n > col)
+            col = n;
+    }
+    buf_init(&o, LIST_MAX);
+    for (i = 0; i < NVARS; i++) {
+        const char *val = list_value(i, vals, &from_env, scratch);
+
+        n = strlen(cfg_vars[i].name) + 1 + list_len(val);
+        (void)buf_printf(&o, "%s=", cfg_vars[i].name);
+        list_put_value(&o, val);
+        (void)buf_printf(&o, "%*s(%s)\n", (int)(n < col ? col - n + 1 : 1), "",
+                         from_env ? "environment" : "default");
+    }
+    return o.ptr != NULL ? o.ptr : xstrdup("");
 }

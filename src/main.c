@@ -41,6 +41,9 @@ extern char **environ;
 struct rl_app {
     struct rl_worker w;
     struct rl_cidr_list peers; /* FCGI_WEB_SERVER_ADDRS */
+    /* --check --verbose: config_list() of the environment as it was read,
+     * before its secrets were wiped (secrets masked); owned, else NULL. */
+    char *listing;
 };
 
 /* How long a FastCGI connection may take to send its request's head
@@ -235,7 +238,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: fcgi-ratelimit [--listen unix:PATH|HOST:PORT|[::1]:PORT|fd:N] [--workers N]\n"
             "                      [--socket-mode MODE] [SCRIPT]\n"
-            "       fcgi-ratelimit --check | --metrics | --help | --version\n"
+            "       fcgi-ratelimit --check [--verbose] | --metrics | --help | --version\n"
             "\n"
             "A FastCGI (or plain CGI) filter that limits each client's request rate with\n"
             "a count shared in Redis, then runs the legacy CGI script or answers 429.\n"
@@ -249,6 +252,8 @@ static void usage(FILE *f)
             "  --socket-mode MODE  permissions of a unix socket, octal (default 0%o)\n"
             "  --check             validate the configuration, connect to Redis, load\n"
             "                      the scripts, print a summary; exit 0 or 1\n"
+            "  -v, --verbose       with --check: first list every RATELIMIT_* variable,\n"
+            "                      NAME=VALUE (default|environment), passwords as ***\n"
             "  --metrics           print the host's counters (RATELIMIT_METRICS_FILE) in\n"
             "                      Prometheus' text format\n"
             "  --help, --version\n"
@@ -275,6 +280,11 @@ static int cmd_check(struct rl_app *app)
     char summary[1024];
     struct rl_err err;
 
+    if (app->listing != NULL) {
+        /* Even when what follows fails: the listing shows what was read. */
+        fputs(app->listing, stdout);
+        fflush(stdout);
+    }
     if (app->w.cc == NULL) {
         fprintf(stderr, "fcgi-ratelimit: invalid configuration: %s\n", app->w.cfg_err.msg);
         return 1;
@@ -320,6 +330,7 @@ static int cmd_metrics(struct rl_app *app)
 
 struct rl_cli {
     int check;
+    int verbose; /* --verbose: only with --check */
     int metrics;
     const char *listen;
     long long workers;
@@ -331,6 +342,7 @@ struct rl_cli {
 static void parse_cli(int argc, char **argv, struct rl_cli *cli)
 {
     static const struct option opts[] = {{"check", no_argument, NULL, 'c'},
+                                         {"verbose", no_argument, NULL, 'v'},
                                          {"metrics", no_argument, NULL, 'M'},
                                          {"help", no_argument, NULL, 'h'},
                                          {"version", no_argument, NULL, 'V'},
@@ -342,11 +354,13 @@ static void parse_cli(int argc, char **argv, struct rl_cli *cli)
 
     cli->workers = RL_WORKERS_DEFAULT;
     cli->socket_mode = RL_SOCKET_MODE_DEFAULT;
-    while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hVv", opts, NULL)) != -1) {
         const char *a = optarg;
 
         if (c == 'c') {
             cli->check = 1;
+        } else if (c == 'v') {
+            cli->verbose = 1;
         } else if (c == 'M') {
             cli->metrics = 1;
         } else if (c == 'h') {
@@ -376,21 +390,35 @@ static void parse_cli(int argc, char **argv, struct rl_cli *cli)
     }
     if (optind < argc)
         cli->argv1 = argv[optind];
+    if (cli->verbose && !cli->check) {
+        /* A server has nothing to be verbose about: RATELIMIT_LOG is its
+         * verbosity. Refused rather than ignored, so that a unit file
+         * with it does not seem to do something. */
+        fprintf(stderr, "fcgi-ratelimit: --verbose goes with --check\n");
+        usage(stderr);
+        exit(2);
+    }
 }
 
-/* The worker's state from the environment, which is then wiped of
- * secrets; exits when FCGI_WEB_SERVER_ADDRS is invalid. */
-static void app_init(struct rl_app *app, const char *argv1)
+/* The worker's state from the environment (and, when list, the listing
+ * of --check --verbose), which is then wiped of secrets; exits when
+ * FCGI_WEB_SERVER_ADDRS is invalid. */
+static void app_init(struct rl_app *app, const char *argv1, int list)
 {
     struct rl_err err;
 
     memset(app, 0, sizeof(*app));
     worker_init(&app->w, environ, argv1);
+    /* Now, from the environment the configuration was read from: the
+     * sources of the passwords vanish with them just below. */
+    if (list)
+        app->listing = config_list(environ);
     config_warn_unknown(environ);
     secrets_wipe_environ();
     if (acceptor_peers_parse(getenv("FCGI_WEB_SERVER_ADDRS"), &app->peers, &err) != RL_OK) {
         rl_log(RL_LOG_ERROR, "FCGI_WEB_SERVER_ADDRS: %s", err.msg);
         worker_free(&app->w);
+        free(app->listing);
         exit(1);
     }
 }
@@ -399,6 +427,8 @@ static void app_free(struct rl_app *app)
 {
     worker_free(&app->w);
     cidr_list_free(&app->peers);
+    free(app->listing);
+    app->listing = NULL;
 }
 
 static int serve_listen(struct rl_app *app, const struct rl_cli *cli)
@@ -423,7 +453,7 @@ int main(int argc, char **argv)
     ensure_std_fds();
     memset(&cli, 0, sizeof(cli));
     parse_cli(argc, argv, &cli);
-    app_init(&app, cli.argv1);
+    app_init(&app, cli.argv1, cli.verbose);
     if (app.w.cc == NULL && !cli.check && !cli.metrics)
         rl_log(RL_LOG_ERROR, "invalid configuration: %s", app.w.cfg_err.msg);
     if (FCGX_Init() != 0) {

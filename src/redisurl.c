@@ -50,6 +50,30 @@ void redisurl_mask(const char *val, char *out, size_t outsz)
         (void)snprintf(out, outsz, "%s", val); /* truncation is fine: shortened anyway */
 }
 
+/* The contract: redisurl.h. */
+void redisurl_mask_password(const char *url, char *out, size_t outsz)
+{
+    struct rl_redis_target t;
+    const char *why, *rest = url + scheme_len(url), *at, *colon;
+
+    memset(&t, 0, sizeof(t));
+    if (redisurl_parse(url, &t, &why) != RL_OK) {
+        redisurl_mask(url, out, outsz);
+        return;
+    }
+    redisurl_target_free(&t);
+    /* As parse_url_userinfo splits it: the userinfo ends at the last '@',
+     * the user name at its first ':'. */
+    at = strrchr(rest, '@');
+    colon = at != NULL ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
+    if (at == NULL)
+        (void)snprintf(out, outsz, "%s", url);
+    else if (colon == NULL) /* an '@' in a unix:// path, say: no userinfo known */
+        redisurl_mask(url, out, outsz);
+    else
+        (void)snprintf(out, outsz, "%.*s:***%s", (int)(colon - url), url, at);
+}
+
 /* s percent-encoded into out (RFC 3986: unreserved characters as they
  * are), cut at outsz: a user name as the display shows it. */
 static void pct_encode(const char *s, char *out, size_t outsz)

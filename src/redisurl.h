@@ -71,6 +71,16 @@ int redisurl_parse(const char *url, struct rl_redis_target *t, const char **why)
  */
 void redisurl_mask(const char *url, char *out, size_t outsz);
 
+/*
+ * url as --check --verbose lists it, into out (cut at outsz): a URL that
+ * redisurl_parse() takes, with only the password of its userinfo replaced
+ * by "***" ("redis://user:***@host", "redis://:***@host"; the user name
+ * is shown as written); a URL without userinfo as it is. A URL that does
+ * not parse is shown as redisurl_mask() shows it: where its password lies
+ * is then anyone's guess.
+ */
+void redisurl_mask_password(const char *url, char *out, size_t outsz);
+
 /* 1 when a and b name the same server(s) with the same credentials. */
 int redisurl_target_eq(const struct rl_redis_target *a, const struct rl_redis_target *b);
 

@@ -158,4 +158,25 @@ int config_parse_rules(const char *s, struct rl_rule *rules, size_t *n, struct r
 /* One-line summary for --check and startup debug logs (no password). */
 int config_summary(const struct rl_config *cfg, char *out, size_t outsz);
 
+/*
+ * The effective configuration for --check --verbose, read from envp (the
+ * process environment, before its secrets are wiped): one line for each
+ * variable of config.c's table, in the table's order,
+ *
+ *   NAME=VALUE (SOURCE)
+ *
+ * SOURCE is "environment" when envp sets NAME to a non-empty value (the
+ * last one wins, as in config_parse()), else "default" (unset or empty:
+ * VALUE is then the default, or "unset" for a variable without one).
+ * Spaces after VALUE line the sources up for lines up to 48 bytes, one
+ * space after longer ones. RATELIMIT_REDIS_PASSWORD and
+ * RATELIMIT_SENTINEL_PASSWORD show "***" when set, the password in
+ * RATELIMIT_REDIS_URL is "***" (redisurl_mask_password()); control
+ * characters show as '?', a value is cut at 4096 bytes with "...".
+ * Values are not validated: an invalid one is listed as it is (its
+ * secrets masked all the same), so --check can list a configuration that
+ * config_parse() refuses. Returns a new string, caller owns (free()).
+ */
+char *config_list(char *const *envp);
+
 #endif

@@ -210,6 +210,95 @@ teardown() { engine_teardown; }
     assert_output --partial "redis"
 }
 
+# table_vars: the variables of config.c's table, from its source, one a
+# line: what --check --verbose must list.
+table_vars() {
+    grep -oE '_VAR\("RATELIMIT_[A-Z0-9_]+"' "$RL_SRCDIR/src/config.c" | cut -d'"' -f2
+}
+
+# assert_listing: $output names every variable of the table exactly once,
+# as NAME=VALUE (SOURCE), and no other RATELIMIT_* line.
+assert_listing() {
+    local v n
+    n=$(table_vars | wc -l)
+    [ "$n" -ge 30 ]
+    assert_equal "$(grep -cE '^RATELIMIT_[A-Z0-9_]+=.* \((default|environment)\)$' <<<"$output")" "$n"
+    assert_equal "$(grep -c '^RATELIMIT_' <<<"$output")" "$n"
+    for v in $(table_vars); do
+        assert_equal "$v $(grep -c "^$v=" <<<"$output")" "$v 1"
+    done
+}
+
+@test "--check --verbose: every variable once with its source, RATELIMIT_REDIS_PASSWORD masked" {
+    local pw=Vrb0se-Env-Passw0rd-815 plain
+    redis_stop
+    REDIS_REQUIREPASS=$pw redis_start
+    run env -i PATH="$PATH" RATELIMIT_REDIS_URL="$RATELIMIT_REDIS_URL" RATELIMIT_LIMIT=7 \
+        RATELIMIT_REDIS_PASSWORD="$pw" ${TEST_PREFIX:-} "$RL_BIN" --check
+    assert_success
+    plain=$output
+    run env -i PATH="$PATH" RATELIMIT_REDIS_URL="$RATELIMIT_REDIS_URL" RATELIMIT_LIMIT=7 \
+        RATELIMIT_REDIS_PASSWORD="$pw" ${TEST_PREFIX:-} "$RL_BIN" --check --verbose
+    assert_success
+    assert_listing
+    assert_line --regexp '^RATELIMIT_LIMIT=7 +\(environment\)$'
+    assert_line --regexp '^RATELIMIT_STATUS=429 +\(default\)$'
+    assert_line --regexp '^RATELIMIT_REDIS_PASSWORD=\*\*\* +\(environment\)$'
+    assert_line --regexp '^RATELIMIT_SENTINEL_PASSWORD=unset +\(default\)$'
+    assert_line --partial "RATELIMIT_REDIS_URL=unix://$REDIS_SOCK "
+    refute_output --partial "$pw"
+    # --check's own lines follow, as without --verbose.
+    assert_equal "$(grep -v '^RATELIMIT_' <<<"$output")" "$plain"
+}
+
+@test "--check -v: a password in RATELIMIT_REDIS_URL is masked, with and without a user" {
+    local pw=Vrb0se-Url-Passw0rd-816 port
+    redis_stop
+    port=$(free_port)
+    redis_server REDIS_PID "$T/redis.sock" --port "$port" --bind 127.0.0.1 --requirepass "$pw"
+    run env -i PATH="$PATH" RATELIMIT_REDIS_URL="redis://default:$pw@127.0.0.1:$port/0" \
+        ${TEST_PREFIX:-} "$RL_BIN" --check -v
+    assert_success
+    assert_listing
+    assert_line --regexp "^RATELIMIT_REDIS_URL=redis://default:\\*\\*\\*@127\\.0\\.0\\.1:$port/0 +\\(environment\\)\$"
+    assert_line --regexp '^RATELIMIT_REDIS_PASSWORD=unset +\(default\)$'
+    assert_line --regexp '^RATELIMIT_LIMIT=60 +\(default\)$'
+    assert_line --partial "ok:"
+    refute_output --partial "$pw"
+    run env -i PATH="$PATH" RATELIMIT_REDIS_URL="redis://:$pw@127.0.0.1:$port" \
+        ${TEST_PREFIX:-} "$RL_BIN" --check --verbose
+    assert_success
+    assert_listing
+    assert_line --regexp "^RATELIMIT_REDIS_URL=redis://:\\*\\*\\*@127\\.0\\.0\\.1:$port +\\(environment\\)\$"
+    refute_output --partial "$pw"
+}
+
+@test "--check --verbose: an invalid configuration or Redis down is listed, then the error, exit 1" {
+    local pw=Vrb0se-Bad-Passw0rd-817
+    run env -i PATH="$PATH" RATELIMIT_REDIS_URL="$RATELIMIT_REDIS_URL" RATELIMIT_WINDOW=5x \
+        RATELIMIT_REDIS_PASSWORD="$pw" ${TEST_PREFIX:-} "$RL_BIN" --check --verbose
+    assert_failure 1
+    assert_listing
+    assert_line --regexp '^RATELIMIT_WINDOW=5x +\(environment\)$'
+    assert_line --regexp '^RATELIMIT_REDIS_PASSWORD=\*\*\* +\(environment\)$'
+    assert_output --partial "invalid configuration: RATELIMIT_WINDOW"
+    refute_output --partial "$pw"
+    redis_stop
+    run env -i PATH="$PATH" RATELIMIT_REDIS_URL="$RATELIMIT_REDIS_URL" \
+        ${TEST_PREFIX:-} "$RL_BIN" --check --verbose
+    assert_failure 1
+    assert_listing
+    assert_output --partial "fcgi-ratelimit: redis:"
+}
+
+@test "--verbose without --check is a usage error" {
+    run env -i PATH="$PATH" ${TEST_PREFIX:-} "$RL_BIN" --verbose
+    assert_failure 2
+    assert_output --partial "--verbose goes with --check"
+    run env -i PATH="$PATH" ${TEST_PREFIX:-} "$RL_BIN" -v
+    assert_failure 2
+}
+
 @test "--version and --help" {
     run "$RL_BIN" --version
     assert_success

@@ -2,7 +2,7 @@
  * test_config.c - the RATELIMIT_* table: defaults, every variable with good
  * and bad values, durations, RATELIMIT_RULES, the Redis URL, secrecy of the
  * password, later-wins overrides, unknown-name warnings, the per-request
- * cache and the --check summary.
+ * cache, the --check summary and the --check --verbose listing.
  *
  * Environments are built from string literals copied to the heap and
  * scribbled over and freed right after parsing, so that a config that kept
@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "rlconfig.h"
+#include "confint.h"
 #include "limiter.h"
 #include "log.h"
 #include "rl.h"
@@ -1149,6 +1150,181 @@ static void test_warn_new_names(void)
                                        "(did you mean RATELIMIT_OVERRIDES?)") != NULL);
 }
 
+/* ------------------------------------------------------------ --check --verbose */
+
+/* config_list() of a heap copy of list, burned before the listing is
+ * read (it must hold no pointer into the environment). Caller frees. */
+static char *listing(const char *const *list)
+{
+    char **e = env_dup(list);
+    char *out = config_list(e);
+
+    env_burn(e);
+    return out;
+}
+
+/* The line of text that starts with "NAME=", without its newline, in a
+ * static buffer; "" when there is none. */
+static const char *list_line(const char *text, const char *name)
+{
+    static char line[8192];
+    size_t n = strlen(name);
+    const char *p = text, *end;
+
+    line[0] = '\0';
+    for (; *p != '\0'; p = end + 1) {
+        end = strchr(p, '\n');
+        if (end == NULL)
+            break;
+        if (strncmp(p, name, n) == 0 && p[n] == '=' && (size_t)(end - p) < sizeof(line)) {
+            memcpy(line, p, (size_t)(end - p));
+            line[end - p] = '\0';
+            break;
+        }
+    }
+    return line;
+}
+
+/* 1 when the line of NAME is "NAME=VALUE", spaces, "(SOURCE)". */
+static int listed(const char *text, const char *name, const char *value, const char *source)
+{
+    const char *l = list_line(text, name), *v = l + strlen(name) + 1;
+    size_t vlen = strlen(value);
+    char src[32];
+
+    (void)snprintf(src, sizeof(src), "(%s)", source);
+    if (l[0] == '\0' || strncmp(v, value, vlen) != 0 || v[vlen] != ' ')
+        return 0;
+    v += strspn(v + vlen, " ") + vlen;
+    return strcmp(v, src) == 0;
+}
+
+/* 1 when each variable of the table has exactly one line, and there is
+ * no other line. */
+static int lists_table(const char *text)
+{
+    size_t i, lines = 0;
+    const char *p;
+
+    for (p = text; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    if (lines != cfg_var_count())
+        return 0;
+    for (i = 0; i < cfg_var_count(); i++) {
+        const char *name = cfg_var_name(i);
+        size_t n = strlen(name), seen = 0;
+
+        for (p = text; *p != '\0'; p = strchr(p, '\n') + 1)
+            seen += strncmp(p, name, n) == 0 && p[n] == '=';
+        if (seen != 1)
+            return 0;
+    }
+    return 1;
+}
+
+/* The column of the '(' of the source on the line of NAME. */
+static size_t source_col(const char *text, const char *name)
+{
+    const char *l = list_line(text, name), *paren = strrchr(l, '(');
+
+    return paren != NULL ? (size_t)(paren - l) : 0;
+}
+
+static void test_list_sources(void)
+{
+    char *t =
+        listing(ENV("PATH=/bin", "RATELIMIT_LIMIT=100", "RATELIMIT_KEY=", "RATELIMIT_STATUS=503",
+                    "RATELIMIT_STATUS=429", "RATELIMIT_TYPO=1"));
+
+    test_cond("list: every variable once", lists_table(t));
+    test_cond("list: set", listed(t, "RATELIMIT_LIMIT", "100", "environment"));
+    test_cond("list: default", listed(t, "RATELIMIT_WINDOW", "60", "default"));
+    test_cond("list: default URL",
+              listed(t, "RATELIMIT_REDIS_URL", "redis://127.0.0.1:6379/0", "default"));
+    test_cond("list: empty is the default", listed(t, "RATELIMIT_KEY", "ip", "default"));
+    test_cond("list: the last one wins", listed(t, "RATELIMIT_STATUS", "429", "environment"));
+    test_cond("list: no default", listed(t, "RATELIMIT_BURST", "unset", "default") &&
+                                      listed(t, "RATELIMIT_RULES", "unset", "default"));
+    test_cond("list: value with spaces",
+              listed(t, "RATELIMIT_METRICS_ALLOW", "127.0.0.0/8 ::1/128", "default"));
+    test_cond("list: only the table's names", strstr(t, "TYPO") == NULL &&
+                                                  strncmp(t, "PATH=", 5) != 0 &&
+                                                  strstr(t, "\nPATH=") == NULL);
+    test_cond("list: sources aligned",
+              source_col(t, "RATELIMIT_LIMIT") == source_col(t, "RATELIMIT_SENTINEL_PASSWORD") &&
+                  source_col(t, "RATELIMIT_LIMIT") == source_col(t, "RATELIMIT_METRICS_ALLOW") &&
+                  source_col(t, "RATELIMIT_LIMIT") > strlen("RATELIMIT_METRICS_ALLOW="));
+    free(t);
+    t = listing(EMPTY_ENV);
+    test_cond("list: empty environment", lists_table(t) && strstr(t, "(environment)") == NULL);
+    free(t);
+}
+
+static void test_list_secrets(void)
+{
+    char *t = listing(ENV("RATELIMIT_REDIS_URL=redis://bob:Secr3t@h:1/2",
+                          "RATELIMIT_REDIS_PASSWORD=Secr3t", "RATELIMIT_SENTINEL_PASSWORD="));
+
+    test_cond("list: URL password masked, user kept",
+              listed(t, "RATELIMIT_REDIS_URL", "redis://bob:***@h:1/2", "environment"));
+    test_cond("list: env password masked",
+              listed(t, "RATELIMIT_REDIS_PASSWORD", "***", "environment"));
+    test_cond("list: empty secret is unset",
+              listed(t, "RATELIMIT_SENTINEL_PASSWORD", "unset", "default"));
+    test_cond("list: no password text", strstr(t, "Secr3t") == NULL);
+    free(t);
+    t = listing(ENV("RATELIMIT_REDIS_URL=redis+sentinel://:Secr3t@s1,s2:26380/mymaster",
+                    "RATELIMIT_SENTINEL_PASSWORD=Secr3t"));
+    test_cond("list: URL password without user",
+              listed(t, "RATELIMIT_REDIS_URL", "redis+sentinel://:***@s1,s2:26380/mymaster",
+                     "environment"));
+    test_cond("list: sentinel password masked",
+              listed(t, "RATELIMIT_SENTINEL_PASSWORD", "***", "environment"));
+    test_cond("list: unset secret", listed(t, "RATELIMIT_REDIS_PASSWORD", "unset", "default"));
+    test_cond("list: no password text (sentinel)", strstr(t, "Secr3t") == NULL);
+    free(t);
+    t = listing(ENV("RATELIMIT_REDIS_URL=redis://:Se@cr3t@h"));
+    test_cond("list: '@' in the password",
+              listed(t, "RATELIMIT_REDIS_URL", "redis://:***@h", "environment") &&
+                  strstr(t, "cr3t") == NULL);
+    free(t);
+    t = listing(ENV("RATELIMIT_REDIS_URL=unix:///run/redis.sock?db=2"));
+    test_cond("list: URL without userinfo",
+              listed(t, "RATELIMIT_REDIS_URL", "unix:///run/redis.sock?db=2", "environment"));
+    free(t);
+}
+
+static void test_list_invalid(void)
+{
+    char *t = listing(ENV("RATELIMIT_WINDOW=5x", "RATELIMIT_REDIS_URL=redis://:Secr3t",
+                          "RATELIMIT_REDIS_PASSWORD=Secr3t", "RATELIMIT_RULES=a ip 5/1m\nb"));
+
+    test_cond("list: invalid config listed", lists_table(t));
+    test_cond("list: invalid value as it is", listed(t, "RATELIMIT_WINDOW", "5x", "environment"));
+    test_cond("list: invalid URL masked as in messages",
+              listed(t, "RATELIMIT_REDIS_URL", "redis://***", "environment") &&
+                  strstr(t, "Secr3t") == NULL);
+    test_cond("list: control characters",
+              listed(t, "RATELIMIT_RULES", "a ip 5/1m?b", "environment"));
+    free(t);
+}
+
+static void test_list_long(void)
+{
+    char big[6000];
+    char *t;
+    const char *l;
+
+    memcpy(big, "RATELIMIT_PREFIX=", 17);
+    memset(big + 17, 'x', sizeof(big) - 18);
+    big[sizeof(big) - 1] = '\0';
+    t = listing(ENV(big));
+    l = list_line(t, "RATELIMIT_PREFIX");
+    test_cond("list: long value cut", lists_table(t) && strlen(l) == 17 + 4096 + 3 + 1 + 13 &&
+                                          strstr(l, "x... (environment)") != NULL);
+    free(t);
+}
+
 int main(void)
 {
     test_defaults();
@@ -1182,6 +1358,10 @@ int main(void)
     test_overrides_none();
     test_warn_new_names();
     test_cgi_params_are_env();
+    test_list_sources();
+    test_list_secrets();
+    test_list_invalid();
+    test_list_long();
     config_free(cur);
     return test_report();
 }

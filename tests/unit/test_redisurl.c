@@ -258,6 +258,30 @@ static void test_mask(void)
     test_cond("a scheme must be a scheme", strstr(out, "b") == NULL);
 }
 
+/* --check --verbose: only the password goes, and only from a valid URL. */
+static void test_mask_password(void)
+{
+    char out[128];
+
+    redisurl_mask_password("redis://u:secret@h:1/2", out, sizeof(out));
+    test_cond("mask password: user kept", strcmp(out, "redis://u:***@h:1/2") == 0);
+    redisurl_mask_password("redis://:secret@h", out, sizeof(out));
+    test_cond("mask password: no user", strcmp(out, "redis://:***@h") == 0);
+    redisurl_mask_password("redis+cluster://u:se:c@ret@a:1,b:2", out, sizeof(out));
+    test_cond("mask password: ':' and '@' in it",
+              strcmp(out, "redis+cluster://u:***@a:1,b:2") == 0);
+    redisurl_mask_password("redis://h:1/2", out, sizeof(out));
+    test_cond("mask password: host:port shown", strcmp(out, "redis://h:1/2") == 0);
+    redisurl_mask_password("unix:///r@d/redis.sock", out, sizeof(out));
+    test_cond("mask password: '@' in a path", strstr(out, "r@d") == NULL);
+    redisurl_mask_password("redis://:secret", out, sizeof(out));
+    test_cond("mask password: invalid as redisurl_mask", strcmp(out, "redis://***") == 0);
+    redisurl_mask_password("secret-pasted", out, sizeof(out));
+    test_cond("mask password: no scheme", strcmp(out, "***") == 0);
+    redisurl_mask_password("redis://u:secret@h:1/2", out, 12);
+    test_cond("mask password: cut", strcmp(out, "redis://u:*") == 0);
+}
+
 int main(void)
 {
     test_tcp();
@@ -269,6 +293,7 @@ int main(void)
     test_bad();
     test_keeps_sentinel_password();
     test_mask();
+    test_mask_password();
     redisurl_target_free(&t);
     return test_report();
 }
