@@ -155,6 +155,23 @@ static enum rl_step denied_or_reply(struct rl_worker *w, struct rl_request *rq)
     return RL_ANSWERED;
 }
 
+/* Admitted: a line for each shadow rule over its limit (it denies
+ * nothing, and was not charged). */
+static void shadow_log(const struct rl_request *rq)
+{
+    const struct rl_config *cfg = rq->cfg;
+
+    for (size_t i = 0; i < rq->d.nrules && i < cfg->nrules; i++) {
+        const struct rl_rule *rule = &cfg->rules[i];
+
+        if (!rq->d.r[i].would_deny)
+            continue;
+        rl_log(RL_LOG_WARN, "shadow: would deny client %s: rule %s (%lld/%lldms) ttl %llds",
+               rq->client.text, rule->name, rule->limit, rule->window_ms,
+               limiter_ttl_seconds(rq->d.r[i].retry_ms));
+    }
+}
+
 /* An allowed decision for "not limited" (allow list, every rule skipped,
  * Redis down with fail open): no rule applied, so no rate-limit headers. */
 static void decision_unlimited(struct rl_decision *d, const struct rl_config *cfg)
@@ -184,8 +201,10 @@ static enum rl_step limit_or_reply(struct rl_worker *w, struct rl_request *rq)
         (void)response_error(&rq->out, 503, "rate limiter unavailable", 1, NULL);
         return RL_ANSWERED;
     }
-    if (rq->d.allowed)
+    if (rq->d.allowed) {
+        shadow_log(rq);
         return RL_GO_ON;
+    }
     if (!cfg->dry_run)
         denycache_store(&w->deny, cfg, rq->keyp, now_ms(), &rq->d);
     return denied_or_reply(w, rq);
