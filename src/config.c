@@ -608,7 +608,7 @@ static void summary_rules(struct outbuf *o, const struct rl_config *cfg)
                    algo_name(r->algo));
         if (r->algo == RL_ALGO_TOKEN_BUCKET)
             out_printf(o, " burst=%lld", r->burst);
-        out_printf(o, ")");
+        out_printf(o, "%s)", r->shadow ? " shadow" : "");
     }
 }
 

@@ -16,15 +16,21 @@ struct rl_rule_result {
     long long remaining; /* requests left after this one (0 when denied) */
     long long reset_ms;  /* until the quota is whole again (RateLimit t) */
     long long retry_ms;  /* until a request would be admitted; 0 if allowed */
+    /* A shadow rule (struct rl_rule) over its limit: allowed is 0, yet it
+     * denies nothing; when the decision admits the request, it was
+     * admitted anyway (and this rule not charged). */
+    int would_deny;
 };
 
 struct rl_decision {
-    int allowed; /* every applied rule admits (the request was charged) */
+    /* every applied rule but the shadow ones admits (the request was
+     * charged to each rule that admitted it) */
+    int allowed;
     size_t nrules;
     struct rl_rule_result r[RL_MAX_RULES];
-    /* The rule the headers and JSON describe: on a denial the violated rule
-     * with the longest retry; when allowed the one with the fewest remaining
-     * (ties: the longer reset). */
+    /* The rule the headers and JSON describe, never a shadow rule: on a
+     * denial the violated rule with the longest retry; when allowed the one
+     * with the fewest remaining (ties: the longer reset). */
     size_t worst;
 };
 

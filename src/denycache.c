@@ -30,7 +30,8 @@ static uint64_t entry_hash(const struct rl_config *cfg, const char *const *keys)
     h = fnv(h, &store, sizeof(store));
     for (size_t i = 0; i < cfg->nrules; i++) {
         const struct rl_rule *r = &cfg->rules[i];
-        long long params[4] = {r->limit, r->window_ms, r->algo, r->burst};
+        /* shadow too: the same rule made real denies what it did not */
+        long long params[5] = {r->limit, r->window_ms, r->algo, r->burst, r->shadow};
 
         h = fnv(h, params, sizeof(params));
         if (keys[i] != NULL)

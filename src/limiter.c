@@ -30,6 +30,10 @@
  * algorithm in a layout (enum rl_store): the algorithm's number for keys,
  * plus RL_ALGO_COUNT for buckets; limiter_lua_by_id is indexed by it. */
 #define SCRIPT_ID(algo, store) ((algo) + RL_ALGO_COUNT * (store))
+/* The id rule r sends in ARGV: its script id, or for a shadow rule
+ * -1 - that id (src/lua/main.lua: it never denies). */
+#define ARG_ID(r, store)                                                                           \
+    ((r)->shadow ? -1 - SCRIPT_ID((r)->algo, store) : SCRIPT_ID((r)->algo, store))
 
 #define SCRIPT_ROWS (sizeof(limiter_lua_by_id) / sizeof(limiter_lua_by_id[0]))
 _Static_assert(SCRIPT_ROWS == RL_ALGO_COUNT * RL_STORE_COUNT,
@@ -234,9 +238,9 @@ static int clock_reply(const redisReply *reply, long long *server_ms)
 /* ------------------------------------------------------------ the call */
 
 /* EVALSHA sha numkeys, the declared keys of the applied rules, then their
- * 4 numbers each (and the field in the buckets layout; "refund" last when
- * refund: src/lua/main.lua), in RESP into *cmd. RL_ERR when it does not
- * fit. */
+ * 4 numbers each (the first, ARG_ID, tells a shadow rule; the field follows
+ * in the buckets layout; "refund" last when refund: src/lua/main.lua), in
+ * RESP into *cmd. RL_ERR when it does not fit. */
 static int cmd_build(struct redisconn_cmd *cmd, const char *sha, const struct rl_config *cfg,
                      const char *const *keys, const struct call_keys *ck, int refund)
 {
@@ -263,7 +267,7 @@ static int cmd_build(struct redisconn_cmd *cmd, const char *sha, const struct rl
 
         if (keys[i] == NULL)
             continue;
-        redisconn_cmd_ll(cmd, SCRIPT_ID(r->algo, cfg->store));
+        redisconn_cmd_ll(cmd, ARG_ID(r, cfg->store));
         redisconn_cmd_ll(cmd, r->limit);
         redisconn_cmd_ll(cmd, r->window_ms);
         redisconn_cmd_ll(cmd, r->burst > 0 ? r->burst : r->limit);
@@ -302,7 +306,7 @@ static void decision_init(struct rl_decision *out, const struct rl_config *cfg)
  * a concurrent request of the same client may see the count one higher.
  */
 
-static size_t pick_worst(const struct rl_decision *d);
+static size_t pick_worst(const struct rl_config *cfg, const struct rl_decision *d);
 
 _Static_assert(RL_MAX_RULES <= REDISCONN_MANY_MAX, "every rule may be in a slot of its own");
 
@@ -462,6 +466,23 @@ static int send_checks(struct redisconn *rc, const struct rl_config *cfg, struct
     return ok ? RL_OK : RL_ERR;
 }
 
+/* Leave in g's keys only its rules that d (g's admitting decision)
+ * charged: a shadow rule over its limit was not, and a give-back must not
+ * refund it. 1 when any rule is left. */
+static int only_charged(const struct rl_config *cfg, struct slot_group *g,
+                        const struct rl_decision *d)
+{
+    size_t j;
+    int left = 0;
+
+    for (j = 0; j < cfg->nrules && j < RL_MAX_RULES; j++) {
+        if (g->keys[j] != NULL && !d->r[j].allowed)
+            g->keys[j] = NULL;
+        left |= g->keys[j] != NULL;
+    }
+    return left;
+}
+
 /* limiter_check() for keys in ng > 1 slots (see above). */
 static int check_split(struct redisconn *rc, const struct rl_config *cfg, struct slot_group *g,
                        size_t ng, const char *const *keys, struct call_keys *ck,
@@ -483,7 +504,7 @@ static int check_split(struct redisconn *rc, const struct rl_config *cfg, struct
         if (limiter_decode(replies[i], cfg, g[i].applied, &d, err) != RL_OK) {
             ok = 0;
         } else {
-            charged[i] = (unsigned char)d.allowed;
+            charged[i] = (unsigned char)(d.allowed && only_charged(cfg, &g[i], &d));
             out->allowed = out->allowed && d.allowed;
             for (j = 0; j < cfg->nrules; j++) {
                 if (g[i].applied[j])
@@ -504,7 +525,7 @@ static int check_split(struct redisconn *rc, const struct rl_config *cfg, struct
         decision_init(out, cfg);
         return RL_ERR;
     }
-    out->worst = pick_worst(out);
+    out->worst = pick_worst(cfg, out);
     return RL_OK;
 }
 
@@ -638,13 +659,14 @@ static int more_restrictive(const struct rl_rule_result *a, const struct rl_rule
     return a->reset_ms > b->reset_ms;
 }
 
-/* The applied rule the answer describes (the first one on full ties). */
-static size_t pick_worst(const struct rl_decision *d)
+/* The applied rule the answer describes (the first one on full ties),
+ * never a shadow rule; 0 when there is none. */
+static size_t pick_worst(const struct rl_config *cfg, const struct rl_decision *d)
 {
     size_t i, worst = d->nrules;
 
     for (i = 0; i < d->nrules; i++) {
-        if (!d->r[i].applied)
+        if (!d->r[i].applied || cfg->rules[i].shadow)
             continue;
         if (worst == d->nrules || more_restrictive(&d->r[i], &d->r[worst]))
             worst = i;
@@ -687,7 +709,9 @@ static int decode_rules(const redisReply *reply, const struct rl_config *cfg,
             continue;
         if (decode_rule(reply, j, &cfg->rules[i], &out->r[i], err) != RL_OK)
             return RL_ERR;
-        all = all && out->r[i].allowed;
+        /* A shadow rule over its limit denies nothing (main.lua). */
+        out->r[i].would_deny = cfg->rules[i].shadow && !out->r[i].allowed;
+        all = all && (out->r[i].allowed || cfg->rules[i].shadow);
         j += REPLY_PER_RULE;
     }
     if (int_at(reply, 0) != all) {
@@ -717,6 +741,6 @@ int limiter_decode(const redisReply *reply, const struct rl_config *cfg,
         decision_init(out, cfg);
         return RL_ERR;
     }
-    out->worst = pick_worst(out);
+    out->worst = pick_worst(cfg, out);
     return RL_OK;
 }

@@ -220,8 +220,9 @@ static void near_limit(struct rl_worker *w, struct rl_request *rq, size_t i, int
 /* Count the decision rule by rule (metrics.h): an admitted request is
  * "allowed" by every rule that applied (and perhaps near its limit); a
  * refused one is "denied" (or "denied_cache", or "would_deny" in a dry
- * run) by each rule over its limit. A rule that would have admitted a
- * request another rule refused was not charged and is not counted. */
+ * run) by each rule over its limit. A shadow rule over its limit counts
+ * "would_deny" either way. A rule that would have admitted a request
+ * another rule refused was not charged and is not counted. */
 static void count_decision(struct rl_worker *w, struct rl_request *rq, int from_cache)
 {
     const struct rl_config *cfg = rq->cfg;
@@ -233,17 +234,23 @@ static void count_decision(struct rl_worker *w, struct rl_request *rq, int from_
         return;
     for (size_t i = 0; i < rq->d.nrules && i < cfg->nrules; i++) {
         const struct rl_rule_result *r = &rq->d.r[i];
+        enum metrics_decision d;
         int row;
 
-        if (!r->applied || (!rq->d.allowed && r->allowed))
+        if (!r->applied)
             continue;
+        if (!r->allowed && cfg->rules[i].shadow)
+            d = METRICS_WOULD_DENY; /* a shadow rule never denies */
+        else if (rq->d.allowed)
+            d = METRICS_ALLOWED;
+        else if (!r->allowed)
+            d = over;
+        else
+            continue; /* it admitted, another rule refused: not charged */
         row = worker_metric_row(w, cfg->rules[i].name);
-        if (rq->d.allowed) {
-            metrics_decision(w->metrics, row, METRICS_ALLOWED);
+        metrics_decision(w->metrics, row, d);
+        if (d == METRICS_ALLOWED)
             near_limit(w, rq, i, row);
-        } else {
-            metrics_decision(w->metrics, row, over);
-        }
     }
 }
 
@@ -288,7 +295,7 @@ static void log_denial(struct rl_worker *w, struct rl_request *rq, int from_cach
         long long ttl = limiter_ttl_seconds(r->retry_ms);
         int start;
 
-        if (!r->applied || r->allowed)
+        if (!r->applied || r->allowed || rule->shadow)
             continue;
         start = w->metrics != NULL
                     ? rq->keyp[i] != NULL &&
@@ -316,6 +323,23 @@ static enum rl_step denied_or_reply(struct rl_worker *w, struct rl_request *rq, 
     log_denial(w, rq, from_cache);
     (void)response_deny(&w->memo, &rq->out, cfg, &rq->d);
     return RL_ANSWERED;
+}
+
+/* Admitted: a line for each shadow rule over its limit (it denies
+ * nothing, and was not charged). */
+static void shadow_log(const struct rl_request *rq)
+{
+    const struct rl_config *cfg = rq->cfg;
+
+    for (size_t i = 0; i < rq->d.nrules && i < cfg->nrules; i++) {
+        const struct rl_rule *rule = &cfg->rules[i];
+
+        if (!rq->d.r[i].would_deny)
+            continue;
+        rl_log(RL_LOG_WARN, "shadow: would deny client %s: rule %s (%lld/%lldms) ttl %llds",
+               rq->client.text, rule->name, rule->limit, rule->window_ms,
+               limiter_ttl_seconds(rq->d.r[i].retry_ms));
+    }
 }
 
 /* An allowed decision for "not limited" (allow list, every rule skipped,
@@ -353,8 +377,10 @@ static enum rl_step limit_or_reply(struct rl_worker *w, struct rl_request *rq)
         return RL_ANSWERED;
     }
     count_decision(w, rq, 0);
-    if (rq->d.allowed)
+    if (rq->d.allowed) {
+        shadow_log(rq);
         return RL_GO_ON;
+    }
     if (!cfg->dry_run)
         denycache_store(&w->deny, cfg, rq->keyp, now_ms(), &rq->d);
     return denied_or_reply(w, rq, 0);

@@ -106,10 +106,17 @@ static size_t rule_count(const struct rl_config *cfg, const struct rl_decision *
     return n < RL_MAX_RULES ? n : RL_MAX_RULES;
 }
 
+/* A rule the answer may describe: applied, and not a shadow rule (those
+ * send no header). */
+static int shown(const struct rl_config *cfg, const struct rl_decision *d, size_t i)
+{
+    return d->r[i].applied && !cfg->rules[i].shadow;
+}
+
 /*
- * The rule the answer describes: d->worst when it names an applied rule,
- * else the first applied one; -1 when no rule applied (all skipped) or
- * there is no decision at all (d NULL: not limited).
+ * The rule the answer describes: d->worst when it names a rule shown
+ * (applied, not shadow), else the first one shown; -1 when none is (all
+ * skipped or shadow) or there is no decision at all (d NULL: not limited).
  */
 static int pick_rule(const struct rl_config *cfg, const struct rl_decision *d)
 {
@@ -118,10 +125,10 @@ static int pick_rule(const struct rl_config *cfg, const struct rl_decision *d)
     if (d == NULL)
         return -1;
     n = rule_count(cfg, d);
-    if (d->worst < n && d->r[d->worst].applied)
+    if (d->worst < n && shown(cfg, d, d->worst))
         return (int)d->worst;
     for (i = 0; i < n; i++) {
-        if (d->r[i].applied)
+        if (shown(cfg, d, i))
             return (int)i;
     }
     return -1;
@@ -164,7 +171,7 @@ static int append_sf_string(struct buf *b, const char *name)
     return buf_append(b, "\"", 1);
 }
 
-/* RateLimit-Policy: one list member per applied rule. */
+/* RateLimit-Policy: one list member per rule shown (pick_rule). */
 static int append_policy(struct buf *b, const struct rl_config *cfg, const struct rl_decision *d)
 {
     size_t i, n = rule_count(cfg, d);
@@ -175,7 +182,7 @@ static int append_policy(struct buf *b, const struct rl_config *cfg, const struc
     for (i = 0; i < n; i++) {
         const struct rl_rule *rule = &cfg->rules[i];
 
-        if (!d->r[i].applied)
+        if (!shown(cfg, d, i))
             continue;
         if ((!first && buf_puts(b, ", ") != RL_OK) || append_sf_string(b, rule->name) != RL_OK ||
             buf_puts(b, ";q=") != RL_OK || buf_append_ll(b, response_rule_quota(rule)) != RL_OK ||

@@ -61,6 +61,10 @@ struct rl_rule {
     long long window_ms; /* >= 1 */
     int algo;            /* enum rl_algo (algo.h) */
     long long burst;     /* token-bucket capacity; = limit when not given */
+    /* RATELIMIT_RULES' word shadow: checked and charged like any rule, but
+     * never denies (over its limit it is just not charged), sends no
+     * header and is never the rule an answer describes. */
+    int shadow;
 };
 
 struct rl_config {
@@ -151,7 +155,7 @@ int config_parse_duration(const char *s, long long min_ms, long long max_ms, lon
 
 /*
  * Parse RATELIMIT_RULES into rules[] and *n: "NAME KEY LIMIT/WINDOW [ALGORITHM]
- * [burst=N]" separated by ';'. RL_OK, or RL_ERR with *err naming the rule.
+ * [burst=N] [shadow]" separated by ';'. RL_OK, or RL_ERR with *err naming the rule.
  */
 int config_parse_rules(const char *s, struct rl_rule *rules, size_t *n, struct rl_err *err);
 

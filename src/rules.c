@@ -1,6 +1,6 @@
 /*
  * rules.c - the grammar of a rule: RATELIMIT_RULES ("NAME KEY LIMIT/WINDOW
- * [ALGORITHM] [burst=N]" separated by ';'), and the key and name parts
+ * [ALGORITHM] [burst=N] [shadow]" separated by ';'), and the key and name parts
  * that RATELIMIT_KEY and RATELIMIT_NAME share with it.
  */
 #include "rlconfig.h"
@@ -130,7 +130,8 @@ struct token {
     size_t n;
 };
 
-#define RULE_TOKENS_MAX 5 /* NAME KEY LIMIT/WINDOW [ALGORITHM] [burst=N] */
+#define RULE_TOKENS_MAX 6 /* NAME KEY LIMIT/WINDOW [ALGORITHM] [burst=N] [shadow] */
+#define RULE_GRAMMAR "NAME KEY LIMIT/WINDOW [ALGORITHM] [burst=N] [shadow]"
 
 /* Split s[0..len) at white space into at most max+1 tokens (one more
  * than allowed, so the caller can name the first extra one). */
@@ -187,6 +188,36 @@ static int parse_rate(const struct token *t, struct rl_rule *r, const char **why
     return config_parse_duration(win, 1, 365 * DAY_MS, &r->window_ms);
 }
 
+static int is_shadow(const struct token *t)
+{
+    return t->n == 6 && memcmp(t->p, "shadow", 6) == 0;
+}
+
+/* The word shadow: last, once. Elsewhere than last it would be read as a
+ * key, a rate or an algorithm, so say what it is. RL_ERR with *why. */
+static int parse_shadow(const struct token *t, size_t n, struct rl_rule *r, const char **why)
+{
+    size_t i, seen = 0;
+
+    /* t[0] is the NAME: a rule may be called shadow. */
+    for (i = 1; i < n; i++)
+        seen += (size_t)is_shadow(&t[i]);
+    if (seen > 1) {
+        *why = "shadow given twice: expected " RULE_GRAMMAR;
+        return RL_ERR;
+    }
+    if (seen == 1 && !is_shadow(&t[n - 1])) {
+        *why = "shadow must be the last word: expected " RULE_GRAMMAR;
+        return RL_ERR;
+    }
+    r->shadow = seen == 1 && n > 3; /* "a ip shadow": the rate is missing */
+    if (seen == 1 && !r->shadow) {
+        *why = "shadow must follow LIMIT/WINDOW: expected " RULE_GRAMMAR;
+        return RL_ERR;
+    }
+    return RL_OK;
+}
+
 /* The optional ALGORITHM and burst=N, in either order, once each; buf
  * (RL_ERR_MSG_MAX bytes) holds *why when it lists the algorithms. */
 static int parse_rule_options(const struct token *t, size_t n, struct rl_rule *r, char *buf,
@@ -218,25 +249,27 @@ static int parse_rule_options(const struct token *t, size_t n, struct rl_rule *r
     return RL_OK;
 }
 
-/* One "NAME KEY LIMIT/WINDOW [ALGORITHM] [burst=N]" item into *r. */
+/* One "NAME KEY LIMIT/WINDOW [ALGORITHM] [burst=N] [shadow]" item into *r. */
 static int parse_rule(const char *item, size_t len, struct rl_rule *r, struct rl_err *err)
 {
     struct token t[RULE_TOKENS_MAX + 1];
     size_t n = tokenize(item, len, t, RULE_TOKENS_MAX);
-    const char *why = "expected NAME KEY LIMIT/WINDOW [ALGORITHM] [burst=N]";
+    const char *why = "expected " RULE_GRAMMAR;
     char buf[RL_ERR_MSG_MAX];
 
     memset(r, 0, sizeof(*r));
     r->algo = RL_ALGO_FIXED_WINDOW;
-    if (n < 3 || n > RULE_TOKENS_MAX || rule_parse_name(t[0].p, t[0].n, r->name, &why) != RL_OK ||
-        rule_parse_key(t[1].p, t[1].n, r, &why) != RL_OK || parse_rate(&t[2], r, &why) != RL_OK ||
-        parse_rule_options(t + 3, n - 3, r, buf, &why) != RL_OK) {
-        if (n > RULE_TOKENS_MAX)
-            why = "too many words: expected NAME KEY LIMIT/WINDOW [ALGORITHM] [burst=N]";
-        rule_error(err, item, len, why);
-        return RL_ERR;
-    }
-    return RL_OK;
+    if (n <= RULE_TOKENS_MAX && parse_shadow(t, n, r, &why) != RL_OK)
+        ;                                                 /* why: shadow misplaced */
+    else if (n - (size_t)r->shadow > RULE_TOKENS_MAX - 1) /* without shadow, one word fewer */
+        why = "too many words: expected " RULE_GRAMMAR;
+    else if (n >= 3 && rule_parse_name(t[0].p, t[0].n, r->name, &why) == RL_OK &&
+             rule_parse_key(t[1].p, t[1].n, r, &why) == RL_OK &&
+             parse_rate(&t[2], r, &why) == RL_OK &&
+             parse_rule_options(t + 3, n - 3 - (size_t)r->shadow, r, buf, &why) == RL_OK)
+        return RL_OK;
+    rule_error(err, item, len, why);
+    return RL_ERR;
 }
 
 static int is_blank(const char *s, size_t len)
@@ -285,8 +318,7 @@ int config_parse_rules(const char *s, struct rl_rule *rules, size_t *n, struct r
     }
     if (count == 0) {
         rl_err_set(err, RL_E_CONFIG,
-                   "RATELIMIT_RULES: no rule given: expected NAME KEY LIMIT/WINDOW [ALGORITHM] "
-                   "[burst=N] separated by ';'");
+                   "RATELIMIT_RULES: no rule given: expected " RULE_GRAMMAR " separated by ';'");
         return RL_ERR;
     }
     *n = count;

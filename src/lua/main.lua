@@ -1,7 +1,9 @@
 --[[
 main: the dispatcher (last in the chunk; see prelude.lua for KEYS, ARGV and
 the reply). Phase 1 checks every rule and writes nothing that charges;
-phase 2, only when all rules admit the request, commits every rule. A rule
+phase 2, only when all rules admit the request, commits every rule. A
+shadow rule (its id sent as -1 - id) never denies: over its limit it does
+not stop the others' commit, and is not committed itself. A rule
 of the buckets layout whose declared hashes are not the ones the server's
 clock needs ends phase 1 early with {-1, server time in ms}, nothing
 charged.
@@ -20,19 +22,23 @@ local function rl_arg(k)
 end
 
 -- The rules of the call, parsed once (tonumber is a strtod): a flat list,
--- 5 values per rule (algorithm, limit, window_ms, burst, rk), and whether
--- ARGV ends with "refund". A rule takes algo.nkeys KEYS (1 unless its
+-- 5 values per rule (algorithm, limit, window_ms, burst, rk), whether
+-- ARGV ends with "refund", and the set of shadow rules (by number). A rule takes algo.nkeys KEYS (1 unless its
 -- layout says) and algo.nargs ARGV (4 unless it says); rk is its KEYS
 -- value, or what algo.rk(k, a) makes of KEYS[k...] and ARGV[a...]. nil
 -- and the error reply when KEYS and ARGV do not fit together.
 local function rl_rules()
     local refund = #ARGV > 0 and ARGV[#ARGV] == 'refund'
     local nargv = refund and #ARGV - 1 or #ARGV
-    local st, k, a = {}, 1, 1
+    local st, shadow, k, a = {}, {}, 1, 1
     while a <= nargv do
-        local algo = ALGO[tonumber(ARGV[a])]
-        local limit, window, burst = rl_arg(a + 1), rl_arg(a + 2), rl_arg(a + 3)
+        local id = tonumber(ARGV[a])
         local i = #st / 5 + 1
+        if id and id < 0 then
+            id, shadow[i] = -1 - id, true
+        end
+        local algo = ALGO[id]
+        local limit, window, burst = rl_arg(a + 1), rl_arg(a + 2), rl_arg(a + 3)
         if not (algo and limit and window and burst) then
             return nil, redis.error_reply(string.format('ERR fcgi-ratelimit: bad arguments for rule %d', i))
         end
@@ -48,7 +54,7 @@ local function rl_rules()
     if #st == 0 or k ~= #KEYS + 1 or a ~= nargv + 1 then
         return nil, redis.error_reply('ERR fcgi-ratelimit: KEYS and ARGV do not match (4 arguments per rule, 5 in the buckets layout)')
     end
-    return st, refund
+    return st, refund, shadow
 end
 
 -- The server's time in microseconds, asked once per call: now when the
@@ -78,15 +84,15 @@ local function rl_refund(st)
 end
 
 local function rl_main()
-    local st, refund = rl_rules()
+    local st, refund, shadow = rl_rules()
     if not st then
         return refund
     end
     if refund then
         return rl_refund(st)
     end
-    -- sv: per rule, what check handed to commit.
-    local reply, sv, all, now = {0}, {}, true, nil
+    -- sv: per rule, what check handed to commit; adm: whether it admitted.
+    local reply, sv, adm, all, now = {0}, {}, {}, true, nil
     local n = #st / 5
     for i = 1, n do
         local j = 5 * i - 4
@@ -104,14 +110,16 @@ local function rl_main()
         local r = 4 * i - 2
         reply[r], reply[r + 1], reply[r + 2], reply[r + 3] =
             ok and 1 or 0, floor(remaining), ceil(reset), ceil(retry)
-        sv[i] = s
-        all = all and ok
+        sv[i], adm[i] = s, ok
+        all = all and (ok or shadow[i] == true)
     end
     if all then
         reply[1] = 1
         for i = 1, n do
             local j = 5 * i - 4
-            st[j].commit(st[j + 4], now, st[j + 1], st[j + 2], st[j + 3], sv[i])
+            if adm[i] then
+                st[j].commit(st[j + 4], now, st[j + 1], st[j + 2], st[j + 3], sv[i])
+            end
         end
     end
     return reply

@@ -19,13 +19,16 @@ EVALSHA sha numkeys key [key ...] algo limit window_ms burst [algo limit window_
                set, by algorithm)
   ARGV         script id: the algorithm's row in src/algorithms.def
                (enum rl_algo, from 0), plus the number of rows for
-               RATELIMIT_STORE=buckets;
+               RATELIMIT_STORE=buckets; -1 - that id for a shadow rule
+               (RATELIMIT_RULES' word shadow: it never denies; over its
+               limit it is not charged, the others are);
                limit: requests per window, integer >= 1;
                window_ms: the window in milliseconds, integer >= 1;
                burst: token-bucket capacity, integer >= 1 (others ignore it)
 Reply: array of 1 + 4 per rule integers (for rule i:)
-  [1]          allowed_all: 1 when every rule admits the request (then every
-               rule was charged), 0 otherwise (then none was)
+  [1]          allowed_all: 1 when every rule but the shadow ones admits the
+               request (then every rule that admitted it was charged), 0
+               otherwise (then none was)
   [4i-2]       allowed: 1 when rule i alone admits the request, else 0
   [4i-1]       remaining: requests left after this one if admitted (0 when
                denied)
@@ -43,8 +46,8 @@ passed on.
 
 EVALSHA sha numkeys key [key ...] algo limit window_ms burst [...] refund
   the same, and the word "refund" last: give back one request that this
-  call's rules admitted a moment ago (see main.lua). Reply: the number of
-  rules.
+  call's rules admitted a moment ago (see main.lua; the filter sends only
+  rules that were charged, shadow or not). Reply: the number of rules.
 
 An algorithm registers ALGO[ID] = {check = check, commit = commit,
 refund = refund (optional), time = bool, and for a layout of more than one
@@ -56,8 +59,9 @@ key per rule nkeys = n, nargs = n, rk = function(k, a)}
       repair state: a missing TTL, expired entries, a key of another type);
       nil when its declared keys do not fit the server's clock
   commit(key, now, limit, window_ms, burst, save)
-      charges one request; called only when all rules admitted; save is
-      what check returned for it
+      charges one request; called only when all rules admitted (a shadow
+      rule over its limit excepted, and not committed); save is what check
+      returned for it
   refund(key, now, limit, window_ms, burst)
       gives back one admitted request (a request checked in several calls
       on a Redis Cluster, one per slot, that another call denied)

@@ -762,3 +762,75 @@ near() {
     run cat "$T/stderr"
     refute_output --partial "could not be given back"
 }
+
+# shadow_state RULE KIND VALUE: that client's counter under RULE in the
+# current store: key_state of its key, or bucket_state of its field.
+shadow_state() {
+    if [ "${RATELIMIT_STORE:-keys}" = buckets ]; then
+        bucket_state "$@"
+    else
+        key_state "$(rl_key "$2" "$3" "$1")"
+    fi
+}
+
+# shadow_route RULE KIND VALUE: a key in the slot of that client's
+# counter under RULE in the current store.
+shadow_route() {
+    local h
+    if [ "${RATELIMIT_STORE:-keys}" = buckets ]; then
+        h=$(id_hash "$2" "$3")
+        echo "{${h:0:3}}"
+    else
+        rl_key "$2" "$3" "$1"
+    fi
+}
+
+@test "cluster: a shadow rule and a real one on different masters: past its limit the shadow rule admits and is not charged, nor refunded when the real one denies (keys and buckets)" {
+    local store ipa=127.0.0.1 ipb apikey k n=0
+    for store in keys buckets; do
+        n=$((n + 1))
+        export RATELIMIT_STORE=$store
+        export RATELIMIT_RULES="probe$n ip 2/1h shadow; api$n header:X-Api-Key 4/1h"
+        # an API key whose counter is on another master than ipa's probe
+        # counter, and a second address on another master than the API key's
+        for k in $(seq 1 80); do
+            apikey="key-$n-$k"
+            [ "$(key_port "$(shadow_route "api$n" header "$apikey")")" != \
+                "$(key_port "$(shadow_route "probe$n" ip "$ipa")")" ] && break
+        done
+        for k in $(seq 2 80); do
+            ipb="10.0.$n.$k"
+            [ "$(key_port "$(shadow_route "probe$n" ip "$ipb")")" != \
+                "$(key_port "$(shadow_route "api$n" header "$apikey")")" ] && break
+        done
+        [ "$(key_port "$(shadow_route "api$n" header "$apikey")")" != \
+            "$(key_port "$(shadow_route "probe$n" ip "$ipa")")" ]
+        [ "$(key_port "$(shadow_route "probe$n" ip "$ipb")")" != \
+            "$(key_port "$(shadow_route "api$n" header "$apikey")")" ]
+        : >"$T/stderr"
+        # 2 within probe's limit, 2 past it: all admitted, probe stays at 2
+        for k in 1 2 3 4; do
+            run cgi_run REMOTE_ADDR="$ipa" HTTP_X_API_KEY="$apikey" </dev/null
+            assert_equal "$(status_of)" 200
+            refute_output --partial "probe$n"
+            assert_equal "$(header_of RateLimit-Policy)" "\"api$n\";q=4;w=3600"
+            assert_equal "$(shadow_state "probe$n" ip "$ipa") $(shadow_state "api$n" header "$apikey")" \
+                "$((k < 2 ? k : 2)) $k"
+        done
+        assert_equal "$(grep -c "shadow: would deny client $ipa: rule probe$n " "$T/stderr")" 2
+        # the real rule denies: probe, over its limit, was not charged, so
+        # nothing of it is given back (it stays at 2)
+        run cgi_run REMOTE_ADDR="$ipa" HTTP_X_API_KEY="$apikey" </dev/null
+        assert_equal "$(status_of)" 429
+        assert_equal "$(json_field policy)" "api$n"
+        refute_output --partial "probe$n"
+        assert_equal "$(shadow_state "probe$n" ip "$ipa") $(shadow_state "api$n" header "$apikey")" "2 4"
+        # a second address within probe's limit, the API key exhausted:
+        # probe's charge is given back (none left), the API key unchanged
+        assert_equal "$(req_as "$ipb" "$apikey")" 429
+        assert_equal "$(shadow_state "probe$n" ip "$ipb") $(shadow_state "api$n" header "$apikey")" "none 4"
+        assert_equal "$(grep -c "shadow:" "$T/stderr")" 2
+    done
+    run cat "$T/stderr"
+    refute_output --partial "could not be given back"
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bats
 # rules.bats - RATELIMIT_RULES against a real private Redis: every rule is
 # checked and a denial charges none, the headers and the JSON name the rule
-# that decided, a rule keyed by a missing header is left out, and a
-# malformed rule is a 500 for that request only.
+# that decided, a rule keyed by a missing header is left out, a shadow
+# rule never denies, is charged only when it admits and is named in no
+# header, and a malformed rule is a 500 for that request only.
 #
 # Windows are N * TS seconds (TS: see lib/load.bash); sleeps only move past
 # a ttl the test has read.
@@ -108,9 +109,12 @@ rules_req() {
         'per-ip ip 10/1m; slow ip 5/1m leaky-bucket'
         'per-ip ip 10/1m burst=3'
         'per-ip ip 10/1m; per-ip ip 5/1s'
-        'lonely-rule ip')
+        'lonely-rule ip'
+        'per-ip ip 10/1m shadow shadow'
+        'per-ip ip 10/1m shadow token-bucket')
     name=('api header:X-Api-Key ten/1m' 'slow ip 5/1m leaky-bucket' 'per-ip ip 10/1m burst=3'
-        "duplicate rule name 'per-ip'" 'lonely-rule ip')
+        "duplicate rule name 'per-ip'" 'lonely-rule ip' 'shadow given twice'
+        'shadow must be the last word')
     for i in "${!bad[@]}"; do
         : >"$T/stderr"
         run cgi_run "RATELIMIT_RULES=${bad[$i]}" </dev/null
@@ -136,4 +140,87 @@ rules_req() {
     run fcgi_req </dev/null
     assert_equal "$(status_of)" 200
     assert_equal "$(header_of X-RateLimit-Remaining)" 3
+}
+
+# shadow_count NAME: what rule NAME holds for 127.0.0.1 (fixed-window): the
+# key's count (keys store), or the sum of the client's fields in the
+# rule's hashes (RATELIMIT_STORE=buckets); 0 when none.
+shadow_count() {
+    local h k n=0 v
+    if [ "${RATELIMIT_STORE:-keys}" = buckets ]; then
+        h=$(id_hash ip 127.0.0.1)
+        for k in $(rcli --scan --pattern "ratelimit:$1:{${h:0:3}}:*"); do
+            v=$(rcli HGET "$k" "${h:3}")
+            n=$((n + ${v:-0}))
+        done
+        echo "$n"
+    else
+        v=$(rcli GET "$(ip_key 127.0.0.1 "$1")")
+        echo "${v:-0}"
+    fi
+}
+
+# shadow_cycle: a tight shadow rule (probe, 2), a loose real one (real, 4)
+# and a loose shadow one (wide, 100), fixed-window. Past probe's limit the
+# requests still get 200, no header names a shadow rule, probe is no
+# longer charged and the log says it would deny; at real's limit real
+# denies and nothing is charged, shadow rules included.
+shadow_cycle() {
+    local i counts want
+    export RATELIMIT_RULES="probe ip 2/$((10 * TS))s shadow; real ip 4/$((10 * TS))s; wide ip 100/$((10 * TS))s shadow"
+    # Buckets' windows are aligned to the clock: start the requests at one's start.
+    [ "${RATELIMIT_STORE:-keys}" != buckets ] || period_start $((10000 * TS))
+    for i in 1 2 3 4 5 6; do
+        : >"$T/stderr"
+        run cgi_run </dev/null
+        counts="$(shadow_count probe) $(shadow_count real) $(shadow_count wide)"
+        refute_output --partial probe
+        refute_output --partial wide
+        if [ "$i" -le 4 ]; then
+            assert_equal "$(status_of)" 200
+            assert_output --partial "ok 127.0.0.1"
+            assert_equal "$(header_of RateLimit-Policy)" "\"real\";q=4;w=$((10 * TS))"
+            assert_equal "$(header_of X-RateLimit-Remaining)" $((4 - i))
+            want="$((i < 2 ? i : 2)) $i $i"
+            assert_equal "$counts" "$want"
+            if [ "$i" -le 2 ]; then
+                assert_equal "$(grep -c 'shadow:' "$T/stderr")" 0
+            else
+                assert_equal "$(grep -c 'shadow: would deny client 127.0.0.1: rule probe (2/' "$T/stderr")" 1
+                assert_equal "$(grep -c 'shadow:' "$T/stderr")" 1
+            fi
+        else
+            # real denies: nothing charged, and no shadow line.
+            assert_denied $((10 * TS))
+            assert_equal "$(json_field policy)" real
+            assert_equal "$(header_of RateLimit)" "\"real\";r=0;t=$(json_field ttl)"
+            assert_equal "$counts" "2 4 4"
+            assert_equal "$(grep -c 'shadow:' "$T/stderr")" 0
+        fi
+    done
+}
+
+@test "rules: a shadow rule never denies, is not charged past its limit, sends no header, logs would-deny; a real denial charges none" {
+    shadow_cycle
+}
+
+@test "rules: a shadow rule with RATELIMIT_STORE=buckets behaves the same" {
+    export RATELIMIT_STORE=buckets
+    shadow_cycle
+}
+
+@test "rules: a shadow token-bucket over its limit is not charged (no tat beyond the bucket)" {
+    export RATELIMIT_RULES="probe ip 2/1h token-bucket shadow; real ip 100/1m"
+    run cgi_run </dev/null
+    run cgi_run </dev/null
+    tat=$(rcli GET "$(ip_key 127.0.0.1 probe)")
+    for i in 1 2 3; do
+        run cgi_run </dev/null
+        assert_equal "$(status_of)" 200
+        refute_output --partial probe
+    done
+    # Still the tat of two requests: the three over the limit left it alone.
+    assert_equal "$(rcli GET "$(ip_key 127.0.0.1 probe)")" "$tat"
+    assert_equal "$(rcli GET "$(ip_key 127.0.0.1 real)")" 5
+    assert_equal "$(grep -c 'shadow: would deny client 127.0.0.1: rule probe' "$T/stderr")" 3
 }

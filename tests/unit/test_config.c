@@ -548,6 +548,26 @@ static void test_rules(void)
                                                 "f ip 1/1;g ip 1/1;h ip 1/1",
                                                 r, &n, &err) == RL_OK &&
                                  n == 8);
+    test_cond("rules not shadow by default",
+              config_parse_rules("a ip 5/1m; b ip 9/1s token-bucket", r, &n, &err) == RL_OK &&
+                  n == 2 && !r[0].shadow && !r[1].shadow);
+    test_cond("rules shadow",
+              config_parse_rules("real ip 100/1m; probe ip 5/1m shadow", r, &n, &err) == RL_OK &&
+                  n == 2 && !r[0].shadow && r[1].shadow && r[1].limit == 5 &&
+                  r[1].algo == RL_ALGO_FIXED_WINDOW);
+    test_cond("rules shadow after the options",
+              config_parse_rules("t header:X-Api-Key 5/1m burst=9 token-bucket shadow", r, &n,
+                                 &err) == RL_OK &&
+                  n == 1 && r[0].shadow && r[0].burst == 9 && r[0].algo == RL_ALGO_TOKEN_BUCKET);
+    test_cond("rules shadow after the algorithm",
+              config_parse_rules("s ip 5/1m sliding-window shadow", r, &n, &err) == RL_OK &&
+                  r[0].shadow && r[0].algo == RL_ALGO_SLIDING_WINDOW);
+    test_cond("rules a rule named shadow",
+              config_parse_rules("shadow ip 5/1m; x ip 1/1s", r, &n, &err) == RL_OK && n == 2 &&
+                  strcmp(r[0].name, "shadow") == 0 && !r[0].shadow);
+    test_cond("rules a shadow rule named shadow",
+              config_parse_rules("shadow ip 5/1m shadow", r, &n, &err) == RL_OK && n == 1 &&
+                  r[0].shadow);
 }
 
 /* 1 when s is refused with a RATELIMIT_RULES message containing part;
@@ -594,6 +614,24 @@ static void test_rules_bad(void)
     test_cond("rule only separators", rules_reject(" ; ;; ", "no rule"));
     test_cond("rule NULL", rules_reject(NULL, NULL));
     test_cond("rule second bad", rules_reject("good ip 5/1m; bad ip 5", "'bad ip 5'"));
+    test_cond("rule shadow twice", rules_reject("a ip 5/1m shadow shadow", "shadow given twice"));
+    test_cond("rule shadow twice, six words",
+              rules_reject("a ip 5/1m token-bucket shadow shadow", "shadow given twice"));
+    test_cond("rule shadow before the algorithm",
+              rules_reject("a ip 5/1m shadow token-bucket", "shadow must be the last word"));
+    test_cond(
+        "rule shadow between the options",
+        rules_reject("a ip 5/1m token-bucket shadow burst=3", "shadow must be the last word"));
+    test_cond("rule shadow for the key", rules_reject("a shadow ip 5/1m", "last word"));
+    test_cond("rule shadow for the rate", rules_reject("a ip shadow 5/1m", "last word"));
+    test_cond("rule shadow without a rate",
+              rules_reject("a ip shadow", "shadow must follow LIMIT/WINDOW"));
+    test_cond("rule shadow in upper case", rules_reject("a ip 5/1m SHADOW", "algorithm"));
+    test_cond("rule shadow, too many words",
+              rules_reject("a ip 5/1m token-bucket burst=1 x shadow", "too many"));
+    test_cond(
+        "rule shadow, second rule named",
+        rules_reject("good ip 5/1m; bad ip 5/1m shadow shadow", "'bad ip 5/1m shadow shadow'"));
     test_cond("rule message shortened",
               rules_reject(
                   "a ip 5/1m xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
@@ -610,6 +648,11 @@ static void test_rules_env(void)
                                            strcmp(cur->rules[0].name, "a") == 0 &&
                                            strcmp(cur->rules[1].key_param, "HTTP_X_U") == 0);
     test_cond("RULES error", rejects("RATELIMIT_RULES=a ip 5", "invalid rule 'a ip 5'"));
+    test_cond("RULES shadow", with1("RATELIMIT_RULES=a ip 7/1m; b ip 3/1s shadow") &&
+                                  cur->nrules == 2 && !cur->rules[0].shadow &&
+                                  cur->rules[1].shadow);
+    test_cond("RULES shadow misplaced",
+              rejects("RATELIMIT_RULES=a ip 7/1m shadow fixed-window", "last word"));
     test_cond("RULES empty is unset",
               with1("RATELIMIT_RULES=") && cur->from_rules == 0 && cur->nrules == 1);
     test_cond("bad single var still checked with RULES",
@@ -722,6 +765,11 @@ static void test_summary(void)
                   strstr(line, "rules=a(ip 5/500ms fixed-window),"
                                "b(env:REMOTE_USER 7/3600s token-bucket burst=3)") &&
                   strstr(line, "headers=x") && strstr(line, "dry_run=1"));
+    test_cond("summary shadow rule",
+              with1("RATELIMIT_RULES=a ip 5/1s; b ip 9/1m token-bucket burst=3 shadow") &&
+                  config_summary(cur, line, sizeof(line)) == RL_OK &&
+                  strstr(line, "rules=a(ip 5/1s fixed-window),"
+                               "b(ip 9/60s token-bucket burst=3 shadow)"));
     test_cond("summary store", with1("RATELIMIT_STORE=buckets") &&
                                    config_summary(cur, line, sizeof(line)) == RL_OK &&
                                    strstr(line, " store=buckets") != NULL);

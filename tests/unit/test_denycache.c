@@ -56,6 +56,10 @@ static void store_lookup_expiry(void)
     test_cond("same keys, another layout: a miss",
               denycache_lookup(&dc, &cfg, keys, 11000, &got) == 0);
     cfg.store = 0;
+    cfg.rules[0].shadow = 1;
+    test_cond("same keys, the rule made shadow: a miss",
+              denycache_lookup(&dc, &cfg, keys, 11000, &got) == 0);
+    cfg.rules[0].shadow = 0;
     test_cond("before retry: still a hit", denycache_lookup(&dc, &cfg, keys, 42999, &got) == 1);
     test_cond("at retry: a miss (only Redis knows now)",
               denycache_lookup(&dc, &cfg, keys, 43000, &got) == 0);

@@ -143,6 +143,41 @@ static void test_decode_three(void)
                      &cfg, applied, &d) == RL_ERR);
 }
 
+static void test_decode_shadow(void)
+{
+    struct rl_config cfg;
+    struct rl_decision d;
+    unsigned char applied[3] = {0, 1, 1};
+
+    cfg_init(&cfg, 3);
+    cfg.rules[1].shadow = 1;
+    test_cond("shadow over its limit: admitted, would_deny, never the worst",
+              decode(resp_ints(13, 1LL, 1LL, 5LL, 1000LL, 0LL, 0LL, 0LL, 9000LL, 8000LL, 1LL, 7LL,
+                               2000LL, 0LL),
+                     &cfg, NULL, &d) == RL_OK &&
+                  d.allowed && !d.r[1].allowed && d.r[1].would_deny && !d.r[0].would_deny &&
+                  !d.r[2].would_deny && d.r[1].retry_ms == 8000 && d.worst == 0);
+    test_cond("shadow admitting: no would_deny, still never the worst",
+              decode(resp_ints(13, 1LL, 1LL, 5LL, 1000LL, 0LL, 1LL, 0LL, 9000LL, 0LL, 1LL, 7LL,
+                               2000LL, 0LL),
+                     &cfg, NULL, &d) == RL_OK &&
+                  d.allowed && d.r[1].allowed && !d.r[1].would_deny && d.worst == 0);
+    test_cond("shadow over, a real rule denies: denied, the real rule the worst",
+              decode(resp_ints(13, 0LL, 1LL, 5LL, 1000LL, 0LL, 0LL, 0LL, 90000LL, 90000LL, 0LL, 0LL,
+                               2000LL, 2000LL),
+                     &cfg, NULL, &d) == RL_OK &&
+                  !d.allowed && d.r[1].would_deny && d.worst == 2);
+    test_cond("shadow over: allowed_all 0 is a protocol error",
+              decode(resp_ints(13, 0LL, 1LL, 5LL, 1000LL, 0LL, 0LL, 0LL, 9000LL, 8000LL, 1LL, 7LL,
+                               2000LL, 0LL),
+                     &cfg, NULL, &d) == RL_ERR);
+    cfg.rules[2].shadow = 1;
+    test_cond("only shadow rules, both over: admitted",
+              decode(resp_ints(9, 1LL, 0LL, 0LL, 9000LL, 8000LL, 0LL, 0LL, 2000LL, 2000LL), &cfg,
+                     applied, &d) == RL_OK &&
+                  d.allowed && d.r[1].would_deny && d.r[2].would_deny && !d.r[0].applied);
+}
+
 static void test_decode_shapes(void)
 {
     struct rl_config cfg;
@@ -555,6 +590,7 @@ static void test_breaker(void)
 int main(void)
 {
     test_decode_one();
+    test_decode_shadow();
     test_decode_three();
     test_decode_shapes();
     test_decode_values();

@@ -229,6 +229,62 @@ static void test_allowed(void)
     buf_free(&b);
 }
 
+/* three_rules with per-key a shadow rule over its limit. */
+static void shadow_rules(struct rl_config *cfg, struct rl_decision *d)
+{
+    three_rules(cfg, d);
+    cfg->rules[2].shadow = 1;
+    d->r[2] = (struct rl_rule_result){
+        .applied = 1, .allowed = 0, .reset_ms = 9000, .retry_ms = 8000, .would_deny = 1};
+    d->worst = 0;
+}
+
+static void test_shadow(void)
+{
+    struct rl_config cfg;
+    struct rl_decision d;
+    struct mem_sink m;
+    struct rl_out o;
+    struct buf b;
+
+    shadow_rules(&cfg, &d);
+    buf_init(&b, 4096);
+    test_cond("shadow rule: no header names it",
+              response_ratelimit_headers(&b, &cfg, &d) == RL_OK &&
+                  strcmp(buf_str(&b), "RateLimit-Policy: \"per-ip\";q=100;w=60\r\n"
+                                      "RateLimit: \"per-ip\";r=97;t=60\r\n"
+                                      "X-RateLimit-Limit: 100\r\n"
+                                      "X-RateLimit-Remaining: 97\r\n"
+                                      "X-RateLimit-Reset: 60\r\n") == 0);
+    buf_reset(&b);
+    d.worst = 2; /* even if named: the first rule shown instead */
+    test_cond("shadow rule named worst: not shown",
+              response_ratelimit_headers(&b, &cfg, &d) == RL_OK &&
+                  strstr(buf_str(&b), "per-key") == NULL &&
+                  strstr(buf_str(&b), "RateLimit: \"per-ip\";r=97;") != NULL);
+    buf_reset(&b);
+    d.r[0].applied = 0;
+    test_cond("only a shadow rule applied: no headers",
+              response_ratelimit_headers(&b, &cfg, &d) == RL_OK && b.len == 0);
+    buf_free(&b);
+    sink_init(&m, &o);
+    test_cond("only a shadow rule applied: authorizer sends no variable",
+              response_authorizer_allow(&o, &cfg, &d) == RL_OK &&
+                  strstr(buf_str(&m.b), "RATELIMIT") == NULL);
+    buf_free(&m.b);
+
+    shadow_rules(&cfg, &d);
+    d.allowed = 0;
+    d.r[1] = (struct rl_rule_result){.applied = 1, .allowed = 0, .reset_ms = 700, .retry_ms = 700};
+    d.worst = 1;
+    sink_init(&m, &o);
+    test_cond("a real rule denies: the answer names it, not the shadow rule",
+              response_deny(NULL, &o, &cfg, &d) == RL_OK &&
+                  strstr(buf_str(&m.b), "\"policy\":\"per-user\"") != NULL &&
+                  strstr(buf_str(&m.b), "per-key") == NULL);
+    buf_free(&m.b);
+}
+
 static void test_authorizer(void)
 {
     struct rl_config cfg;
@@ -587,6 +643,7 @@ int main(void)
     test_deny();
     test_header_choice();
     test_allowed();
+    test_shadow();
     test_authorizer();
     test_error();
     test_failing_sink();
