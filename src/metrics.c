@@ -459,7 +459,7 @@ void metrics_script_status(struct metrics *m, int status)
 
 void metrics_own_status(struct metrics *m, int status)
 {
-    static const int own[] = {403, 404, 500, 502, 503, 504};
+    static const int own[] = {403, 404, 413, 500, 502, 503, 504};
     size_t i;
 
     for (i = 0; i < sizeof(own) / sizeof(own[0]); i++) {

@@ -58,6 +58,7 @@ static const struct counter {
     [METRICS_SCRIPT_5XX] = {F_SCRIPT, "5xx"},
     [METRICS_OWN_403] = {F_OWN, "403"},
     [METRICS_OWN_404] = {F_OWN, "404"},
+    [METRICS_OWN_413] = {F_OWN, "413"},
     [METRICS_OWN_500] = {F_OWN, "500"},
     [METRICS_OWN_502] = {F_OWN, "502"},
     [METRICS_OWN_503] = {F_OWN, "503"},

@@ -99,6 +99,19 @@ requests() {
     assert_equal "$(requests dry denied)" 0
 }
 
+@test "metrics: a shadow rule over its limit counts would_deny, never denied, and admits" {
+    export RATELIMIT_RULES='probe ip 1/1m shadow; real ip 3/1m'
+    for i in 1 2 3 4; do
+        run cgi_run </dev/null
+    done
+    assert_equal "$(status_of)" 429
+    assert_equal "$(requests probe allowed)" 1
+    assert_equal "$(requests probe would_deny)" 3
+    assert_equal "$(requests probe denied)" 0
+    assert_equal "$(requests real allowed)" 3
+    assert_equal "$(requests real denied)" 1
+}
+
 @test "metrics: RATELIMIT_NEAR_LIMIT sets the fraction counted as near the limit" {
     export RATELIMIT_LIMIT=10 RATELIMIT_NEAR_LIMIT=0.5 RATELIMIT_LOG=info
     for i in 1 2 3 4 5 6 7; do
@@ -272,4 +285,28 @@ fcgid_worker() {
         [ "$(readlink "$p/exe" 2>/dev/null)" = "$T/bin/fcgi-ratelimit" ] && { echo "${p#/proc/}"; return 0; }
     done
     return 1
+}
+
+# readme_block NAME: the fenced block between README's NAME:begin and
+# NAME:end markers, without the fences.
+readme_block() {
+    sed -n "/<!-- $1:begin -->/,/<!-- $1:end -->/p" "$RL_SRCDIR/README.md" | sed '1,2d;$d' | sed '$d'
+}
+
+@test "metrics: README's scrape config and alerting rules pass promtool" {
+    command -v promtool >/dev/null || skip "promtool is not installed (Debian: prometheus)"
+    readme_block scrape-config >"$T/prometheus.yml"
+    readme_block alert-rules >"$T/rules.yml"
+    grep -q 'metrics_path: /fcgi-ratelimit/metrics' "$T/prometheus.yml"
+    run promtool check config "$T/prometheus.yml"
+    assert_success
+    run promtool check rules "$T/rules.yml"
+    assert_success
+    assert_output --partial "SUCCESS: 2 rules found"
+    # the rules use only metric names the filter has
+    run cgi_run </dev/null
+    for name in $(grep -o 'fcgi_ratelimit_[a-z_]*' "$T/rules.yml" | sort -u); do
+        run "$RL_BIN" --metrics
+        assert_output --partial "# TYPE $name "
+    done
 }

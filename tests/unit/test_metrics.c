@@ -523,6 +523,7 @@ static void fill(struct metrics *m)
     metrics_script_status(m, 99);
     metrics_script_status(m, 600);
     metrics_own_status(m, 504);
+    metrics_own_status(m, 413);
     metrics_own_status(m, 418);
     metrics_count(m, METRICS_SCRIPT_KILLS);
 }
@@ -557,6 +558,7 @@ static const char *const want[] = {
     "fcgi_ratelimit_requests_total{rule=\"per-ip\",decision=\"would_deny\"} 1",
     "fcgi_ratelimit_requests_total{rule=\"api.key_v2\",decision=\"denied\"} 1",
     "fcgi_ratelimit_near_limit_total{rule=\"per-ip\"} 1",
+    "fcgi_ratelimit_error_responses_total{status=\"413\"} 1",
     "fcgi_ratelimit_redis_errors_total{kind=\"noscript_reload\"} 1",
     "fcgi_ratelimit_redis_errors_total{kind=\"connect\"} 0",
     "fcgi_ratelimit_fail_answers_total{mode=\"closed\"} 1",
@@ -602,7 +604,7 @@ static void test_text(void)
     test_cond("no (other) row while it counted nothing", text && !contains(text, "(other)"));
     test_cond("ignored statuses count nothing",
               text && has_line(text, "fcgi_ratelimit_script_responses_total{class=\"5xx\"} 0") &&
-                  lines_starting(text, "fcgi_ratelimit_error_responses_total{") == 6);
+                  lines_starting(text, "fcgi_ratelimit_error_responses_total{") == 7);
     buf_init(&small, 100);
     test_cond("a full buffer is an error", metrics_render(m, &small) == RL_ERR);
     buf_free(&small);
