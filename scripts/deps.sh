@@ -15,8 +15,9 @@ deps_demo="$deps_build redis-server redis-tools lighttpd curl jq"
 # spawn-fcgi starts the suites' FastCGI workers; clang + libclang-rt-dev:
 # make fuzz (libFuzzer) and the clang build; valgrind: make check-valgrind;
 # cppcheck, clang-format, clang-tools (scan-build), python3 (depgraph): scripts/lint;
-# faketime: buckets.bats runs a worker whose clock is off the server's.
-deps_test="$deps_demo git python3 coreutils util-linux iproute2 procps apache2 libapache2-mod-fcgid bats bats-assert bats-support spawn-fcgi clang libclang-rt-dev valgrind cppcheck clang-format clang-tools faketime"
+# faketime: buckets.bats runs a worker whose clock is off the server's;
+# prometheus: its promtool checks the metrics text and README's rules.
+deps_test="$deps_demo git python3 coreutils util-linux iproute2 procps apache2 libapache2-mod-fcgid bats bats-assert bats-support spawn-fcgi clang libclang-rt-dev valgrind cppcheck clang-format clang-tools faketime prometheus"
 # ./run-tests --valkey: the server-facing suites against Valkey (Debian 13+).
 deps_valkey="$deps_test valkey-server valkey-tools"
 deps_bench="$deps_test wrk fcgiwrap nginx gnuplot-nox python3-fastapi python3-uvicorn python3-redis"
