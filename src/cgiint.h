@@ -62,6 +62,7 @@ struct relay {
     int reaped, wstatus;
     long long started, deadline;
     long long started_us; /* when the script was started, for the metrics */
+    int sent;             /* a byte of the script's answer went to the client */
     int outcome;
     int streaming;      /* answer bytes go straight out, not to ans */
     int dirty;          /* answer bytes written since the last flush */

@@ -235,6 +235,7 @@ static int answer_out(struct relay *r, const char *p, size_t n)
     /* From the first byte on, no error answer may follow: it would land
      * inside the script's answer. */
     r->req->out->headers_sent = 1;
+    r->sent = 1;
     r->dirty = 1;
     if (out_write(r->req->out, p, n) == RL_OK)
         return RL_OK;
@@ -573,9 +574,10 @@ int cgirelay_run(struct relay *r)
         return RL_ERR;
     relay_loop(r);
     relay_finish(r);
-    /* The script's answer by class (ours, when it failed, were counted
-     * as they were written) and how long it ran. */
-    if (r->outcome == RL_RELAY_OK && r->hdr.done)
+    /* The script's answer by class, when it reached the client (even if
+     * the script then ran too long: ours, when it failed before, were
+     * counted as they were written), and how long it ran. */
+    if (r->sent && r->hdr.done)
         metrics_script_status(req->out->metrics, r->hdr.status);
     metrics_observe(req->out->metrics, METRICS_H_SCRIPT, now_us() - r->started_us);
     return r->outcome == RL_RELAY_OK ? RL_OK : RL_ERR;

@@ -69,7 +69,7 @@ enum metrics_counter {
     METRICS_OWN_503,
     METRICS_OWN_504,
     METRICS_SCRIPT_TIMEOUTS, /* a script ran past its deadline */
-    METRICS_SCRIPT_KILLS,    /* a script was sent SIGKILL */
+    METRICS_SCRIPT_KILLS,    /* a script the filter stopped (SIGTERM, then SIGKILL) */
     METRICS_COUNTERS
 };
 

@@ -36,7 +36,9 @@ static const struct family {
                "status"},
     [F_TIMEOUTS] = {P "script_timeouts_total", "Relayed scripts that ran past their deadline.",
                     NULL},
-    [F_KILLS] = {P "script_kills_total", "Relayed scripts the filter had to kill.", NULL},
+    [F_KILLS] = {P "script_kills_total",
+                 "Relayed scripts the filter stopped (SIGTERM, then SIGKILL for what was left).",
+                 NULL},
 };
 
 /* Each enum metrics_counter: its family and label value. */

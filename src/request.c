@@ -121,14 +121,16 @@ static int is_path(char *const *params, const char *path)
 /* RATELIMIT_METRICS_PATH: the host's counters in Prometheus' text format,
  * to clients in RATELIMIT_METRICS_ALLOW, judged by REMOTE_ADDR (the peer
  * itself: a forwarded address can be anybody's); 403 to others. Never
- * counted, never limited, never relayed. */
+ * counted, never limited, never relayed. Not in the Authorizer role: the
+ * web server would drop the text and serve the URL itself, unlimited. */
 static enum rl_step metrics_or_reply(struct rl_worker *w, struct rl_request *rq)
 {
     const char *peer = env_get(rq->params, "REMOTE_ADDR");
     struct rl_addr addr;
     struct buf b;
 
-    if (rq->cfg->metrics_path == NULL || !is_path(rq->params, rq->cfg->metrics_path))
+    if (rq->cfg->metrics_path == NULL || rq->authorizer ||
+        !is_path(rq->params, rq->cfg->metrics_path))
         return RL_GO_ON;
     rq->out.metrics = NULL;
     if (peer == NULL || cidr_parse_addr(peer, strlen(peer), &addr) != RL_OK ||

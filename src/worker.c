@@ -32,12 +32,8 @@ void worker_open_metrics(struct rl_worker *w)
         return;
     cfg = config_cache_base(w->cc);
     w->metrics = metrics_open(cfg->metrics_file, 0, &err);
-    if (w->metrics == NULL) {
-        int asked =
-            cfg->metrics_path != NULL || strcmp(cfg->metrics_file, METRICS_FILE_DEFAULT) != 0;
-
-        rl_log(asked ? RL_LOG_WARN : RL_LOG_DEBUG, "metrics off: %s", err.msg);
-    }
+    if (w->metrics == NULL)
+        rl_log(RL_LOG_WARN, "metrics off: %s", err.msg);
     redisconn_set_metrics(w->rc, w->metrics);
 }
 

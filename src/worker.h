@@ -49,8 +49,8 @@ void worker_init(struct rl_worker *w, char **env, const char *argv1);
 /* Map the host's counter file (RATELIMIT_METRICS_FILE) for a process
  * that serves requests; never for --check, which an admin may run as
  * another user (the file would then be theirs). On failure metrics are
- * off, said once: at warn when the admin asked for metrics (set
- * RATELIMIT_METRICS_FILE or _PATH), else at debug. */
+ * off, said once at warn (a file of another owner may be a local user's
+ * squat: the admin should know). */
 void worker_open_metrics(struct rl_worker *w);
 
 /* The counter row of rule name (metrics_rule, cached per name). */

@@ -172,6 +172,14 @@ requests() {
     assert_equal "$(metric 'fcgi_ratelimit_error_responses_total{status="504"}')" 1
     assert_equal "$(metric fcgi_ratelimit_script_timeouts_total)" 1
     assert_equal "$(metric fcgi_ratelimit_script_kills_total)" 1
+    # a script that answered, then ran past its deadline: its answer is
+    # counted (it reached the client), and so are the timeout and the kill
+    run cgi_run SCRIPT_FILENAME="$FIXTURES/cgi/hang.sh" QUERY_STRING=headers </dev/null
+    assert_equal "$(status_of)" 200
+    assert_equal "$(metric 'fcgi_ratelimit_script_responses_total{class="2xx"}')" 2
+    assert_equal "$(metric 'fcgi_ratelimit_error_responses_total{status="504"}')" 1
+    assert_equal "$(metric fcgi_ratelimit_script_timeouts_total)" 2
+    assert_equal "$(metric fcgi_ratelimit_script_kills_total)" 2
 }
 
 @test "metrics: RATELIMIT_METRICS_PATH serves the text to loopback only, never counted or limited" {
@@ -198,6 +206,18 @@ requests() {
     assert_equal "$(requests default allowed)" 1
     assert_equal "$(requests default denied)" 0
     assert_equal "$(metric 'fcgi_ratelimit_error_responses_total{status="403"}')" 0
+}
+
+@test "metrics: an Authorizer does not serve RATELIMIT_METRICS_PATH: the URL is limited like any other" {
+    export RATELIMIT_METRICS_PATH=/fcgi-ratelimit/metrics RATELIMIT_LIMIT=1
+    fcgi_start 1
+    run fcgi_req -a REQUEST_URI=/fcgi-ratelimit/metrics </dev/null
+    assert_equal "$(status_of)" 200
+    refute_output --partial fcgi_ratelimit_requests_total
+    run fcgi_req -a REQUEST_URI=/fcgi-ratelimit/metrics </dev/null
+    assert_equal "$(status_of)" 429
+    assert_equal "$(requests default allowed)" 1
+    assert_equal "$(($(requests default denied) + $(requests default denied_cache)))" 1
 }
 
 @test "metrics: one warn line per denial episode across 4 workers, info for the rest" {
