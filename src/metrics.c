@@ -166,7 +166,7 @@ static int check_owner(int fd, const char *path, int ro, struct stat *st, struct
     return OPEN_DONE;
 }
 
-/* Ours, of this layout, whole? OPEN_REPLACE: ours but of another layout
+/* Ours, of this layout, whole? OPEN_REPLACE: ours but of an older layout
  * version, and we may write. */
 static int check_header(int fd, const char *path, int ro, const struct stat *st, struct rl_err *err)
 {
@@ -179,7 +179,10 @@ static int check_header(int fd, const char *path, int ro, const struct stat *st,
         return OPEN_FAIL;
     }
     if (h.version != METRICS_LAYOUT_VERSION) {
-        if (!ro)
+        /* An older layout is replaced; a newer one is a newer build's
+         * (two versions on one host): replacing it would make the two
+         * reset each other's counts, so this one goes without. */
+        if (!ro && h.version < METRICS_LAYOUT_VERSION)
             return OPEN_REPLACE;
         rl_err_set(err, RL_E_IO,
                    "metrics file %s: layout version %lu, this program reads version %u: refused",
@@ -459,12 +462,12 @@ void metrics_script_status(struct metrics *m, int status)
 
 void metrics_own_status(struct metrics *m, int status)
 {
-    static const int own[] = {403, 404, 413, 500, 502, 503, 504};
+    static const int own[] = {400, 403, 404, 408, 413, 500, 502, 503, 504};
     size_t i;
 
     for (i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
         if (own[i] == status)
-            metrics_count(m, (enum metrics_counter)(METRICS_OWN_403 + i));
+            metrics_count(m, (enum metrics_counter)(METRICS_OWN_400 + i));
     }
 }
 

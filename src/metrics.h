@@ -61,8 +61,10 @@ enum metrics_counter {
     METRICS_SCRIPT_3XX,
     METRICS_SCRIPT_4XX,
     METRICS_SCRIPT_5XX,
-    METRICS_OWN_403, /* METRICS_OWN_*: metrics_own_status() */
+    METRICS_OWN_400, /* METRICS_OWN_*: metrics_own_status(), in its order */
+    METRICS_OWN_403,
     METRICS_OWN_404,
+    METRICS_OWN_408,
     METRICS_OWN_413,
     METRICS_OWN_500,
     METRICS_OWN_502,
@@ -159,7 +161,7 @@ void metrics_count(struct metrics *m, enum metrics_counter c);
 int metrics_episode(struct metrics *m, uint64_t hash, long long now_s, long long until_s);
 /* A script's answer, counted by class: status 100..599, others ignored. */
 void metrics_script_status(struct metrics *m, int status);
-/* An error the filter answered itself: 403 404 413 500 502 503 504, others
+/* An error the filter answered itself: 400 403 404 408 413 500 502 503 504, others
  * ignored. Denials (429, or 503 by RATELIMIT_STATUS) are metrics_decision's. */
 void metrics_own_status(struct metrics *m, int status);
 /* The breaker changed state: remembered host-wide as the last state any

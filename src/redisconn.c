@@ -112,16 +112,20 @@ void redisconn_set_metrics(struct redisconn *rc, struct metrics *m)
         rc->m = m;
 }
 
-/* Count a failed call by kind: no connection (connect, or its AUTH,
- * SELECT, ROLE or SCRIPT LOAD), a timeout, or anything else the server
- * said or did (an error reply, a closed connection). */
+/* Count a failed call by kind: the connect itself failed (refused, or
+ * timed out), a command timed out (on a new connection too: its AUTH or
+ * SCRIPT LOAD), a new connection failed otherwise (its AUTH, SELECT or
+ * ROLE refused), or anything else the server said or did (an error reply,
+ * a closed connection): "reply". */
 static void count_failure(struct redisconn *rc, const struct rl_err *err, int connecting)
 {
     const char *msg = err != NULL ? err->msg : "";
 
-    if (strstr(msg, "timed out") != NULL)
+    if (strstr(msg, "connect: ") != NULL) /* also a connect that timed out */
+        metrics_count(rc->m, METRICS_REDIS_CONNECT);
+    else if (strstr(msg, "timed out") != NULL)
         metrics_count(rc->m, METRICS_REDIS_TIMEOUT);
-    else if (connecting || strstr(msg, "connect: ") != NULL)
+    else if (connecting)
         metrics_count(rc->m, METRICS_REDIS_CONNECT);
     else
         metrics_count(rc->m, METRICS_REDIS_REPLY);

@@ -106,16 +106,20 @@ static enum rl_step config_or_reply(struct rl_worker *w, struct rl_request *rq)
  * are about 70 KiB. */
 #define METRICS_TEXT_MAX (1024 * 1024)
 
-/* 1 when the request is for path: REQUEST_URI without its query. */
+/* 1 when the request is for path: REQUEST_URI without its query, or
+ * SCRIPT_NAME followed by PATH_INFO (the path as the server decoded and
+ * mapped it: "%6D" for "m" too). */
 static int is_path(char *const *params, const char *path)
 {
     const char *uri = env_get(params, "REQUEST_URI");
-    size_t n;
+    const char *sn = env_get(params, "SCRIPT_NAME"), *pi = env_get(params, "PATH_INFO");
+    size_t n = strlen(path), k;
 
-    if (uri == NULL)
+    if (uri != NULL && strcspn(uri, "?") == n && memcmp(uri, path, n) == 0)
+        return 1;
+    if (sn == NULL || strncmp(sn, path, (k = strlen(sn))) != 0)
         return 0;
-    n = strcspn(uri, "?");
-    return n == strlen(path) && memcmp(uri, path, n) == 0;
+    return strcmp(pi != NULL ? pi : "", path + k) == 0;
 }
 
 /* RATELIMIT_METRICS_PATH: the host's counters in Prometheus' text format,
@@ -369,6 +373,8 @@ static enum rl_step limit_or_reply(struct rl_worker *w, struct rl_request *rq)
     }
     if (limiter_check(w->rc, cfg, rq->keyp, &rq->d, &err) != RL_OK) {
         rl_log(RL_LOG_DEBUG, "client %s: %s", rq->client.text, err.msg);
+        if (err.kind == RL_E_PROTO) /* a reply the limiter could not read */
+            metrics_count(w->metrics, METRICS_REDIS_REPLY);
         decision_unlimited(&rq->d, cfg);
         if (cfg->fail == RL_FAIL_OPEN) {
             metrics_count(w->metrics, METRICS_FAIL_OPEN);

@@ -338,8 +338,8 @@ int response_deny_problem_body(struct response_memo *m, struct buf *b, const str
         buf_append_ll(b, ttl) != RL_OK || buf_puts(b, " s\",\"violated-policies\":[") != RL_OK)
         return RL_ERR;
     for (i = 0; i < n; i++) {
-        if (!d->r[i].applied || d->r[i].allowed)
-            continue;
+        if (!d->r[i].applied || d->r[i].allowed || cfg->rules[i].shadow)
+            continue; /* a shadow rule never denies, and is never shown */
         if ((!first && buf_puts(b, ",") != RL_OK) ||
             append_json_name(m, b, cfg->rules[i].name) != RL_OK)
             return RL_ERR;

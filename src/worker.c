@@ -35,6 +35,10 @@ void worker_open_metrics(struct rl_worker *w)
     if (w->metrics == NULL)
         rl_log(RL_LOG_WARN, "metrics off: %s", err.msg);
     redisconn_set_metrics(w->rc, w->metrics);
+    /* The process's own rules take their rows now, off the request path;
+     * only a request's override that names another rule takes one later. */
+    for (size_t i = 0; w->metrics != NULL && i < cfg->nrules; i++)
+        (void)worker_metric_row(w, cfg->rules[i].name);
 }
 
 int worker_metric_row(struct rl_worker *w, const char *name)
@@ -49,13 +53,13 @@ int worker_metric_row(struct rl_worker *w, const char *name)
         if (strcmp(w->mrows[i].name, name) == 0)
             return w->mrows[i].row;
     }
+    if (w->nmrows == METRICS_RULES)
+        return METRICS_RULE_OTHER; /* as many names as the file has rows */
     row = metrics_rule(w->metrics, name, &err);
     if (row == METRICS_RULE_OTHER)
         rl_log(RL_LOG_WARN, "metrics: rule %s counted as (other): %s", name, err.msg);
-    if (w->nmrows < METRICS_RULES) {
-        (void)snprintf(w->mrows[w->nmrows].name, sizeof(w->mrows[0].name), "%s", name);
-        w->mrows[w->nmrows++].row = row;
-    }
+    (void)snprintf(w->mrows[w->nmrows].name, sizeof(w->mrows[0].name), "%s", name);
+    w->mrows[w->nmrows++].row = row;
     return row;
 }
 

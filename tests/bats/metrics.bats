@@ -100,11 +100,14 @@ requests() {
 }
 
 @test "metrics: a shadow rule over its limit counts would_deny, never denied, and admits" {
-    export RATELIMIT_RULES='probe ip 1/1m shadow; real ip 3/1m'
+    export RATELIMIT_RULES='probe ip 1/1m shadow; real ip 3/1m' RATELIMIT_BODY=problem
     for i in 1 2 3 4; do
         run cgi_run </dev/null
     done
     assert_equal "$(status_of)" 429
+    # the answer names the rule that denied, never the shadow rule
+    assert_equal "$(body_of | jq -c '."violated-policies"')" '["real"]'
+    refute_output --partial probe
     assert_equal "$(requests probe allowed)" 1
     assert_equal "$(requests probe would_deny)" 3
     assert_equal "$(requests probe denied)" 0
@@ -273,6 +276,16 @@ exact_through() {
     PORT=$(free_port)
     lighttpd_start 50-fcgi-ratelimit.conf
     exact_through "http://127.0.0.1:$PORT" sock_holder "$T/fcgi-ratelimit.sock-1"
+    # the path as lighttpd decodes it is the metrics path too; a path
+    # below it never reaches the metrics process (lighttpd's 404)
+    http "http://127.0.0.1:$PORT/fcgi-ratelimit/%6Detrics"
+    [ "$(http_status)" = 200 ]
+    assert_output --partial 'fcgi_ratelimit_requests_total{rule="default",decision="allowed"} 100'
+    http "http://127.0.0.1:$PORT/fcgi-ratelimit/metrics/x"
+    [ "$(http_status)" = 404 ]
+    http "http://127.0.0.1:$PORT/fcgi-ratelimit/metricsx"
+    [ "$(http_status)" = 404 ]
+    assert_equal "$(log_count 'redis' "$T/lighttpd-error.log")" 0
 }
 
 @test "metrics: through Apache mod_fcgid, a worker killed: the served counters are exact" {

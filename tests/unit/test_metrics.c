@@ -254,7 +254,7 @@ static void test_refused(void)
 
 static void test_old_layout(void)
 {
-    uint32_t v = 999;
+    uint32_t v = METRICS_LAYOUT_VERSION - 1, newer = 999;
     struct rl_err err = {0};
     struct stat before, after;
     struct metrics *m = open_rw("old");
@@ -271,7 +271,7 @@ static void test_old_layout(void)
                              (ssize_t)sizeof(v));
     close(fd);
     test_cond("read-only refuses another layout version",
-              refused(at("old"), METRICS_READONLY, "layout version 999"));
+              refused(at("old"), METRICS_READONLY, "layout version 1,"));
     stat(at("old"), &before);
     m = metrics_open(at("old"), 0, &err);
     test_cond("read-write replaces our file of another layout", m != NULL);
@@ -281,6 +281,16 @@ static void test_old_layout(void)
     test_cond("whose counts start again", text && !contains(text, "gone"));
     test_cond("of this layout", m && m->shm->hdr.version == METRICS_LAYOUT_VERSION);
     metrics_close(m);
+    /* A newer build's file is left to it. */
+    fd = open(at("old"), O_WRONLY);
+    test_cond("made a newer layout",
+              fd >= 0 && pwrite(fd, &newer, sizeof(newer), offsetof(struct metrics_hdr, version)) ==
+                             (ssize_t)sizeof(newer));
+    close(fd);
+    stat(at("old"), &before);
+    test_cond("read-write refuses a newer layout", refused(at("old"), 0, "layout version 999"));
+    stat(at("old"), &after);
+    test_cond("and leaves it", before.st_ino == after.st_ino);
 }
 
 /* ------------------------------------------------------------ processes */
@@ -604,7 +614,7 @@ static void test_text(void)
     test_cond("no (other) row while it counted nothing", text && !contains(text, "(other)"));
     test_cond("ignored statuses count nothing",
               text && has_line(text, "fcgi_ratelimit_script_responses_total{class=\"5xx\"} 0") &&
-                  lines_starting(text, "fcgi_ratelimit_error_responses_total{") == 7);
+                  lines_starting(text, "fcgi_ratelimit_error_responses_total{") == 9);
     buf_init(&small, 100);
     test_cond("a full buffer is an error", metrics_render(m, &small) == RL_ERR);
     buf_free(&small);
