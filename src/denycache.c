@@ -10,34 +10,25 @@
 
 #include <string.h>
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *s = p;
-
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
+#include "util.h"
 
 /* Identity of (keys, rules): what makes two requests the same check. */
 static uint64_t entry_hash(const struct rl_config *cfg, const char *const *keys)
 {
-    uint64_t h = 14695981039346656037ULL;
+    uint64_t h = FNV1A_INIT;
     int store = cfg->store; /* the same key under another layout is another count */
 
-    h = fnv(h, &store, sizeof(store));
+    h = fnv1a(h, &store, sizeof(store));
     for (size_t i = 0; i < cfg->nrules; i++) {
         const struct rl_rule *r = &cfg->rules[i];
         /* shadow too: the same rule made real denies what it did not */
         long long params[5] = {r->limit, r->window_ms, r->algo, r->burst, r->shadow};
 
-        h = fnv(h, params, sizeof(params));
+        h = fnv1a(h, params, sizeof(params));
         if (keys[i] != NULL)
-            h = fnv(h, keys[i], strlen(keys[i]) + 1);
+            h = fnv1a(h, keys[i], strlen(keys[i]) + 1);
         else
-            h = fnv(h, "", 1);
+            h = fnv1a(h, "", 1);
     }
     return h ? h : 1;
 }

@@ -111,14 +111,14 @@ static enum rl_step config_or_reply(struct rl_worker *w, struct rl_request *rq)
  * mapped it: "%6D" for "m" too). */
 static int is_path(char *const *params, const char *path)
 {
-    const char *uri = env_get(params, "REQUEST_URI");
-    const char *sn = env_get(params, "SCRIPT_NAME"), *pi = env_get(params, "PATH_INFO");
+    const char *uri = env_get(params, "REQUEST_URI"), *sn, *pi;
     size_t n = strlen(path), k;
 
     if (uri != NULL && strcspn(uri, "?") == n && memcmp(uri, path, n) == 0)
         return 1;
-    if (sn == NULL || strncmp(sn, path, (k = strlen(sn))) != 0)
+    if ((sn = env_get(params, "SCRIPT_NAME")) == NULL || strncmp(sn, path, (k = strlen(sn))) != 0)
         return 0;
+    pi = env_get(params, "PATH_INFO");
     return strcmp(pi != NULL ? pi : "", path + k) == 0;
 }
 
@@ -129,7 +129,7 @@ static int is_path(char *const *params, const char *path)
  * web server would drop the text and serve the URL itself, unlimited. */
 static enum rl_step metrics_or_reply(struct rl_worker *w, struct rl_request *rq)
 {
-    const char *peer = env_get(rq->params, "REMOTE_ADDR");
+    const char *peer;
     struct rl_addr addr;
     struct buf b;
 
@@ -137,6 +137,7 @@ static enum rl_step metrics_or_reply(struct rl_worker *w, struct rl_request *rq)
         !is_path(rq->params, rq->cfg->metrics_path))
         return RL_GO_ON;
     rq->out.metrics = NULL;
+    peer = env_get(rq->params, "REMOTE_ADDR");
     if (peer == NULL || cidr_parse_addr(peer, strlen(peer), &addr) != RL_OK ||
         !cidr_list_match(&rq->cfg->metrics_allow, &addr)) {
         rl_log(RL_LOG_INFO, "metrics: client %s is not in RATELIMIT_METRICS_ALLOW",
@@ -260,17 +261,6 @@ static void count_decision(struct rl_worker *w, struct rl_request *rq, int from_
     }
 }
 
-/* FNV-1a, 64 bits: the (client, rule) pair of a Redis key, for the
- * denial-episode table. */
-static uint64_t key_hash(const char *key)
-{
-    uint64_t h = UINT64_C(14695981039346656037);
-
-    for (; *key != '\0'; key++)
-        h = (h ^ (unsigned char)*key) * UINT64_C(1099511628211);
-    return h;
-}
-
 /* How the log names the client of rule i: the address for an ip rule;
  * for a header or variable (maybe a credential) only the first 8 hex
  * digits of its hash, from the key's hash tag, never the value. */
@@ -303,10 +293,12 @@ static void log_denial(struct rl_worker *w, struct rl_request *rq, int from_cach
 
         if (!r->applied || r->allowed || rule->shadow)
             continue;
-        start = w->metrics != NULL
-                    ? rq->keyp[i] != NULL &&
-                          metrics_episode(w->metrics, key_hash(rq->keyp[i]), now_s, now_s + ttl)
-                    : !from_cache;
+        if (w->metrics == NULL) /* per worker: its denial cache answers the rest */
+            start = !from_cache;
+        else
+            start = rq->keyp[i] != NULL &&
+                    metrics_episode(w->metrics, fnv1a(FNV1A_INIT, rq->keyp[i], strlen(rq->keyp[i])),
+                                    now_s, now_s + ttl);
         rl_log(start ? RL_LOG_WARN : RL_LOG_INFO,
                "denied client %s: rule %s (%lld per %lld ms) ttl %llds",
                client_name(rq, i, name, sizeof(name)), rule->name, rule->limit, rule->window_ms,

@@ -36,6 +36,11 @@ int sha1_hex(const void *p, size_t n, char out[RL_SHA1_HEX_LEN + 1]);
 
 /* Monotonic clock in milliseconds. */
 long long now_ms(void);
+
+/* 64-bit FNV-1a: h (FNV1A_INIT to start) folded with p[0..n). Not for
+ * anything an attacker must not collide on purpose. */
+#define FNV1A_INIT UINT64_C(14695981039346656037)
+uint64_t fnv1a(uint64_t h, const void *p, size_t n);
 /* The same clock in microseconds (durations for the metrics). */
 long long now_us(void);
 
