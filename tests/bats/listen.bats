@@ -106,11 +106,14 @@ ok_request() {
     listen_start "unix:$T/l.sock" --workers 2
     wait_workers 2
     FCGI_SOCK="$T/l.sock"
-    fcgi_req SCRIPT_FILENAME="$FIXTURES/cgi/sleep1.cgi" CONTENT_LENGTH=0 </dev/null >"$T/inflight.out" &
+    fcgi_req SCRIPT_FILENAME="$FIXTURES/cgi/gate.sh" HTTP_X_GATE="$T/gate" CONTENT_LENGTH=0 \
+        </dev/null >"$T/inflight.out" &
     req=$!
-    # wait until a worker runs the script (a child of a worker)
+    # wait until a worker runs the script (a child of a worker); the
+    # script answers only once the gate is open, after the signal
     wait_child "$(workers | paste -sd,)"
     kill -TERM "$LPID"
+    touch "$T/gate"
     rc=0
     wait "$req" || rc=$?
     [ "$rc" -eq 0 ]

@@ -256,10 +256,11 @@ stop_in_flight() {
     worker_start "$T/w.sock"
     run fcgi_req SCRIPT_FILENAME="$CGI/ok.cgi" </dev/null
     assert_output --partial "ok 127.0.0.1"
-    fcgi_req SCRIPT_FILENAME="$CGI/sleep1.cgi" </dev/null >"$T/inflight.out" &
+    fcgi_req SCRIPT_FILENAME="$CGI/gate.sh" HTTP_X_GATE="$T/gate" </dev/null >"$T/inflight.out" &
     req=$!
     wait_child "$W_PID"
     kill "-$1" "$W_PID"
+    touch "$T/gate"
     wait_exit "$req"
     assert_equal "$RC" 0
     run cat "$T/inflight.out"
@@ -294,7 +295,9 @@ stop_in_flight() {
     local req next
     redis_start
     worker_start "$T/w.sock"
-    fcgi_req SCRIPT_FILENAME="$CGI/sleep1.cgi" </dev/null >"$T/inflight.out" &
+    # The in-flight script answers only when the test opens its gate, so
+    # a slow machine cannot finish it before the next connection queues.
+    fcgi_req SCRIPT_FILENAME="$CGI/gate.sh" HTTP_X_GATE="$T/gate" </dev/null >"$T/inflight.out" &
     req=$!
     wait_child "$W_PID"
     # The next request's connection and head wait in the socket's backlog
@@ -303,6 +306,7 @@ stop_in_flight() {
     next=$!
     wait_queued "$T/w.sock"
     kill -TERM "$W_PID"
+    touch "$T/gate"
     wait_exit "$req"
     assert_equal "$RC" 0
     run cat "$T/inflight.out"
@@ -347,11 +351,12 @@ stop_in_flight() {
     local pid envs
     redis_start
     mapfile -t envs < <(rl_env)
-    env -i PATH="$PATH" "${CGI_BASE[@]}" "${envs[@]}" RATELIMIT_BACKEND="$CGI/sleep1.cgi" \
-        ${TEST_PREFIX:-} "$RL_BIN" </dev/null >"$T/cgi.out" 2>>"$T/stderr" &
+    env -i PATH="$PATH" "${CGI_BASE[@]}" "${envs[@]}" RATELIMIT_BACKEND="$CGI/gate.sh" \
+        HTTP_X_GATE="$T/gate" ${TEST_PREFIX:-} "$RL_BIN" </dev/null >"$T/cgi.out" 2>>"$T/stderr" &
     pid=$!
     wait_child "$pid"
     kill -TERM "$pid"
+    touch "$T/gate"
     wait_exit "$pid"
     assert_equal "$RC" 0
     run cat "$T/cgi.out"
