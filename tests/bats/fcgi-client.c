@@ -13,9 +13,9 @@
  * mod_authnz_fcgi does). -c BYTES: hang up after BYTES of answer (a client
  * that goes away). -b: hang up once stdin is sent, without the end-of-body
  * record (a web server whose client broke off an upload). -s BYTES: send
- * only the first BYTES of the request's head, then wait (up to 60 s) for
- * the app to close the connection: exit 0 when it did, 5 when not (a peer
- * that stalls). -m: send a malformed params record (name and value lengths
+ * only the first BYTES of the request's head, print "stalled", then wait
+ * (up to 60 s) for the app to close the connection: exit 0 when it did, 5
+ * when not (a peer that stalls). -m: send a malformed params record (name and value lengths
  * of 2^31-1, whose sum overflows libfcgi's int: CVE-2025-23016) instead of
  * the params. -z: send the whole request, then read nothing for 60 s (a
  * peer that stops reading the answer); exit 0. -k N: N requests without a
@@ -240,6 +240,8 @@ static int stall(int fd, size_t n)
         n = olen;
     if (n > 0 && write(fd, obuf, n) != (ssize_t)n)
         die("write");
+    printf("stalled\n");
+    fflush(stdout);
     for (;;) {
         int r = poll(&p, 1, 60000);
 

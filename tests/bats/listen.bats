@@ -66,7 +66,8 @@ ok_request() {
     wait_workers 3
     victim=$(workers | head -n1)
     kill -9 "$victim"
-    # the supervisor notices and forks a replacement: three again, without it
+    # the supervisor reaps it and forks a replacement: three again, without it
+    wait_gone "$victim"
     wait_workers 3
     run workers
     refute_line "$victim"

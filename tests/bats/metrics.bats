@@ -160,7 +160,7 @@ requests() {
 }
 
 @test "metrics: relay outcomes: script status classes, our 404, a timeout and its kill" {
-    export RATELIMIT_BACKEND_TIMEOUT=1s RATELIMIT_LIMIT=100
+    export RATELIMIT_BACKEND_TIMEOUT=3s RATELIMIT_LIMIT=100
     unset RATELIMIT_BACKEND
     run cgi_run SCRIPT_FILENAME="$FIXTURES/cgi/status.sh" </dev/null
     assert_equal "$(status_of)" 418

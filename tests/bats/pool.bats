@@ -21,13 +21,23 @@ teardown() {
 
 # stallers SOCKET N BYTES: N clients that send BYTES of their request's
 # head and then nothing; their PIDs in STALLERS, their exit codes (0: the
-# filter hung up on them) in $T/stall.N.
+# filter hung up on them) in $T/stall.N. Returns once all N are connected
+# and have sent their bytes (so the real requests come after them).
 stallers() {
     local i
     for ((i = 0; i < $2; i++)); do
-        (FCGI_SOCK="$1" fcgi_req -s "$3" </dev/null; echo $? >"$T/stall.$3.$i") &
+        (FCGI_SOCK="$1" fcgi_req -s "$3" </dev/null >"$T/stalled.$3.$i"
+            echo $? >"$T/stall.$3.$i") &
         STALLERS+=($!)
     done
+    retry 600 0.05 stalled "$3" "$2" && return 0
+    echo "only $(cat "$T"/stalled."$3".* | grep -c stalled) of $2 stallers connected" >&2
+    return 1
+}
+
+# stalled BYTES N: N stallers of BYTES have sent their bytes.
+stalled() {
+    [ "$(cat "$T"/stalled."$1".* 2>/dev/null | grep -c '^stalled$')" -ge "$2" ]
 }
 
 # authz SOCKET: one Authorizer request, bounded by timeout; its answer in
@@ -41,7 +51,6 @@ authz() {
     listen_start "unix:$T/p.sock" --workers 2
     stallers "$T/p.sock" 10 0
     stallers "$T/p.sock" 10 12
-    sleep 0.5
     for i in 1 2 3 4 5; do
         authz "$T/p.sock"
         assert_success
@@ -59,7 +68,6 @@ authz() {
     port=$(free_port)
     listen_start "127.0.0.1:$port" --workers 2
     stallers "127.0.0.1:$port" 20 0
-    sleep 0.5
     for i in 1 2 3; do
         authz "127.0.0.1:$port"
         assert_success
@@ -119,7 +127,6 @@ authz() {
     # On a unix socket libfcgi was only ever held by a head begun and not
     # finished (a silent connection it gave up on); on TCP by silence too.
     stallers "$FCGI_SOCK" 5 12
-    sleep 1
     authz "$FCGI_SOCK"
     assert_success
     assert_equal "$(status_of)" 200
@@ -155,7 +162,8 @@ authz() {
     # in write() until the deadline breaks it.
     (fcgi_req -z SCRIPT_FILENAME="$FIXTURES/cgi/big.sh" QUERY_STRING=50 </dev/null >/dev/null) &
     STALLERS+=($!)
-    sleep 0.5
+    # big.sh runs: the worker is busy with the deaf peer
+    wait_child "$w"
     authz "$FCGI_SOCK"
     assert_success
     assert_equal "$(status_of)" 200
@@ -175,7 +183,6 @@ authz() {
     # worker: 12 bytes of a head (a kept connection's next request,
     # begun and stalled) and a silent one, then a real request.
     stallers "$FCGI_SOCK" 1 12
-    sleep 0.5
     authz "$FCGI_SOCK"
     assert_success
     assert_equal "$(status_of)" 200

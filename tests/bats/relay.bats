@@ -159,7 +159,7 @@ post_cgi() {
 }
 
 @test "timeout: a hung script is killed at the deadline (504) with its whole group" {
-    export RATELIMIT_BACKEND="$CGI/hang.sh" RATELIMIT_BACKEND_TIMEOUT=1
+    export RATELIMIT_BACKEND="$CGI/hang.sh" RATELIMIT_BACKEND_TIMEOUT=3
     run cgi_run "HANG_PIDFILE=$T/hang.pids" </dev/null
     assert_equal "$(status_of)" 504
     [ -n "$(json_field message)" ]
@@ -172,7 +172,7 @@ post_cgi() {
 }
 
 @test "timeout after the headers were sent ends the answer without a second header block" {
-    export RATELIMIT_BACKEND="$CGI/hang.sh" RATELIMIT_BACKEND_TIMEOUT=1
+    export RATELIMIT_BACKEND="$CGI/hang.sh" RATELIMIT_BACKEND_TIMEOUT=3
     fcgi_start 1
     run fcgi_req QUERY_STRING=headers </dev/null
     assert_equal "$(status_of)" 200
@@ -271,12 +271,13 @@ post_cgi() {
     export RATELIMIT_BACKEND="$CGI/linger.sh"
     fcgi_start 1
     pid=$(fcgi_pids | head -n1)
-    run fcgi_req "LINGER_MARK=$T/linger.done" </dev/null
+    run fcgi_req "LINGER_MARK=$T/linger.done" "LINGER_GATE=$T/linger.gate" </dev/null
     assert_equal "$(status_of)" 200
     assert_equal "$(body_of)" answered
-    # The answer came while the script still ran.
+    # The answer came while the script still ran (it waits for the gate).
     [ ! -e "$T/linger.done" ]
-    retry 100 0.1 test -e "$T/linger.done"
+    touch "$T/linger.gate"
+    retry 400 0.1 test -e "$T/linger.done"
     wait_childless "$pid"
 }
 

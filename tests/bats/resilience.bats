@@ -71,7 +71,7 @@ addr_re() {
     export REDIS_REQUIREPASS="pw-$RANDOM-$RANDOM-secret"
     redis_start
     export RATELIMIT_REDIS_PASSWORD="$REDIS_REQUIREPASS"
-    export RATELIMIT_REDIS_TIMEOUT_MS=300 RATELIMIT_FAIL=closed RATELIMIT_LIMIT=5 RATELIMIT_LOG=debug
+    export RATELIMIT_REDIS_TIMEOUT_MS=1000 RATELIMIT_FAIL=closed RATELIMIT_LIMIT=5 RATELIMIT_LOG=debug
     export RATELIMIT_BACKEND="$CGI/ok.cgi"
     fcgi_start 1
     pid=$(fcgi_pids)
@@ -122,7 +122,7 @@ addr_re() {
 @test "stalled Redis, fail open: the script runs, unlimited and without headers, until Redis answers" {
     local i ok=
     redis_start
-    export RATELIMIT_REDIS_TIMEOUT_MS=300 RATELIMIT_FAIL=open RATELIMIT_LIMIT=3
+    export RATELIMIT_REDIS_TIMEOUT_MS=1000 RATELIMIT_FAIL=open RATELIMIT_LIMIT=3
     export RATELIMIT_BACKEND="$CGI/ok.cgi"
     fcgi_start 1
     run fcgi_req </dev/null

@@ -80,7 +80,7 @@ rules_req() {
     output=$o5
     assert_equal "$(status_of)" 429
     ttl=$(json_field ttl)
-    [ "$ttl" -ge $((50 * TS)) ]
+    [ "$ttl" -ge $((40 * TS)) ]
     [ "$ttl" -le $((60 * TS)) ]
     assert_equal "$(header_of Retry-After)" "$ttl"
     assert_equal "$(json_field policy)" hourly
