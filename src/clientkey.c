@@ -9,9 +9,10 @@
  * no address ("unknown", "_hidden"): stepping over it would hand the count
  * (and RATELIMIT_ALLOW) to an entry the client wrote itself.
  *
- * Keys are PREFIX NAME ":" sha256(KIND "\0" VALUE) in hex: the identity is
- * hashed incrementally (no copy, no heap of ours whatever its size), and the
- * KIND tag keeps an "ip" identity from ever meeting a header value.
+ * Keys are PREFIX NAME ":{" sha256(KIND "\0" VALUE) in hex "}" (a Redis
+ * Cluster hash tag): the identity is hashed incrementally (no copy, no heap
+ * of ours whatever its size), and the KIND tag keeps an "ip" identity from
+ * ever meeting a header value.
  */
 #include "clientkey.h"
 
