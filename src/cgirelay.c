@@ -138,16 +138,20 @@ static int child_wait_until(struct relay *r, long long until, int reap)
 }
 
 /* SIGTERM the group, give it RELAY_GRACE_MS, SIGKILL what is left (also
- * children that outlived the script), then reap. */
+ * children that outlived the script), then reap. A kill is counted when
+ * our signal ended the script, not when it had already exited (its output
+ * closes a moment before it can be seen to have exited). */
 static void child_terminate(struct relay *r)
 {
     if (r->pid <= 0 || r->reaped)
         return;
-    metrics_count(r->req->out->metrics, METRICS_SCRIPT_KILLS);
     child_kill(r->pid, SIGTERM);
     (void)child_wait_until(r, now_ms() + RELAY_GRACE_MS, 0);
     child_kill(r->pid, SIGKILL);
     child_reap(r);
+    if (WIFSIGNALED(r->wstatus) &&
+        (WTERMSIG(r->wstatus) == SIGTERM || WTERMSIG(r->wstatus) == SIGKILL))
+        metrics_count(r->req->out->metrics, METRICS_SCRIPT_KILLS);
 }
 
 /* ------------------------------------------------------------ cleanup */

@@ -520,8 +520,8 @@ static int check_split(struct redisconn *rc, const struct rl_config *cfg, struct
         ok = 1;
     if (!ok) {
         /* RATELIMIT_FAIL decides, as for one script. */
-        if (err != NULL)
-            err->kind = err->kind == RL_E_CONFIG ? RL_E_CONFIG : RL_E_REDIS;
+        if (err != NULL && err->kind != RL_E_CONFIG && err->kind != RL_E_PROTO)
+            err->kind = RL_E_REDIS;
         decision_init(out, cfg);
         return RL_ERR;
     }
@@ -596,11 +596,10 @@ int limiter_check(struct redisconn *rc, const struct rl_config *cfg, const char 
     reply = eval_once(rc, cfg, keys, &ck, err);
     if (reply == NULL)
         return RL_ERR;
+    /* A reply we cannot trust is Redis failing us: RL_E_PROTO, and the
+     * caller applies RATELIMIT_FAIL as for any other failure. */
     ret = limiter_decode(reply, cfg, applied, out, err);
     freeReplyObject(reply);
-    /* A reply we cannot trust is Redis failing us: RATELIMIT_FAIL. */
-    if (ret != RL_OK && err != NULL)
-        err->kind = RL_E_REDIS;
     return ret;
 }
 

@@ -39,8 +39,10 @@ const char *limiter_pick_script(const struct rl_config *cfg, const char *const *
 /*
  * Check the rules of cfg for keys[i] (NULL for a rule that does not apply)
  * in one EVALSHA through rc. Fills *out and returns RL_OK; RL_ERR with
- * *err (kind RL_E_REDIS) when Redis cannot answer, so the caller applies
- * RATELIMIT_FAIL. When no rule applies, answers "allowed" without Redis.
+ * *err when Redis cannot answer (kind RL_E_REDIS, or RL_E_CONFIG for a
+ * refused AUTH or a missing right) or answered what the limiter cannot read
+ * (RL_E_PROTO); for every kind the caller applies RATELIMIT_FAIL. When no
+ * rule applies, answers "allowed" without Redis.
  */
 int limiter_check(struct redisconn *rc, const struct rl_config *cfg, const char *const *keys,
                   struct rl_decision *out, struct rl_err *err);

@@ -138,10 +138,14 @@ static int sample(struct buf *out, const char *name, const char *suffix, const c
     return rc ? RL_ERR : RL_OK;
 }
 
+/* Room for a copy of a row's name and its NUL. */
+#define ROW_NAME_SIZE (sizeof(((struct metrics_row *)0)->name) + 1)
+
 /* The name of row i, or NULL when it is not (validly) named: the
- * overflow row's is fixed, the others' are checked again, so a damaged
- * file never yields a malformed or duplicate label. */
-static const char *row_label(const struct metrics_shm *shm, int i, char name[METRICS_NAME_MAX + 1])
+ * overflow row's is fixed; the others' are copied out of the shared file
+ * first and then checked, so a process writing the file meanwhile can
+ * never slip a malformed label past the check. */
+static const char *row_label(const struct metrics_shm *shm, int i, char name[ROW_NAME_SIZE])
 {
     const struct metrics_row *r = &shm->row[i];
     size_t len;
@@ -154,36 +158,49 @@ static const char *row_label(const struct metrics_shm *shm, int i, char name[MET
     }
     if (atomic_load_explicit(&r->state, memory_order_acquire) != METRICS_ROW_READY)
         return NULL;
-    len = strnlen(r->name, sizeof(r->name));
-    if (!metrics_name_ok(r->name, len))
-        return NULL;
-    memcpy(name, r->name, len);
-    name[len] = '\0';
-    return name;
+    memcpy(name, r->name, ROW_NAME_SIZE - 1);
+    name[ROW_NAME_SIZE - 1] = '\0';
+    len = strnlen(name, ROW_NAME_SIZE - 1);
+    return metrics_name_ok(name, len) ? name : NULL;
+}
+
+/* The labels of every row (NULL: not shown), read once for both families.
+ * A name already taken by an earlier row (only a damaged file has one) is
+ * not shown again: a duplicate series makes Prometheus drop the scrape. */
+static void row_labels(const struct metrics_shm *shm, char names[][ROW_NAME_SIZE], const char **lab)
+{
+    int i, j;
+
+    for (i = 0; i <= METRICS_RULE_OTHER; i++) {
+        lab[i] = row_label(shm, i, names[i]);
+        for (j = 0; lab[i] != NULL && j < i; j++) {
+            if (lab[j] != NULL && strcmp(lab[j], lab[i]) == 0)
+                lab[i] = NULL;
+        }
+    }
 }
 
 static int render_rules(struct buf *out, const struct metrics_shm *shm)
 {
-    char nbuf[METRICS_NAME_MAX + 1];
-    const char *name;
+    char names[METRICS_RULE_OTHER + 1][ROW_NAME_SIZE];
+    const char *lab[METRICS_RULE_OTHER + 1];
     int i, d, rc;
 
+    row_labels(shm, names, lab);
     rc = head(out, P "requests_total", "counter",
               "Requests checked against a rule, by its decision: would_deny is over the limit "
               "but let through (dry run or shadow rule); denied_cache was denied by the "
               "worker's cache of recent denials.");
     for (i = 0; i <= METRICS_RULE_OTHER; i++) {
-        if ((name = row_label(shm, i, nbuf)) == NULL)
-            continue;
-        for (d = 0; d < METRICS_DECISIONS; d++)
-            rc |= sample(out, P "requests_total", "", "rule", name, "decision", decision_name[d],
+        for (d = 0; lab[i] != NULL && d < METRICS_DECISIONS; d++)
+            rc |= sample(out, P "requests_total", "", "rule", lab[i], "decision", decision_name[d],
                          load(&shm->row[i].count[d]));
     }
     rc |= head(out, P "near_limit_total", "counter",
                "Requests that left a rule at or past its near-limit share of the quota.");
     for (i = 0; i <= METRICS_RULE_OTHER; i++) {
-        if ((name = row_label(shm, i, nbuf)) != NULL)
-            rc |= sample(out, P "near_limit_total", "", "rule", name, NULL, NULL,
+        if (lab[i] != NULL)
+            rc |= sample(out, P "near_limit_total", "", "rule", lab[i], NULL, NULL,
                          load(&shm->row[i].near_limit));
     }
     return rc;

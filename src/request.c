@@ -122,15 +122,30 @@ static int is_path(char *const *params, const char *path)
     return strcmp(pi != NULL ? pi : "", path + k) == 0;
 }
 
+/* 1 when the peer may read the metrics: REMOTE_ADDR is in
+ * RATELIMIT_METRICS_ALLOW, and is not a trusted proxy passing on someone
+ * else's request (X-Forwarded-For): a reverse proxy on loopback would
+ * otherwise hand the counters to every client it forwards. */
+static int metrics_peer_ok(const struct rl_request *rq, const char *peer)
+{
+    struct rl_addr addr;
+
+    if (peer == NULL || cidr_parse_addr(peer, strlen(peer), &addr) != RL_OK ||
+        !cidr_list_match(&rq->cfg->metrics_allow, &addr))
+        return 0;
+    return env_get(rq->params, "HTTP_X_FORWARDED_FOR") == NULL ||
+           !cidr_list_match(&rq->cfg->trusted_proxies, &addr);
+}
+
 /* RATELIMIT_METRICS_PATH: the host's counters in Prometheus' text format,
  * to clients in RATELIMIT_METRICS_ALLOW, judged by REMOTE_ADDR (the peer
- * itself: a forwarded address can be anybody's); 403 to others. Never
- * counted, never limited, never relayed. Not in the Authorizer role: the
- * web server would drop the text and serve the URL itself, unlimited. */
+ * itself: a forwarded address can be anybody's); 403 to others and to a
+ * trusted proxy forwarding a request. Never counted, never limited, never
+ * relayed. Not in the Authorizer role: the web server would drop the text
+ * and serve the URL itself, unlimited. */
 static enum rl_step metrics_or_reply(struct rl_worker *w, struct rl_request *rq)
 {
     const char *peer;
-    struct rl_addr addr;
     struct buf b;
 
     if (rq->cfg->metrics_path == NULL || rq->authorizer ||
@@ -138,9 +153,10 @@ static enum rl_step metrics_or_reply(struct rl_worker *w, struct rl_request *rq)
         return RL_GO_ON;
     rq->out.metrics = NULL;
     peer = env_get(rq->params, "REMOTE_ADDR");
-    if (peer == NULL || cidr_parse_addr(peer, strlen(peer), &addr) != RL_OK ||
-        !cidr_list_match(&rq->cfg->metrics_allow, &addr)) {
-        rl_log(RL_LOG_INFO, "metrics: client %s is not in RATELIMIT_METRICS_ALLOW",
+    if (!metrics_peer_ok(rq, peer)) {
+        rl_log(RL_LOG_INFO,
+               "metrics: client %s is not in RATELIMIT_METRICS_ALLOW, or is a trusted "
+               "proxy forwarding a request (X-Forwarded-For)",
                peer != NULL ? peer : "(no REMOTE_ADDR)");
         (void)response_error(&rq->out, 403, "forbidden", 0, NULL);
         return RL_ANSWERED;

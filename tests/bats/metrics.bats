@@ -167,6 +167,11 @@ requests() {
     run cgi_run SCRIPT_FILENAME="$FIXTURES/cgi/ok.cgi" </dev/null
     run cgi_run SCRIPT_FILENAME="$T/nope.cgi" </dev/null
     assert_equal "$(status_of)" 404
+    # scripts that exit without an answer: our 502, and no kill counted
+    run cgi_run SCRIPT_FILENAME="$FIXTURES/cgi/silent.sh" </dev/null
+    assert_equal "$(status_of)" 502
+    assert_equal "$(metric fcgi_ratelimit_script_kills_total)" 0
+    assert_equal "$(metric 'fcgi_ratelimit_error_responses_total{status="502"}')" 1
     run cgi_run SCRIPT_FILENAME="$FIXTURES/cgi/hang.sh" </dev/null
     assert_equal "$(status_of)" 504
     assert_equal "$(metric 'fcgi_ratelimit_script_responses_total{class="4xx"}')" 1
@@ -185,7 +190,7 @@ requests() {
     assert_equal "$(metric fcgi_ratelimit_script_kills_total)" 2
 }
 
-@test "metrics: RATELIMIT_METRICS_PATH serves the text to loopback only, never counted or limited" {
+@test "metrics: RATELIMIT_METRICS_PATH serves the text to loopback only (not what a trusted proxy forwards), never counted or limited" {
     command -v promtool >/dev/null || skip "promtool is not installed (Debian: prometheus)"
     export RATELIMIT_METRICS_PATH=/fcgi-ratelimit/metrics RATELIMIT_LIMIT=1
     run cgi_run REQUEST_URI=/app </dev/null
@@ -202,6 +207,14 @@ requests() {
     assert_equal "$(status_of)" 403
     run cgi_run REQUEST_URI=/fcgi-ratelimit/metrics HTTP_X_FORWARDED_FOR=127.0.0.1 REMOTE_ADDR=192.0.2.1 </dev/null
     assert_equal "$(status_of)" 403
+    # a reverse proxy on loopback, trusted: what it forwards is refused,
+    # its own requests (no X-Forwarded-For) are served
+    export RATELIMIT_TRUSTED_PROXIES=127.0.0.1/32
+    run cgi_run REQUEST_URI=/fcgi-ratelimit/metrics HTTP_X_FORWARDED_FOR=198.51.100.7 </dev/null
+    assert_equal "$(status_of)" 403
+    run cgi_run REQUEST_URI=/fcgi-ratelimit/metrics </dev/null
+    assert_equal "$(status_of)" 200
+    unset RATELIMIT_TRUSTED_PROXIES
     export RATELIMIT_METRICS_ALLOW=192.0.2.0/24
     run cgi_run REQUEST_URI=/fcgi-ratelimit/metrics REMOTE_ADDR=192.0.2.1 </dev/null
     assert_equal "$(status_of)" 200

@@ -626,6 +626,33 @@ static void test_text(void)
     metrics_close(m);
 }
 
+/* A file written by someone else (a script of the same user): a second row
+ * named like the first, and a name without its NUL. Neither reaches the
+ * text: a duplicate series would make Prometheus drop the whole scrape. */
+static void test_damaged_rows(void)
+{
+    struct rl_err err = {0};
+    struct metrics *m = open_rw("damaged");
+    const char *text;
+    int r;
+
+    if (m == NULL)
+        return;
+    r = metrics_rule(m, "api", &err);
+    metrics_decision(m, r, METRICS_ALLOWED);
+    memcpy(m->shm->row[r + 1].name, "api", 4);
+    atomic_store(&m->shm->row[r + 1].state, METRICS_ROW_READY);
+    memset(m->shm->row[r + 2].name, 'x', sizeof(m->shm->row[r + 2].name));
+    atomic_store(&m->shm->row[r + 2].state, METRICS_ROW_READY);
+    text = render(m);
+    test_cond("a duplicate name is shown once",
+              text && lines_starting(text, "fcgi_ratelimit_requests_total{rule=\"api\",") == 4 &&
+                  has_line(text, "fcgi_ratelimit_requests_total{rule=\"api\","
+                                 "decision=\"allowed\"} 1"));
+    test_cond("a name without its NUL is not shown", text && !contains(text, "xxxxxxxx"));
+    metrics_close(m);
+}
+
 /* promtool check metrics on the text, read from its stdin. */
 static void test_promtool(void)
 {
@@ -666,6 +693,7 @@ int main(void)
     test_half_named();
     test_text();
     test_promtool();
+    test_damaged_rows();
     clean_dir();
     rmdir(dir);
     render(NULL); /* frees the render buffer */
