@@ -148,6 +148,7 @@ static void fastcgi_serve(struct rl_app *app, FCGX_Request *r, int body_whole)
     request_init_fastcgi(&rq, r);
     request_handle(&app->w, &rq);
     request_reset(&rq);
+    worker_request_done(&app->w);
     /* Detached, libfcgi closes without lingering (see fcgx_drain); a kept
      * connection is not closed at all. */
     if (body_whole && !r->keepConnection && fcgx_drain(r->in))
@@ -223,6 +224,7 @@ static int cgi_once(struct rl_app *app)
     request_init_cgi(&rq, environ);
     request_handle(&app->w, &rq);
     request_reset(&rq);
+    worker_request_done(&app->w);
     deadline_disarm();
     return 0;
 }
@@ -309,7 +311,7 @@ static int cmd_metrics(struct rl_app *app)
     struct metrics *m;
     struct rl_err err;
     struct buf b;
-    int rc = 0;
+    int rc;
 
     if (path == NULL || path[0] == '\0')
         path = METRICS_FILE_DEFAULT;
@@ -318,8 +320,12 @@ static int cmd_metrics(struct rl_app *app)
         return 1;
     }
     buf_init(&b, 1024 * 1024);
-    if (metrics_render(m, &b) != RL_OK || fwrite(b.ptr, 1, b.len, stdout) != b.len ||
-        fflush(stdout) != 0) {
+    rc = metrics_render(m, &b) != RL_OK;
+    if (rc == 0 && metrics_lost(m)) {
+        /* by someone while we read it: what we have is not the host's */
+        fprintf(stderr, "fcgi-ratelimit: metrics file %s: truncated while read: no counts\n", path);
+        rc = 1;
+    } else if (rc != 0 || fwrite(b.ptr, 1, b.len, stdout) != b.len || fflush(stdout) != 0) {
         fprintf(stderr, "fcgi-ratelimit: --metrics: cannot write the text\n");
         rc = 1;
     }

@@ -128,6 +128,85 @@ static int create_file(const char *path, int replace, struct rl_err *err)
     return publish(tmp, path, replace, err);
 }
 
+/* ------------------------------------------------------------ truncation */
+
+/*
+ * The file is our uid's, so a script of that uid can truncate it; every
+ * page of a mapping past a file's end then faults with SIGBUS at its next
+ * access, which would kill each process at its next add. So one mapping
+ * (bus.addr, bus.len: the one opened last) is guarded: on a fault inside
+ * it, on_sigbus() maps zeroed private memory over all of it and returns,
+ * and the access is done again there. A SIGBUS anywhere else goes to the
+ * disposition that was there before ours (bus.prev).
+ */
+static struct {
+    void *addr; /* the guarded mapping; NULL: none */
+    size_t len;
+    int installed; /* on_sigbus is SIGBUS's handler, bus.prev the one before */
+    struct sigaction prev;
+} bus;
+static volatile sig_atomic_t bus_lost; /* the guarded mapping is private now */
+
+/* The SIGBUS handler: only async-signal-safe calls (mmap is a system
+ * call), errno kept. A fault (si_code > 0) inside the guarded mapping:
+ * private memory there, bus_lost set. Otherwise the previous disposition
+ * is put back: a fault then happens again under it as we return, and a
+ * SIGBUS sent by a process is raised again (delivered as we return). */
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+    uintptr_t a = (uintptr_t)si->si_addr, start = (uintptr_t)bus.addr;
+    int e = errno;
+
+    (void)ctx;
+    if (start != 0 && si->si_code > 0 && a >= start && a - start < bus.len &&
+        mmap(bus.addr, bus.len, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1,
+             0) != MAP_FAILED) {
+        bus_lost = 1;
+    } else {
+        (void)sigaction(SIGBUS, &bus.prev, NULL);
+        if (si->si_code <= 0)
+            (void)raise(sig);
+    }
+    errno = e;
+}
+
+/* Guard shm (see above), installing on_sigbus once. Unguarded, should
+ * sigaction fail: the file then works as before, with the risk. */
+static void bus_guard(struct metrics_shm *shm)
+{
+    struct sigaction sa;
+
+    bus.addr = shm;
+    bus.len = sizeof(*shm);
+    bus_lost = 0;
+    atomic_signal_fence(memory_order_seq_cst); /* set before any access can fault */
+    if (bus.installed)
+        return;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_sigbus;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_SIGINFO;
+    bus.installed = sigaction(SIGBUS, &sa, &bus.prev) == 0;
+}
+
+/* shm is unmapped: guard nothing, and give SIGBUS back to the
+ * disposition found before ours. */
+static void bus_unguard(const struct metrics_shm *shm)
+{
+    if (bus.addr != shm)
+        return;
+    bus.addr = NULL;
+    bus_lost = 0;
+    if (bus.installed)
+        (void)sigaction(SIGBUS, &bus.prev, NULL);
+    bus.installed = 0;
+}
+
+int metrics_lost(const struct metrics *m)
+{
+    return m != NULL && bus.addr == m->shm && bus_lost;
+}
+
 /* ------------------------------------------------------------ opening */
 
 static int open_error(const char *path, int e, struct rl_err *err)
@@ -273,6 +352,7 @@ struct metrics *metrics_open(const char *path, int flags, struct rl_err *err)
     m = xcalloc(1, sizeof(*m));
     m->shm = shm;
     m->readonly = ro;
+    bus_guard(shm);
     return m;
 }
 
@@ -280,6 +360,7 @@ void metrics_close(struct metrics *m)
 {
     if (m == NULL)
         return;
+    bus_unguard(m->shm);
     munmap(m->shm, sizeof(*m->shm));
     free(m);
 }
@@ -343,10 +424,11 @@ static void row_name(struct metrics_row *r, const char *name, size_t len)
     atomic_store_explicit(&r->state, METRICS_ROW_READY, memory_order_release);
 }
 
-/* One row of the scan: 1 the name is (now) here, 0 another name is, -1 it
- * stayed half-named too long. A name is only ever claimed at a row once
- * every row before it was seen named otherwise, so it is never twice. */
-static int row_try(struct metrics_row *r, const char *name, size_t len, uint64_t me)
+/* One row of the scan: 1 the name is (now) here, 0 another name is (or
+ * the row is free and we may not claim it), -1 it stayed half-named too
+ * long. A name is only ever claimed at a row once every row before it
+ * was seen named otherwise, so it is never twice. */
+static int row_try(struct metrics_row *r, const char *name, size_t len, uint64_t me, int may_claim)
 {
     uint64_t s = atomic_load_explicit(&r->state, memory_order_acquire), was;
 
@@ -354,6 +436,8 @@ static int row_try(struct metrics_row *r, const char *name, size_t len, uint64_t
         if (s == METRICS_ROW_READY)
             return row_is(r, name, len);
         if (s == METRICS_ROW_FREE) {
+            if (!may_claim)
+                return 0;
             if (atomic_compare_exchange_strong_explicit(&r->state, &s, me, memory_order_acq_rel,
                                                         memory_order_acquire)) {
                 row_name(r, name, len);
@@ -369,7 +453,9 @@ static int row_try(struct metrics_row *r, const char *name, size_t len, uint64_t
     }
 }
 
-int metrics_rule(struct metrics *m, const char *name, struct rl_err *err)
+/* metrics_rule() and metrics_rule_request(): a new name may take a row
+ * below claim_end only; a known one is found in any row. */
+static int rule_row(struct metrics *m, const char *name, int claim_end, struct rl_err *err)
 {
     size_t len = name ? strnlen(name, METRICS_NAME_MAX + 1) : 0;
     uint64_t me = METRICS_ROW_CLAIM(getpid());
@@ -383,7 +469,7 @@ int metrics_rule(struct metrics *m, const char *name, struct rl_err *err)
         return METRICS_RULE_OTHER;
     }
     for (i = 0; i < METRICS_RULES; i++) {
-        r = row_try(&m->shm->row[i], name, len, me);
+        r = row_try(&m->shm->row[i], name, len, me, i < claim_end);
         if (r == 1)
             return i;
         if (r < 0) {
@@ -395,9 +481,25 @@ int metrics_rule(struct metrics *m, const char *name, struct rl_err *err)
             return METRICS_RULE_OTHER;
         }
     }
-    rl_err_set(err, RL_E_IO, "metrics: all %d rule rows are taken: rule %s counted as %s",
-               METRICS_RULES, name, METRICS_OTHER_NAME);
+    if (claim_end < METRICS_RULES)
+        rl_err_set(err, RL_E_IO,
+                   "metrics: the %d rule rows open to names from requests are taken: rule %s "
+                   "counted as %s",
+                   claim_end, name, METRICS_OTHER_NAME);
+    else
+        rl_err_set(err, RL_E_IO, "metrics: all %d rule rows are taken: rule %s counted as %s",
+                   METRICS_RULES, name, METRICS_OTHER_NAME);
     return METRICS_RULE_OTHER;
+}
+
+int metrics_rule(struct metrics *m, const char *name, struct rl_err *err)
+{
+    return rule_row(m, name, METRICS_RULES, err);
+}
+
+int metrics_rule_request(struct metrics *m, const char *name, struct rl_err *err)
+{
+    return rule_row(m, name, METRICS_RULES - METRICS_RULES_OWN, err);
 }
 
 /* ------------------------------------------------------------ counting */

@@ -22,7 +22,17 @@
  * rule index + decision. When the registry is full, or a name is not
  * [A-Za-z0-9_.-]{1,64}, counts go to an overflow row rendered as
  * rule="(other)", a value no rule name can take. No label ever holds a
- * client identity: labels are rule names and fixed words.
+ * client identity: labels are rule names and fixed words. A request may
+ * name rules of its own (per-request RATELIMIT_NAME or RATELIMIT_RULES),
+ * so such names (metrics_rule_request) cannot take the last
+ * METRICS_RULES_OWN rows: requests cannot fill the registry for the
+ * configured rules of processes started later.
+ *
+ * The file is the uid's, so a script of that uid can truncate it: the
+ * mapping's pages then fault (SIGBUS) at their next access. metrics_open
+ * installs a SIGBUS handler that maps zeroed private memory over the
+ * mapping instead; the process counts on privately, and metrics_lost()
+ * says so.
  */
 #ifndef RL_METRICS_H
 #define RL_METRICS_H
@@ -35,6 +45,8 @@
 /* Rows in the rule registry; one more row counts the overflow. */
 #define METRICS_RULES 128
 #define METRICS_RULE_OTHER METRICS_RULES
+/* The last rows: only for names from a process's own configuration. */
+#define METRICS_RULES_OWN 32
 /* The longest rule name, as in the configuration (RL_NAME_MAX). */
 #define METRICS_NAME_MAX 64
 
@@ -100,6 +112,12 @@ struct metrics;
  * replace a file of an older layout). Call once per process, before
  * serving; a forked child inherits the mapping.
  *
+ * Installs a SIGBUS handler (sigaction; the disposition found is kept
+ * for faults at other addresses, and restored by metrics_close) that
+ * guards the mapping against the file being truncated: see
+ * metrics_lost(). One mapping per process is guarded, the one opened
+ * last.
+ *
  * Creation is race-free among any number of processes starting at once:
  * the file is built and initialised under a temporary name in the same
  * directory (mode 0600) and published with link(), which fails if
@@ -119,8 +137,17 @@ struct metrics;
  */
 struct metrics *metrics_open(const char *path, int flags, struct rl_err *err);
 
-/* Unmap and free. m may be NULL. Cost: munmap. */
+/* Unmap and free. m may be NULL. Cost: munmap (and sigaction). */
 void metrics_close(struct metrics *m);
+
+/*
+ * 1 when the file was truncated under m (by anyone of our uid) and m's
+ * mapping was replaced by zeroed private memory: the counts since are
+ * this process's only (and gone when it exits), and a rendering is not
+ * the host's. 0 otherwise, or m NULL. One load of a flag: for the end of
+ * a request or a rendering, not for each add.
+ */
+int metrics_lost(const struct metrics *m);
 
 /*
  * The row of rule name, claiming a free row when the name has none yet:
@@ -135,8 +162,16 @@ void metrics_close(struct metrics *m);
  * is not [A-Za-z0-9_.-]{1,64}, the registry is full, the wait ran out,
  * or m is NULL/read-only (then err is left alone): counting at the
  * overflow row is still correct, the caller logs err once.
+ *
+ * For the rules of the process's own configuration (registered when it
+ * opens the file), which may take any row.
  */
 int metrics_rule(struct metrics *m, const char *name, struct rl_err *err);
+
+/* metrics_rule() for a name first seen on the request path (a request's
+ * override may choose it): finds the name in any row, but claims only a
+ * row below METRICS_RULES - METRICS_RULES_OWN, else METRICS_RULE_OTHER. */
+int metrics_rule_request(struct metrics *m, const char *name, struct rl_err *err);
 
 /*
  * The request path: each is at most one relaxed atomic add (or store),

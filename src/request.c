@@ -142,7 +142,8 @@ static int metrics_peer_ok(const struct rl_request *rq, const char *peer)
  * itself: a forwarded address can be anybody's); 403 to others and to a
  * trusted proxy forwarding a request. Never counted, never limited, never
  * relayed. Not in the Authorizer role: the web server would drop the text
- * and serve the URL itself, unlimited. */
+ * and serve the URL itself, unlimited. 503 without metrics, or once the
+ * file was truncated (metrics_lost). */
 static enum rl_step metrics_or_reply(struct rl_worker *w, struct rl_request *rq)
 {
     const char *peer;
@@ -171,6 +172,11 @@ static enum rl_step metrics_or_reply(struct rl_worker *w, struct rl_request *rq)
     if (metrics_render(w->metrics, &b) != RL_OK) {
         rl_log(RL_LOG_ERROR, "metrics: the text is larger than %d bytes", METRICS_TEXT_MAX);
         (void)response_error(&rq->out, 500, "metrics unavailable", 0, NULL);
+    } else if (metrics_lost(w->metrics)) {
+        /* before or while rendering: the text is this process's only */
+        rl_log(RL_LOG_WARN, "metrics: %s asked, but the counter file was truncated",
+               rq->cfg->metrics_path);
+        (void)response_error(&rq->out, 503, "metrics unavailable", 0, NULL);
     } else {
         (void)response_text(&rq->out, 200, "text/plain; version=0.0.4; charset=utf-8", b.ptr,
                             b.len);

@@ -23,25 +23,10 @@ void worker_init(struct rl_worker *w, char **env, const char *argv1)
     w->self_path[n > 0 ? n : 0] = '\0';
 }
 
-void worker_open_metrics(struct rl_worker *w)
-{
-    const struct rl_config *cfg;
-    struct rl_err err;
-
-    if (w->metrics != NULL || w->cc == NULL)
-        return;
-    cfg = config_cache_base(w->cc);
-    w->metrics = metrics_open(cfg->metrics_file, 0, &err);
-    if (w->metrics == NULL)
-        rl_log(RL_LOG_WARN, "metrics off: %s", err.msg);
-    redisconn_set_metrics(w->rc, w->metrics);
-    /* The process's own rules take their rows now, off the request path;
-     * only a request's override that names another rule takes one later. */
-    for (size_t i = 0; w->metrics != NULL && i < cfg->nrules; i++)
-        (void)worker_metric_row(w, cfg->rules[i].name);
-}
-
-int worker_metric_row(struct rl_worker *w, const char *name)
+/* The row of name: cached, else registered by reg (metrics_rule or
+ * metrics_rule_request) and cached, (other) with a warn line included. */
+static int metric_row(struct rl_worker *w, const char *name,
+                      int (*reg)(struct metrics *, const char *, struct rl_err *))
 {
     struct rl_err err;
     size_t i;
@@ -55,12 +40,48 @@ int worker_metric_row(struct rl_worker *w, const char *name)
     }
     if (w->nmrows == METRICS_RULES)
         return METRICS_RULE_OTHER; /* as many names as the file has rows */
-    row = metrics_rule(w->metrics, name, &err);
+    row = reg(w->metrics, name, &err);
     if (row == METRICS_RULE_OTHER)
         rl_log(RL_LOG_WARN, "metrics: rule %s counted as (other): %s", name, err.msg);
     (void)snprintf(w->mrows[w->nmrows].name, sizeof(w->mrows[0].name), "%s", name);
     w->mrows[w->nmrows++].row = row;
     return row;
+}
+
+void worker_open_metrics(struct rl_worker *w)
+{
+    const struct rl_config *cfg;
+    struct rl_err err;
+
+    if (w->metrics != NULL || w->cc == NULL)
+        return;
+    cfg = config_cache_base(w->cc);
+    w->metrics = metrics_open(cfg->metrics_file, 0, &err);
+    if (w->metrics == NULL)
+        rl_log(RL_LOG_WARN, "metrics off: %s", err.msg);
+    redisconn_set_metrics(w->rc, w->metrics);
+    /* The process's own rules take their rows now, off the request path,
+     * and may take the rows kept for them; only a request's override
+     * that names another rule takes one later, never one of those. */
+    for (size_t i = 0; w->metrics != NULL && i < cfg->nrules; i++)
+        (void)metric_row(w, cfg->rules[i].name, metrics_rule);
+}
+
+int worker_metric_row(struct rl_worker *w, const char *name)
+{
+    return metric_row(w, name, metrics_rule_request);
+}
+
+void worker_request_done(struct rl_worker *w)
+{
+    if (w->metrics_lost_said || !metrics_lost(w->metrics))
+        return;
+    w->metrics_lost_said = 1;
+    rl_log(RL_LOG_WARN,
+           "metrics: counter file %s was truncated by someone: this process counts privately "
+           "now and serves no counts; counts restart when the processes restart (remove the "
+           "file first: an empty one is refused)",
+           config_cache_base(w->cc)->metrics_file);
 }
 
 void worker_reset(struct rl_worker *w)
@@ -79,6 +100,7 @@ void worker_free(struct rl_worker *w)
     metrics_close(w->metrics);
     w->metrics = NULL;
     w->nmrows = 0;
+    w->metrics_lost_said = 0;
     w->rc = NULL;
     w->cc = NULL;
 }

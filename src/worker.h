@@ -39,6 +39,7 @@ struct rl_worker {
         int row;
     } mrows[METRICS_RULES];
     size_t nmrows;
+    int metrics_lost_said; /* metrics_lost() was logged */
 };
 
 /* Set w up from the environment env (borrowed: the configuration copies
@@ -53,8 +54,15 @@ void worker_init(struct rl_worker *w, char **env, const char *argv1);
  * squat: the admin should know). */
 void worker_open_metrics(struct rl_worker *w);
 
-/* The counter row of rule name (metrics_rule, cached per name). */
+/* The counter row of rule name, for the request path: cached per name;
+ * a name not in the configuration w opened the file with is registered
+ * with metrics_rule_request (it may be a request's choice). */
 int worker_metric_row(struct rl_worker *w, const char *name);
+
+/* After each request, its log sink gone (request_reset): what is too
+ * rare to check per counter add. A counter file found truncated
+ * (metrics_lost) is said once per process, at warn. */
+void worker_request_done(struct rl_worker *w);
 
 /* Forget every cached thing (denials, paths, spawn actions). */
 void worker_reset(struct rl_worker *w);

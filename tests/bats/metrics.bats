@@ -2,7 +2,9 @@
 # metrics.bats - the host's counters (RATELIMIT_METRICS_FILE): what each
 # request adds, --metrics and RATELIMIT_METRICS_PATH in Prometheus' text
 # format (checked by promtool), exact counts under lighttpd and Apache with
-# a worker killed on the way, and the one warn line per denial episode.
+# a worker killed on the way, the one warn line per denial episode, a
+# counter file truncated under a worker (no SIGBUS death), and the rows
+# kept for configured rules against names chosen by requests.
 
 load lib/load
 
@@ -250,6 +252,60 @@ requests() {
     run fcgi_req REMOTE_ADDR=192.0.2.6
     run fcgi_req REMOTE_ADDR=192.0.2.6
     assert_equal "$(log_count 'warn: denied client 192.0.2.6' "$T/fcgi-stderr" "$T/fcgi.log")" 1
+}
+
+@test "metrics: the counter file truncated under a worker: it answers on, counting privately, and says so once" {
+    export RATELIMIT_METRICS_PATH=/fcgi-ratelimit/metrics
+    worker_start "$T/w.sock"
+    run fcgi_req </dev/null
+    assert_equal "$(status_of)" 200
+    assert_equal "$(requests default allowed)" 1
+    # what any script of our uid may do to the file
+    truncate -s0 "$RATELIMIT_METRICS_FILE"
+    for i in 2 3; do
+        run fcgi_req </dev/null
+        assert_equal "$(status_of)" 200
+    done
+    run fcgi_req </dev/null
+    assert_equal "$(status_of)" 429
+    # the same worker answered all: no SIGBUS at its next add
+    kill -0 "$W_PID"
+    assert_equal "$(fcgi_pids)" "$W_PID"
+    # its counts are its own now: not served as the host's
+    run fcgi_req REQUEST_URI=/fcgi-ratelimit/metrics </dev/null
+    assert_equal "$(status_of)" 503
+    run fcgi_req </dev/null
+    assert_equal "$(status_of)" 429
+    # one warn line, in the process's own log, however many requests followed
+    assert_equal "$(log_count 'warn: metrics: counter file .* was truncated by someone' "$T/worker.log")" 1
+    assert_equal "$(log_count 'truncated by someone' "$T/worker.log" "$T/fcgi-stderr")" 1
+    # --metrics refuses the empty file with a message (no SIGBUS), and
+    # the file is left as it is
+    run env -i RATELIMIT_METRICS_FILE="$RATELIMIT_METRICS_FILE" "$RL_BIN" --metrics
+    assert_equal "$status" 1
+    assert_output --partial "$RATELIMIT_METRICS_FILE: not an fcgi-ratelimit metrics file"
+    assert_equal "$(stat -c %s "$RATELIMIT_METRICS_FILE")" 0
+}
+
+@test "metrics: rule names chosen by requests leave the last 32 rows to configured rules" {
+    export RATELIMIT_LIMIT=1000
+    fcgi_start 1
+    # per-request RATELIMIT_NAME: 130 names, more than the 128 rows
+    for i in $(seq 130); do
+        fcgi_req -a RATELIMIT_NAME="req$i" </dev/null >/dev/null
+    done
+    # requests' names take rows 1..95 only (row 0: the worker's own
+    # "default"); the rest count as (other), with a warning each
+    assert_equal "$(requests req95 allowed)" 1
+    assert_equal "$(requests req96 allowed)" 0
+    assert_equal "$(requests '(other)' allowed)" 35
+    grep -q 'rule req96 counted as (other): metrics: the 96 rule rows open to names from requests are taken' "$T/fcgi-stderr"
+    # a process started later still registers its own rule
+    export RATELIMIT_NAME=mine
+    run cgi_run </dev/null
+    assert_equal "$(status_of)" 200
+    assert_equal "$(requests mine allowed)" 1
+    assert_equal "$(requests '(other)' allowed)" 35
 }
 
 @test "metrics: --metrics without a counter file says so and fails" {

@@ -7,8 +7,11 @@
  * and adding concurrently give exact totals; forked processes registering
  * overlapping rule names get each name once; a full registry and bad
  * names count under "(other)"; a row left half-named by a dead process is
- * taken back; the rendered text's shape, and `promtool check metrics` on
- * it (Debian: prometheus; skipped with a message when absent).
+ * taken back; names from requests leave the last rows to configured
+ * names; a file truncated under its mappings (SIGBUS: private memory
+ * instead; any other SIGBUS reaches the handler found before); the
+ * rendered text's shape, and `promtool check metrics` on it (Debian:
+ * prometheus; skipped with a message when absent).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -18,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -476,6 +481,36 @@ static void test_registry_limits(void)
                metrics_rule(NULL, "a", &err) == METRICS_RULE_OTHER));
 }
 
+static void test_registry_reserved(void)
+{
+    struct rl_err err = {0};
+    struct metrics *m = open_rw("reserved");
+    int open_rows = METRICS_RULES - METRICS_RULES_OWN, k, ok = 1;
+    char name[16];
+
+    if (m == NULL)
+        return;
+    for (k = 0; k < 100; k++) {
+        snprintf(name, sizeof(name), "q%03d", k);
+        ok &= metrics_rule_request(m, name, &err) == (k < open_rows ? k : METRICS_RULE_OTHER);
+    }
+    test_cond("names from requests take rows 0..95, then count as (other)",
+              ok && contains(err.msg, "the 96 rule rows open to names from requests are taken"));
+    test_cond("a configured name still gets a row of its own",
+              metrics_rule(m, "own", &err) == open_rows);
+    test_cond("which a request naming it finds", metrics_rule_request(m, "own", &err) == open_rows);
+    test_cond("a request's name seen before still finds its row",
+              metrics_rule_request(m, "q005", &err) == 5);
+    for (k = 1, ok = 1; k < METRICS_RULES_OWN; k++) {
+        snprintf(name, sizeof(name), "own%02d", k);
+        ok &= metrics_rule(m, name, &err) == open_rows + k;
+    }
+    test_cond("configured names fill the kept rows, then count as (other)",
+              ok && metrics_rule(m, "own-last", &err) == METRICS_RULE_OTHER &&
+                  contains(err.msg, "all 128 rule rows are taken"));
+    metrics_close(m);
+}
+
 static void test_half_named(void)
 {
     struct rl_err err = {0};
@@ -498,6 +533,112 @@ static void test_half_named(void)
                   contains(err.msg, "half-registered"));
     test_cond("names before it are still found", metrics_rule(m, "late", &err) == 0);
     metrics_close(m);
+}
+
+/* ------------------------------------------------------------ truncation */
+
+/* The handler a process had before metrics_open: a SIGBUS that is not
+ * the guarded mapping's must reach it. */
+static void on_bus_before(int sig)
+{
+    (void)sig;
+    _exit(5);
+}
+
+/* The exit status of a forked child that has on_bus_before for SIGBUS,
+ * then runs fn. */
+static int in_child(void (*fn)(void))
+{
+    struct sigaction sa;
+    pid_t pid = fork();
+    int status = -1;
+
+    if (pid == 0) {
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_bus_before;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGBUS, &sa, NULL) != 0)
+            _exit(3);
+        fn();
+        _exit(0);
+    }
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* A SIGBUS outside the guarded mapping: another truncated file's. */
+static void fault_elsewhere(void)
+{
+    struct metrics *m = metrics_open(at("guarded"), 0, NULL);
+    int fd = open(at("plain"), O_RDWR | O_CREAT, 0600);
+    volatile char *p;
+
+    if (m == NULL || fd < 0 || ftruncate(fd, 4096) != 0)
+        _exit(3);
+    p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED || ftruncate(fd, 0) != 0)
+        _exit(3);
+    p[0] = 1;
+    _exit(4);
+}
+
+/* A SIGBUS sent by a process. */
+static void sigbus_sent(void)
+{
+    struct metrics *m = metrics_open(at("guarded"), 0, NULL);
+
+    if (m == NULL)
+        _exit(3);
+    kill(getpid(), SIGBUS);
+    _exit(4);
+}
+
+static void test_truncated(void)
+{
+    struct rl_err err = {0};
+    struct metrics *m, *ro;
+    struct sigaction before, now;
+    struct stat st;
+    char *text;
+    int r;
+
+    sigaction(SIGBUS, NULL, &before); /* SIG_DFL, or a sanitizer's */
+    m = open_rw("trunc");
+    if (m == NULL)
+        return;
+    r = metrics_rule(m, "before", &err);
+    metrics_decision(m, r, METRICS_ALLOWED);
+    test_cond("not lost while the file is whole", !metrics_lost(m) && !metrics_lost(NULL));
+    ro = metrics_open(at("trunc"), METRICS_READONLY, &err);
+    test_cond("opened read-only", ro != NULL);
+    test_cond("truncated to 0 bytes", truncate(at("trunc"), 0) == 0);
+    text = render(ro);
+    test_cond("rendering the read-only mapping (guarded: the one opened last) survives",
+              text && metrics_lost(ro) && !metrics_lost(m));
+    metrics_close(ro);
+    test_cond("closing it gives SIGBUS back to what was there before",
+              sigaction(SIGBUS, NULL, &now) == 0 && now.sa_handler == before.sa_handler);
+    metrics_close(m);
+
+    m = open_rw("trunc2");
+    if (m == NULL)
+        return;
+    test_cond("truncated to 0 bytes", truncate(at("trunc2"), 0) == 0);
+    r = metrics_rule(m, "after", &err);
+    metrics_decision(m, r, METRICS_DENIED);
+    metrics_count(m, METRICS_FAIL_OPEN);
+    text = render(m);
+    test_cond("adds go on, into private memory",
+              metrics_lost(m) && r == 0 && text &&
+                  has_line(text, "fcgi_ratelimit_requests_total{rule=\"after\","
+                                 "decision=\"denied\"} 1") &&
+                  has_line(text, "fcgi_ratelimit_fail_answers_total{mode=\"open\"} 1"));
+    test_cond("the file is left as it was, empty", stat(at("trunc2"), &st) == 0 && st.st_size == 0);
+    metrics_close(m);
+
+    test_cond("a SIGBUS at another address goes to the handler found before",
+              in_child(fault_elsewhere) == 5);
+    test_cond("so does a SIGBUS sent by a process", in_child(sigbus_sent) == 5);
 }
 
 /* ------------------------------------------------------------ text */
@@ -690,7 +831,10 @@ int main(void)
     clean_dir();
     test_concurrent_registry();
     test_registry_limits();
+    test_registry_reserved();
     test_half_named();
+    clean_dir();
+    test_truncated();
     test_text();
     test_promtool();
     test_damaged_rows();
