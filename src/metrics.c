@@ -245,12 +245,17 @@ static int check_owner(int fd, const char *path, int ro, struct stat *st, struct
     return OPEN_DONE;
 }
 
-/* Ours, of this layout, whole? OPEN_REPLACE: ours but of an older layout
- * version, and we may write. */
+/* Ours, of this layout, whole? OPEN_REPLACE, when we may write: ours but
+ * of an older layout version, or cut short (empty, or our header and the
+ * wrong size): we only ever publish whole files, so that is one truncated
+ * by someone of our uid, and replacing it is what brings the host's
+ * counts back for the processes started from then on. */
 static int check_header(int fd, const char *path, int ro, const struct stat *st, struct rl_err *err)
 {
     struct metrics_hdr h;
 
+    if (!ro && st->st_size == 0)
+        return OPEN_REPLACE;
     if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || h.magic != METRICS_MAGIC) {
         rl_err_set(err, RL_E_IO,
                    "metrics file %s: not an fcgi-ratelimit metrics file: refused, left alone",
@@ -270,6 +275,8 @@ static int check_header(int fd, const char *path, int ro, const struct stat *st,
     }
     if (h.rules != METRICS_RULES || h.size != sizeof(struct metrics_shm) ||
         st->st_size != (off_t)sizeof(struct metrics_shm)) {
+        if (!ro && st->st_size < (off_t)sizeof(struct metrics_shm))
+            return OPEN_REPLACE;
         rl_err_set(err, RL_E_IO, "metrics file %s: wrong size for layout version %u: refused", path,
                    METRICS_LAYOUT_VERSION);
         return OPEN_FAIL;
@@ -277,7 +284,8 @@ static int check_header(int fd, const char *path, int ro, const struct stat *st,
     return OPEN_DONE;
 }
 
-/* Replace a file of another layout version, if path still names it: under
+/* Replace a file of another layout version (or cut short), if path still
+ * names it: under
  * flock, so of several processes finding it at once only one replaces it
  * and the others then open the new one. The lock goes with the fd. */
 static int replace_file(int fd, const char *path, const struct stat *st, struct rl_err *err)

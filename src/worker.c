@@ -79,8 +79,8 @@ void worker_request_done(struct rl_worker *w)
     w->metrics_lost_said = 1;
     rl_log(RL_LOG_WARN,
            "metrics: counter file %s was truncated by someone: this process counts privately "
-           "now and serves no counts; counts restart when the processes restart (remove the "
-           "file first: an empty one is refused)",
+           "now and serves no counts; processes started from now on make a new file, whose "
+           "counts start again",
            config_cache_base(w->cc)->metrics_file);
 }
 

@@ -254,7 +254,7 @@ requests() {
     assert_equal "$(log_count 'warn: denied client 192.0.2.6' "$T/fcgi-stderr" "$T/fcgi.log")" 1
 }
 
-@test "metrics: the counter file truncated under a worker: it answers on, counting privately, and says so once" {
+@test "metrics: the counter file truncated under a worker: it answers on, counting privately, says so once; the next process makes a new file" {
     export RATELIMIT_METRICS_PATH=/fcgi-ratelimit/metrics
     worker_start "$T/w.sock"
     run fcgi_req </dev/null
@@ -285,6 +285,11 @@ requests() {
     assert_equal "$status" 1
     assert_output --partial "$RATELIMIT_METRICS_FILE: not an fcgi-ratelimit metrics file"
     assert_equal "$(stat -c %s "$RATELIMIT_METRICS_FILE")" 0
+    # the next process started replaces the truncated file: counts again
+    run cgi_run REMOTE_ADDR=192.0.2.9 </dev/null
+    assert_equal "$(status_of)" 200
+    [ "$(stat -c %s "$RATELIMIT_METRICS_FILE")" -gt 0 ]
+    assert_equal "$(requests default allowed)" 1
 }
 
 @test "metrics: rule names chosen by requests leave the last 32 rows to configured rules" {

@@ -217,6 +217,7 @@ static void test_refused(void)
     static char junk[sizeof(struct metrics_shm)];
     struct rl_err err = {0};
     struct metrics *m;
+    struct stat st;
     char first = 0;
     int fd;
 
@@ -233,16 +234,30 @@ static void test_refused(void)
     fd = open(at("junk"), O_RDONLY);
     test_cond("and left alone", fd >= 0 && read(fd, &first, 1) == 1 && first == 'x');
     close(fd);
-    test_cond("an empty file is refused",
+    test_cond("an empty file is refused read-only",
               write_file(at("empty"), "", 0, 0600) &&
-                  refused(at("empty"), 0, "not an fcgi-ratelimit metrics file"));
+                  refused(at("empty"), METRICS_READONLY, "not an fcgi-ratelimit metrics file"));
+    m = metrics_open(at("empty"), 0, &err);
+    test_cond("an empty file of ours (truncated) is replaced read-write",
+              m != NULL && stat(at("empty"), &st) == 0 &&
+                  st.st_size == (off_t)sizeof(struct metrics_shm));
+    metrics_close(m);
     test_cond("a group-writable file is refused",
               copy_file(at("m"), at("gw"), 0620) && refused(at("gw"), 0, "writable by group"));
     test_cond("a world-writable file is refused",
               copy_file(at("m"), at("ww"), 0602) && refused(at("ww"), 0, "writable by group"));
-    test_cond("a file of the wrong size is refused", copy_file(at("m"), at("big"), 0600) &&
-                                                         truncate(at("big"), 65536) == 0 &&
-                                                         refused(at("big"), 0, "wrong size"));
+    test_cond("a file cut short is refused read-only",
+              copy_file(at("m"), at("big"), 0600) &&
+                  truncate(at("big"), sizeof(struct metrics_shm) / 2) == 0 &&
+                  refused(at("big"), METRICS_READONLY, "wrong size"));
+    m = metrics_open(at("big"), 0, &err);
+    test_cond("and replaced read-write", m != NULL && stat(at("big"), &st) == 0 &&
+                                             st.st_size == (off_t)sizeof(struct metrics_shm));
+    metrics_close(m);
+    test_cond("a file too long is refused",
+              copy_file(at("m"), at("long"), 0600) &&
+                  truncate(at("long"), 2 * sizeof(struct metrics_shm)) == 0 &&
+                  refused(at("long"), 0, "wrong size"));
     if (geteuid() == 0) {
         test_cond("someone else's file is refused for writing",
                   copy_file(at("m"), at("theirs"), 0600) &&
