@@ -149,9 +149,12 @@ static volatile sig_atomic_t bus_lost; /* the guarded mapping is private now */
 
 /* The SIGBUS handler: only async-signal-safe calls (mmap is a system
  * call), errno kept. A fault (si_code > 0) inside the guarded mapping:
- * private memory there, bus_lost set. Otherwise the previous disposition
- * is put back: a fault then happens again under it as we return, and a
- * SIGBUS sent by a process is raised again (delivered as we return). */
+ * private memory there, bus_lost set. A SIGBUS sent by a process while
+ * the previous disposition ignored it: ignored, the guard kept.
+ * Otherwise the previous disposition is put back (and the guard is off
+ * until the next metrics_open): a fault then happens again under it as
+ * we return, and a SIGBUS sent by a process is raised again (delivered
+ * as we return). */
 static void on_sigbus(int sig, siginfo_t *si, void *ctx)
 {
     uintptr_t a = (uintptr_t)si->si_addr, start = (uintptr_t)bus.addr;
@@ -162,8 +165,10 @@ static void on_sigbus(int sig, siginfo_t *si, void *ctx)
         mmap(bus.addr, bus.len, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1,
              0) != MAP_FAILED) {
         bus_lost = 1;
-    } else {
+    } else if (si->si_code > 0 || (bus.prev.sa_flags & SA_SIGINFO) ||
+               bus.prev.sa_handler != SIG_IGN) {
         (void)sigaction(SIGBUS, &bus.prev, NULL);
+        bus.installed = 0;
         if (si->si_code <= 0)
             (void)raise(sig);
     }
@@ -245,16 +250,29 @@ static int check_owner(int fd, const char *path, int ro, struct stat *st, struct
     return OPEN_DONE;
 }
 
+/* 1 when the file is shorter than a header and holds nothing but the
+ * start of our magic (nothing at all, say): a file of ours cut short. */
+static int header_cut_short(int fd, const struct stat *st)
+{
+    static const uint64_t magic = METRICS_MAGIC;
+    struct metrics_hdr h;
+    size_t n = (size_t)st->st_size;
+
+    if (st->st_size >= (off_t)sizeof(h) || pread(fd, &h, n, 0) != (ssize_t)n)
+        return 0;
+    return memcmp(&h, &magic, n < sizeof(magic) ? n : sizeof(magic)) == 0;
+}
+
 /* Ours, of this layout, whole? OPEN_REPLACE, when we may write: ours but
- * of an older layout version, or cut short (empty, or our header and the
- * wrong size): we only ever publish whole files, so that is one truncated
- * by someone of our uid, and replacing it is what brings the host's
- * counts back for the processes started from then on. */
+ * of an older layout version, or cut short (empty, part of our header, or
+ * our header and too few bytes): we only ever publish whole files, so
+ * that is one truncated by someone of our uid, and replacing it brings
+ * the host's counts back for the processes that open it from then on. */
 static int check_header(int fd, const char *path, int ro, const struct stat *st, struct rl_err *err)
 {
     struct metrics_hdr h;
 
-    if (!ro && st->st_size == 0)
+    if (!ro && header_cut_short(fd, st))
         return OPEN_REPLACE;
     if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || h.magic != METRICS_MAGIC) {
         rl_err_set(err, RL_E_IO,

@@ -32,7 +32,8 @@
  * mapping's pages then fault (SIGBUS) at their next access. metrics_open
  * installs a SIGBUS handler that maps zeroed private memory over the
  * mapping instead; the process counts on privately, and metrics_lost()
- * says so.
+ * says so (the worker then closes and opens the file again, which
+ * replaces the truncated file: worker_request_done).
  */
 #ifndef RL_METRICS_H
 #define RL_METRICS_H
@@ -127,13 +128,15 @@ struct metrics;
  * regular file at path; a file not owned by the effective uid (with
  * METRICS_READONLY, root may read a file of another owner); a file
  * writable by group or others; a file without our magic (never touched:
- * it may be someone's data); a file of our magic and layout version of
- * the wrong size. All writers on a host must share one uid (or use one
+ * it may be someone's data); a file of our magic and layout version that
+ * is too long. All writers on a host must share one uid (or use one
  * path per uid). A file of another layout version is replaced when we
  * own it and may write (under flock, by rename() of a new file: the
  * counts restart, as after a reboot; processes of the old version keep
- * counting into the old, unlinked file until they exit); read-only, it
- * is refused with a message naming both versions.
+ * counting into the old, unlinked file until they exit); so is a file of
+ * ours cut short (empty, or only the start of one of ours: truncated,
+ * for we publish only whole files). Read-only, another layout version is
+ * refused with a message naming both versions, and a file cut short too.
  */
 struct metrics *metrics_open(const char *path, int flags, struct rl_err *err);
 

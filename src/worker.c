@@ -74,14 +74,16 @@ int worker_metric_row(struct rl_worker *w, const char *name)
 
 void worker_request_done(struct rl_worker *w)
 {
-    if (w->metrics_lost_said || !metrics_lost(w->metrics))
+    if (!metrics_lost(w->metrics))
         return;
-    w->metrics_lost_said = 1;
     rl_log(RL_LOG_WARN,
-           "metrics: counter file %s was truncated by someone: this process counts privately "
-           "now and serves no counts; processes started from now on make a new file, whose "
-           "counts start again",
+           "metrics: counter file %s was truncated by someone: its counts are lost; counting "
+           "again in a new file",
            config_cache_base(w->cc)->metrics_file);
+    metrics_close(w->metrics);
+    w->metrics = NULL;
+    w->nmrows = 0;
+    worker_open_metrics(w);
 }
 
 void worker_reset(struct rl_worker *w)
@@ -100,7 +102,6 @@ void worker_free(struct rl_worker *w)
     metrics_close(w->metrics);
     w->metrics = NULL;
     w->nmrows = 0;
-    w->metrics_lost_said = 0;
     w->rc = NULL;
     w->cc = NULL;
 }

@@ -39,7 +39,6 @@ struct rl_worker {
         int row;
     } mrows[METRICS_RULES];
     size_t nmrows;
-    int metrics_lost_said; /* metrics_lost() was logged */
 };
 
 /* Set w up from the environment env (borrowed: the configuration copies
@@ -61,7 +60,9 @@ int worker_metric_row(struct rl_worker *w, const char *name);
 
 /* After each request, its log sink gone (request_reset): what is too
  * rare to check per counter add. A counter file found truncated
- * (metrics_lost) is said once per process, at warn. */
+ * (metrics_lost: the request's counts went to private memory) is said at
+ * warn, and the file opened again: a new one replaces the truncated
+ * file, and the host's counts start again there. */
 void worker_request_done(struct rl_worker *w);
 
 /* Forget every cached thing (denials, paths, spawn actions). */

@@ -3,8 +3,8 @@
 # request adds, --metrics and RATELIMIT_METRICS_PATH in Prometheus' text
 # format (checked by promtool), exact counts under lighttpd and Apache with
 # a worker killed on the way, the one warn line per denial episode, a
-# counter file truncated under a worker (no SIGBUS death), and the rows
-# kept for configured rules against names chosen by requests.
+# counter file truncated under a worker (no SIGBUS death, a new file), and
+# the rows kept for configured rules against names chosen by requests.
 
 load lib/load
 
@@ -17,6 +17,7 @@ teardown() {
     apache_log_if_failed
     lighttpd_stop
     apache_stop
+    listen_stop
     engine_teardown
     kill_leftovers
 }
@@ -254,42 +255,70 @@ requests() {
     assert_equal "$(log_count 'warn: denied client 192.0.2.6' "$T/fcgi-stderr" "$T/fcgi.log")" 1
 }
 
-@test "metrics: the counter file truncated under a worker: it answers on, counting privately, says so once; the next process makes a new file" {
+@test "metrics: the counter file truncated under a worker: it answers on, says so once, and counts again in a new file" {
     export RATELIMIT_METRICS_PATH=/fcgi-ratelimit/metrics
     worker_start "$T/w.sock"
     run fcgi_req </dev/null
     assert_equal "$(status_of)" 200
     assert_equal "$(requests default allowed)" 1
-    # what any script of our uid may do to the file
+    # what any script of our uid may do to the file; root's --metrics
+    # refuses the empty file with a message (no SIGBUS) and leaves it
     truncate -s0 "$RATELIMIT_METRICS_FILE"
-    for i in 2 3; do
-        run fcgi_req </dev/null
-        assert_equal "$(status_of)" 200
-    done
-    run fcgi_req </dev/null
-    assert_equal "$(status_of)" 429
-    # the same worker answered all: no SIGBUS at its next add
-    kill -0 "$W_PID"
-    assert_equal "$(fcgi_pids)" "$W_PID"
-    # its counts are its own now: not served as the host's
-    run fcgi_req REQUEST_URI=/fcgi-ratelimit/metrics </dev/null
-    assert_equal "$(status_of)" 503
-    run fcgi_req </dev/null
-    assert_equal "$(status_of)" 429
-    # one warn line, in the process's own log, however many requests followed
-    assert_equal "$(log_count 'warn: metrics: counter file .* was truncated by someone' "$T/worker.log")" 1
-    assert_equal "$(log_count 'truncated by someone' "$T/worker.log" "$T/fcgi-stderr")" 1
-    # --metrics refuses the empty file with a message (no SIGBUS), and
-    # the file is left as it is
     run env -i RATELIMIT_METRICS_FILE="$RATELIMIT_METRICS_FILE" "$RL_BIN" --metrics
     assert_equal "$status" 1
     assert_output --partial "$RATELIMIT_METRICS_FILE: not an fcgi-ratelimit metrics file"
     assert_equal "$(stat -c %s "$RATELIMIT_METRICS_FILE")" 0
-    # the next process started replaces the truncated file: counts again
-    run cgi_run REMOTE_ADDR=192.0.2.9 </dev/null
+    # the next request's add faults: it goes on in private memory, and
+    # after the request the worker makes a new file and counts there
+    run fcgi_req </dev/null
     assert_equal "$(status_of)" 200
     [ "$(stat -c %s "$RATELIMIT_METRICS_FILE")" -gt 0 ]
+    run fcgi_req </dev/null
+    assert_equal "$(status_of)" 200
+    run fcgi_req </dev/null
+    assert_equal "$(status_of)" 429
+    # the same worker answered all: no SIGBUS death
+    kill -0 "$W_PID"
+    assert_equal "$(fcgi_pids)" "$W_PID"
+    # the new file holds what came after: one allowed, one denied
     assert_equal "$(requests default allowed)" 1
+    assert_equal "$(($(requests default denied) + $(requests default denied_cache)))" 1
+    run fcgi_req REQUEST_URI=/fcgi-ratelimit/metrics </dev/null
+    assert_equal "$(status_of)" 200
+    assert_output --partial 'fcgi_ratelimit_requests_total{rule="default",decision="allowed"} 1'
+    # one warn line, in the process's own log
+    assert_equal "$(log_count 'warn: metrics: counter file .* was truncated by someone' "$T/worker.log")" 1
+    assert_equal "$(log_count 'truncated by someone' "$T/worker.log" "$T/fcgi-stderr")" 1
+    # a file cut to a few bytes is replaced by the next process started
+    truncate -s5 "$RATELIMIT_METRICS_FILE"
+    run cgi_run REMOTE_ADDR=192.0.2.9 </dev/null
+    assert_equal "$(status_of)" 200
+    [ "$(stat -c %s "$RATELIMIT_METRICS_FILE")" -gt 5 ]
+    assert_equal "$(requests default allowed)" 1
+}
+
+@test "metrics: --listen: the counter file truncated under forked workers: none dies, and they count again in a new file" {
+    local w
+    export RATELIMIT_LIMIT=1000
+    listen_start "unix:$T/l.sock" --workers 2
+    wait_workers 2
+    w=$(workers | sort | paste -sd,)
+    FCGI_SOCK="$T/l.sock"
+    run fcgi_req </dev/null
+    assert_equal "$(status_of)" 200
+    truncate -s0 "$RATELIMIT_METRICS_FILE"
+    for i in $(seq 12); do
+        run fcgi_req </dev/null
+        assert_equal "$(status_of)" 200
+    done
+    # the same two workers served them all, none killed by SIGBUS
+    assert_equal "$(workers | sort | paste -sd,)" "$w"
+    refute grep -q "killed by signal" "$T/listen.log"
+    # a new file, counting (the request that found the file truncated is
+    # each worker's private count, lost)
+    [ "$(stat -c %s "$RATELIMIT_METRICS_FILE")" -gt 0 ]
+    [ "$(requests default allowed)" -ge 10 ]
+    [ "$(log_count 'truncated by someone' "$T/listen.log")" -ge 1 ]
 }
 
 @test "metrics: rule names chosen by requests leave the last 32 rows to configured rules" {

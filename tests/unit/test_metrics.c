@@ -242,6 +242,15 @@ static void test_refused(void)
               m != NULL && stat(at("empty"), &st) == 0 &&
                   st.st_size == (off_t)sizeof(struct metrics_shm));
     metrics_close(m);
+    m = NULL;
+    test_cond("so is one holding only the start of our magic",
+              copy_file(at("m"), at("short"), 0600) && truncate(at("short"), 5) == 0 &&
+                  (m = metrics_open(at("short"), 0, &err)) != NULL && stat(at("short"), &st) == 0 &&
+                  st.st_size == (off_t)sizeof(struct metrics_shm));
+    metrics_close(m);
+    test_cond("a short file of something else is refused",
+              write_file(at("short2"), "hello", 5, 0600) &&
+                  refused(at("short2"), 0, "not an fcgi-ratelimit metrics file"));
     test_cond("a group-writable file is refused",
               copy_file(at("m"), at("gw"), 0620) && refused(at("gw"), 0, "writable by group"));
     test_cond("a world-writable file is refused",
@@ -608,6 +617,23 @@ static void sigbus_sent(void)
     _exit(4);
 }
 
+/* A SIGBUS sent by a process while it was ignored before us: still
+ * ignored, and the guard still there for a truncation after it. */
+static void sigbus_ignored(void)
+{
+    struct metrics *m;
+
+    signal(SIGBUS, SIG_IGN);
+    m = metrics_open(at("ignored"), 0, NULL);
+    if (m == NULL)
+        _exit(3);
+    kill(getpid(), SIGBUS);
+    if (truncate(at("ignored"), 0) != 0)
+        _exit(3);
+    metrics_count(m, METRICS_FAIL_OPEN);
+    _exit(metrics_lost(m) ? 6 : 7);
+}
+
 static void test_truncated(void)
 {
     struct rl_err err = {0};
@@ -654,6 +680,8 @@ static void test_truncated(void)
     test_cond("a SIGBUS at another address goes to the handler found before",
               in_child(fault_elsewhere) == 5);
     test_cond("so does a SIGBUS sent by a process", in_child(sigbus_sent) == 5);
+    test_cond("one sent while ignored before us is ignored, and the guard stays",
+              in_child(sigbus_ignored) == 6);
 }
 
 /* ------------------------------------------------------------ text */
