@@ -165,8 +165,18 @@ window_cycle() {
 @test "buckets, token-bucket: BURST at once, then 429; TAT in the epoch's hash; recovers after ttl" {
     # Capacity 3, one token per 3 s: tau = 9 s, epochs of 9 s.
     export RATELIMIT_ALGORITHM=token-bucket RATELIMIT_LIMIT=1 RATELIMIT_WINDOW=$((3 * TS))s RATELIMIT_BURST=3
-    period_start $((9000 * TS))
-    limit_cycle 3 $((3 * TS))
+    # The five requests must come within one token's 3 s (else the fourth
+    # is admitted by right): on a machine too loaded, again, up to 3 times.
+    local t0 try
+    for try in 1 2 3; do
+        period_start $((9000 * TS))
+        t0=$(now_ms)
+        limit_send 3
+        [ $((SNAP_MS - t0)) -lt $((3000 * TS)) ] && break
+        echo "# the requests took $((SNAP_MS - t0)) ms, past a token's time (try $try)" >&3
+        rcli FLUSHALL >/dev/null
+    done
+    SENT=1 limit_cycle 3 $((3 * TS))
     [ "$(bucket_lines | wc -l)" -ge 1 ]
     assert_bucket "$(bucket_lines | tail -n1)" $((9000 * TS)) tat
     sleep_ms $((T_DENY + $(json_field ttl) * 1000 - $(now_ms)))
