@@ -250,29 +250,29 @@ static int check_owner(int fd, const char *path, int ro, struct stat *st, struct
     return OPEN_DONE;
 }
 
-/* 1 when the file is shorter than a header and holds nothing but the
- * start of our magic (nothing at all, say): a file of ours cut short. */
-static int header_cut_short(int fd, const struct stat *st)
+/* 1 when the file is shorter than a whole one and starts with our magic
+ * (or what is left of it; nothing at all, say): a file of ours cut short,
+ * for we only ever publish whole files. */
+static int cut_short(int fd, const struct stat *st)
 {
     static const uint64_t magic = METRICS_MAGIC;
-    struct metrics_hdr h;
-    size_t n = (size_t)st->st_size;
+    uint64_t got;
+    size_t n = st->st_size < (off_t)sizeof(got) ? (size_t)st->st_size : sizeof(got);
 
-    if (st->st_size >= (off_t)sizeof(h) || pread(fd, &h, n, 0) != (ssize_t)n)
+    if (st->st_size >= (off_t)sizeof(struct metrics_shm) || pread(fd, &got, n, 0) != (ssize_t)n)
         return 0;
-    return memcmp(&h, &magic, n < sizeof(magic) ? n : sizeof(magic)) == 0;
+    return memcmp(&got, &magic, n) == 0;
 }
 
 /* Ours, of this layout, whole? OPEN_REPLACE, when we may write: ours but
- * of an older layout version, or cut short (empty, part of our header, or
- * our header and too few bytes): we only ever publish whole files, so
- * that is one truncated by someone of our uid, and replacing it brings
- * the host's counts back for the processes that open it from then on. */
+ * of an older layout version, or cut short (truncated by someone of our
+ * uid): replacing it brings the host's counts back for the processes that
+ * open it from then on. */
 static int check_header(int fd, const char *path, int ro, const struct stat *st, struct rl_err *err)
 {
     struct metrics_hdr h;
 
-    if (!ro && header_cut_short(fd, st))
+    if (!ro && cut_short(fd, st))
         return OPEN_REPLACE;
     if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || h.magic != METRICS_MAGIC) {
         rl_err_set(err, RL_E_IO,
@@ -293,8 +293,6 @@ static int check_header(int fd, const char *path, int ro, const struct stat *st,
     }
     if (h.rules != METRICS_RULES || h.size != sizeof(struct metrics_shm) ||
         st->st_size != (off_t)sizeof(struct metrics_shm)) {
-        if (!ro && st->st_size < (off_t)sizeof(struct metrics_shm))
-            return OPEN_REPLACE;
         rl_err_set(err, RL_E_IO, "metrics file %s: wrong size for layout version %u: refused", path,
                    METRICS_LAYOUT_VERSION);
         return OPEN_FAIL;
@@ -303,9 +301,9 @@ static int check_header(int fd, const char *path, int ro, const struct stat *st,
 }
 
 /* Replace a file of another layout version (or cut short), if path still
- * names it: under
- * flock, so of several processes finding it at once only one replaces it
- * and the others then open the new one. The lock goes with the fd. */
+ * names it: under flock, so of several processes finding it at once only
+ * one replaces it and the others then open the new one. The lock goes
+ * with the fd. */
 static int replace_file(int fd, const char *path, const struct stat *st, struct rl_err *err)
 {
     struct stat now;
